@@ -1,0 +1,194 @@
+//! Builds a running server from a [`Config`]: sources, the chain, the engine, the listeners and
+//! the background reloads; and stops it.
+//!
+//! Shutdown is one [`CancellationToken`] and one [`TaskTracker`]: cancelling the token stops
+//! every listener from taking new work, and the tracker tells when the queries already taken
+//! have been answered.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::chain::{Chain, Source};
+use crate::config::Config;
+use crate::server::tcp::{self, TcpLimits};
+use crate::server::{udp, Engine};
+use crate::sources::forward::Forwarder;
+use crate::sources::hosts::Hosts;
+use crate::sources::zones::Zones;
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("{origin}: server.listen: cannot listen on {address}/{protocol}: {source}{hint}")]
+    Bind {
+        origin: String,
+        address: SocketAddr,
+        protocol: &'static str,
+        source: io::Error,
+        hint: &'static str,
+    },
+}
+
+/// A server that is answering queries.
+pub struct Running {
+    local_addrs: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Running {
+    /// The addresses served, with the ports actually bound (a configured port 0 is resolved),
+    /// in the order of `server.listen`. Each is served on UDP and TCP.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Stops taking queries and waits up to `deadline` for those in flight. Returns whether all
+    /// finished in time.
+    pub async fn shutdown(self, deadline: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Starts serving `config`. Must run inside a tokio runtime.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let hosts = {
+        let paths = config.files.paths.clone();
+        let ttl = config.files.ttl;
+        // Reading files is blocking I/O: keep it off the runtime's worker threads.
+        let loaded = tokio::task::spawn_blocking(move || Hosts::load(&paths, ttl)).await;
+        Arc::new(loaded.unwrap_or_else(|_| Hosts::load(&[], ttl)))
+    };
+    let sources: Vec<Arc<dyn Source>> = vec![
+        Arc::clone(&hosts) as Arc<dyn Source>,
+        Arc::new(Zones),
+        Arc::new(Forwarder::new(&config.forward)),
+    ];
+    let engine = Arc::new(Engine::new(Chain::new(&config.order, &sources)));
+
+    // Bind everything before serving anything, so a failure leaves nothing half-started.
+    let mut sockets = Vec::new();
+    for address in &config.server.listen {
+        sockets.push(bind_pair(*address, &config.origin)?);
+    }
+    let limits = TcpLimits {
+        idle_timeout: config.server.tcp_idle_timeout,
+        max_connections: config.server.tcp_max_connections,
+    };
+    let mut local_addrs = Vec::new();
+    for (udp_socket, tcp_listener, address) in sockets {
+        local_addrs.push(address);
+        tracker.spawn(udp::serve(
+            udp_socket,
+            Arc::clone(&engine),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        tracker.spawn(tcp::serve(
+            tcp_listener,
+            Arc::clone(&engine),
+            limits,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    tracker.spawn(poll_hosts(
+        hosts,
+        config.files.reload_interval,
+        shutdown.clone(),
+    ));
+
+    let order: Vec<String> = config.order.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        config = %config.origin,
+        listen = ?local_addrs,
+        order = ?order,
+        upstreams = ?config.forward.upstreams,
+        upstreams_from = ?config.forward.upstreams_from,
+        "hearth is serving"
+    );
+    Ok(Running {
+        local_addrs,
+        shutdown,
+        tracker,
+    })
+}
+
+/// Binds UDP and TCP on one address. With port 0 (tests), UDP picks the port and TCP takes the
+/// same one, so one address serves both; if TCP finds it taken, another port is tried.
+fn bind_pair(
+    address: SocketAddr,
+    origin: &str,
+) -> Result<(UdpSocket, TcpListener, SocketAddr), StartError> {
+    let error = |protocol, source: io::Error| StartError::Bind {
+        origin: origin.to_owned(),
+        address,
+        protocol,
+        hint: hint_for(&source, address),
+        source,
+    };
+    const ATTEMPTS: usize = 16;
+    for attempt in 1..=ATTEMPTS {
+        let udp_socket = udp::bind(address).map_err(|e| error("udp", e))?;
+        let bound = udp_socket.local_addr().map_err(|e| error("udp", e))?;
+        match tcp::bind(bound) {
+            Ok(listener) => return Ok((udp_socket, listener, bound)),
+            Err(e)
+                if address.port() == 0
+                    && e.kind() == io::ErrorKind::AddrInUse
+                    && attempt < ATTEMPTS =>
+            {
+                continue
+            }
+            Err(e) => return Err(error("tcp", e)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// What to do about a bind error, for the operator.
+fn hint_for(error: &io::Error, address: SocketAddr) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::PermissionDenied if address.port() < 1024 => {
+            "; ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: run \
+             `sudo setcap cap_net_bind_service=+ep $(command -v hearth)`, or listen on a port \
+             above 1023, e.g. --listen 127.0.0.1:5353"
+        }
+        io::ErrorKind::AddrInUse => {
+            "; another process holds this address (another DNS server such as systemd-resolved \
+             or dnsmasq?): `ss -lunp` shows which, or choose another with --listen"
+        }
+        io::ErrorKind::AddrNotAvailable => "; no interface of this host has that address",
+        _ => "",
+    }
+}
+
+/// Re-reads changed hosts files every `interval` until shutdown.
+async fn poll_hosts(hosts: Arc<Hosts>, interval: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    ticks.tick().await; // the first tick is immediate; the files were just read.
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticks.tick() => {
+                let hosts = Arc::clone(&hosts);
+                let _ = tokio::task::spawn_blocking(move || hosts.reload_changed()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The resolution chain: the [`Source`] contract, and the ordered, nsswitch-like walk over sources.
+//!
+//! ```text
+//!   Question ──► files ──► zones ──► dns ──► (ran out)
+//!                 │          │        │          │
+//!                 ▼          ▼        ▼          ▼
+//!              Outcome: SUCCESS | NOTFOUND | UNAVAIL | TRYAGAIN
+//!              action for that status: return (answer now) or continue (next source)
+//! ```
+//!
+//! The order and the actions come from `resolve.order` (or an nsswitch.conf `hosts:` line) and
+//! are decided here and nowhere else; sources never know what comes after them.
+
+pub mod order;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
+use thiserror::Error;
+
+pub use order::{Actions, OrderEntry, SourceKind};
+
+/// What a client asked, in the form sources need.
+#[derive(Clone, Debug)]
+pub struct Question {
+    /// The name exactly as the client wrote it. Answers are owned by this name, so the case the
+    /// client used comes back to it (RFC 4343 §4.1: case is preserved where possible).
+    pub name: Name,
+    /// The same name, lower-cased, for lookups: DNS names compare case-insensitively (RFC 4343).
+    pub lower_name: LowerName,
+    pub record_type: RecordType,
+    pub class: DNSClass,
+    /// The DO bit (RFC 3225): forwarded so the upstream can include DNSSEC records.
+    pub dnssec_ok: bool,
+    /// The CD bit (RFC 4035 §3.2.2): forwarded unchanged.
+    pub checking_disabled: bool,
+}
+
+impl Question {
+    pub fn new(name: Name, record_type: RecordType) -> Self {
+        Self {
+            lower_name: LowerName::new(&name),
+            name,
+            record_type,
+            class: DNSClass::IN,
+            dnssec_ok: false,
+            checking_disabled: false,
+        }
+    }
+}
+
+/// The nsswitch status of one source's attempt. The discriminants index [`Actions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The source answered: records, or an authoritative empty answer.
+    Success = 0,
+    /// The source looked and the name is not there.
+    NotFound = 1,
+    /// The source could not be consulted at all (a missing file, no upstream answering).
+    Unavail = 2,
+    /// A temporary failure (an upstream timed out); asking again later may work.
+    TryAgain = 3,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Success,
+        Status::NotFound,
+        Status::Unavail,
+        Status::TryAgain,
+    ];
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.to_string().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Success => "SUCCESS",
+            Self::NotFound => "NOTFOUND",
+            Self::Unavail => "UNAVAIL",
+            Self::TryAgain => "TRYAGAIN",
+        })
+    }
+}
+
+/// What the chain does after a status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Return,
+    Continue,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Return => "return",
+            Self::Continue => "continue",
+        })
+    }
+}
+
+/// The sections of a DNS answer and the flags that go with them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Answer {
+    /// NOERROR for data and NODATA; a source may also give NXDOMAIN as a final answer (an
+    /// authoritative zone does, for names inside it).
+    pub response_code: ResponseCode,
+    /// AA: set by sources that own the data (hosts files, zones), clear for forwarded answers.
+    pub authoritative: bool,
+    /// AD, as an upstream validator set it.
+    pub authentic_data: bool,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+}
+
+impl Answer {
+    /// An answer that ends the chain with SERVFAIL.
+    pub fn server_failure() -> Self {
+        Self {
+            response_code: ResponseCode::ServFail,
+            ..Self::default()
+        }
+    }
+}
+
+/// Why a source could not be consulted. Each ends, if the chain runs out after it, in the RCODE
+/// given by [`SourceError::response_code`].
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum SourceError {
+    #[error("hosts file not readable: {0}")]
+    FilesUnreadable(String),
+    #[error("upstream {upstream} did not answer within {timeout:?}")]
+    UpstreamTimeout {
+        upstream: SocketAddr,
+        timeout: std::time::Duration,
+    },
+    #[error("upstream {upstream} answered {response_code}")]
+    UpstreamResponse {
+        upstream: SocketAddr,
+        response_code: ResponseCode,
+    },
+    #[error("upstream {upstream} could not be asked: {reason}")]
+    UpstreamUnreachable {
+        upstream: SocketAddr,
+        reason: String,
+    },
+    #[error("no upstream is configured")]
+    NoUpstreams,
+}
+
+impl SourceError {
+    /// RFC 1035 §4.1.1: SERVFAIL, "the name server was unable to process this query due to a
+    /// problem with the name server".
+    pub fn response_code(&self) -> ResponseCode {
+        ResponseCode::ServFail
+    }
+}
+
+/// One source's reply to a question.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// SUCCESS: the answer to send, records or an authoritative empty answer (NODATA).
+    Success(Answer),
+    /// NOTFOUND: the name does not exist here. It may carry what the source has to say about
+    /// that (an upstream's CNAME chain and SOA), used if the chain ends on this status.
+    NotFound(Answer),
+    /// UNAVAIL: the source could not be consulted.
+    Unavail(SourceError),
+    /// TRYAGAIN: a temporary failure.
+    TryAgain(SourceError),
+}
+
+impl Outcome {
+    /// NOTFOUND with nothing more to say.
+    pub fn not_found() -> Self {
+        Self::NotFound(Answer {
+            response_code: ResponseCode::NXDomain,
+            ..Answer::default()
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            Self::Success(_) => Status::Success,
+            Self::NotFound(_) => Status::NotFound,
+            Self::Unavail(_) => Status::Unavail,
+            Self::TryAgain(_) => Status::TryAgain,
+        }
+    }
+
+    /// The answer sent when the chain stops on this outcome: SUCCESS as given, NOTFOUND as
+    /// NXDOMAIN with the source's SOA, UNAVAIL and TRYAGAIN as SERVFAIL.
+    pub fn into_answer(self) -> Answer {
+        match self {
+            Self::Success(answer) => answer,
+            Self::NotFound(mut answer) => {
+                answer.response_code = ResponseCode::NXDomain;
+                answer
+            }
+            Self::Unavail(error) | Self::TryAgain(error) => Answer {
+                response_code: error.response_code(),
+                ..Answer::default()
+            },
+        }
+    }
+}
+
+/// A place names can be looked up: hosts files, zones, upstream resolvers.
+///
+/// # Contract
+///
+/// - `lookup` answers one question with one of the four nsswitch statuses, and nothing else
+///   decides what happens next: the chain applies the operator's actions to the status.
+/// - **SUCCESS** means "this is the answer": records, or an empty NOERROR answer when the name
+///   is the source's but has no data of that type (NODATA). A source that owns a name must
+///   say SUCCESS for every type at that name, so the question never leaks past it.
+/// - **NOTFOUND** means "I looked, and this name is not mine". It must never mean "I did not
+///   look" or "I failed to look": those are UNAVAIL and TRYAGAIN, because a NOTFOUND can end
+///   the chain as an NXDOMAIN that resolvers cache (RFC 2308).
+/// - **UNAVAIL** means the source could not be consulted at all; **TRYAGAIN** that it failed
+///   for a reason that may pass. Both end as SERVFAIL if nothing after them answers.
+/// - `lookup` never panics on any question and is bounded in time: a source that waits on the
+///   network carries its own timeout.
+/// - Sources are shared between all queries (`Send + Sync`) and reload their own data; a
+///   lookup sees one version of that data, never half of a reload.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The source's name as it appears in the order and in logs.
+    fn kind(&self) -> SourceKind;
+
+    /// Answers `question`.
+    async fn lookup(&self, question: &Question) -> Outcome;
+}
+
+/// One link of the chain: a source and the actions after it.
+struct Link {
+    source: Arc<dyn Source>,
+    actions: Actions,
+}
+
+/// The sources in the operator's order.
+pub struct Chain {
+    links: Vec<Link>,
+}
+
+impl Chain {
+    /// Builds the chain from the order and the sources it names. Sources are looked up by kind,
+    /// so the order alone decides who is asked first.
+    pub fn new(order: &[OrderEntry], sources: &[Arc<dyn Source>]) -> Self {
+        let links = order
+            .iter()
+            .filter_map(|entry| {
+                let source = sources.iter().find(|s| s.kind() == entry.source)?;
+                Some(Link {
+                    source: Arc::clone(source),
+                    actions: entry.actions,
+                })
+            })
+            .collect();
+        Self { links }
+    }
+
+    /// Walks the chain for `question`.
+    ///
+    /// As glibc does, the status of the last source consulted decides the answer when the
+    /// chain runs out: SUCCESS answers, NOTFOUND is NXDOMAIN (with that source's SOA, if it
+    /// gave one), UNAVAIL and TRYAGAIN are SERVFAIL.
+    pub async fn resolve(&self, question: &Question) -> Resolution {
+        let mut last = None;
+        for link in &self.links {
+            let outcome = link.source.lookup(question).await;
+            let status = outcome.status();
+            let kind = link.source.kind();
+            tracing::trace!(name = %question.name, %kind, %status, "source answered");
+            let stop = link.actions.after(status) == Action::Return;
+            last = Some((kind, outcome));
+            if stop {
+                break;
+            }
+        }
+        match last {
+            Some((source, outcome)) => Resolution {
+                status: outcome.status(),
+                source: Some(source),
+                answer: outcome.into_answer(),
+            },
+            None => Resolution {
+                status: Status::Unavail,
+                source: None,
+                answer: Answer::server_failure(),
+            },
+        }
+    }
+}
+
+/// The chain's final answer, with which source gave it (for logs and metrics).
+#[derive(Debug)]
+pub struct Resolution {
+    pub status: Status,
+    pub source: Option<SourceKind>,
+    pub answer: Answer,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A source that always gives the same status and counts how often it was asked.
+    struct Fixed {
+        kind: SourceKind,
+        status: Status,
+        asked: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Source for Fixed {
+        fn kind(&self) -> SourceKind {
+            self.kind
+        }
+        async fn lookup(&self, _question: &Question) -> Outcome {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            match self.status {
+                Status::Success => Outcome::Success(Answer::default()),
+                Status::NotFound => Outcome::not_found(),
+                Status::Unavail => Outcome::Unavail(SourceError::NoUpstreams),
+                Status::TryAgain => Outcome::TryAgain(SourceError::NoUpstreams),
+            }
+        }
+    }
+
+    fn fixed(kind: SourceKind, status: Status) -> Arc<Fixed> {
+        Arc::new(Fixed {
+            kind,
+            status,
+            asked: AtomicUsize::new(0),
+        })
+    }
+
+    async fn run(order: &[&str], files: Status, dns: Status) -> (Status, usize, usize) {
+        let order: Vec<OrderEntry> = order
+            .iter()
+            .map(|e| order::parse_entry(e).unwrap())
+            .collect();
+        let files = fixed(SourceKind::Files, files);
+        let dns = fixed(SourceKind::Dns, dns);
+        let sources: Vec<Arc<dyn Source>> = vec![files.clone(), dns.clone()];
+        let chain = Chain::new(&order, &sources);
+        let question = Question::new(Name::from_ascii("example.").unwrap(), RecordType::A);
+        let resolution = chain.resolve(&question).await;
+        (
+            resolution.status,
+            files.asked.load(Ordering::Relaxed),
+            dns.asked.load(Ordering::Relaxed),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_status_and_action() {
+        use Status::*;
+        // (order, files status, dns status) -> (final status, files asked, dns asked)
+        let cases: &[(&[&str], Status, Status, (Status, usize, usize))] = &[
+            (&["files", "dns"], Success, Success, (Success, 1, 0)),
+            (&["files", "dns"], NotFound, Success, (Success, 1, 1)),
+            (&["files", "dns"], Unavail, NotFound, (NotFound, 1, 1)),
+            (&["files", "dns"], TryAgain, TryAgain, (TryAgain, 1, 1)),
+            (
+                &["files [NOTFOUND=return]", "dns"],
+                NotFound,
+                Success,
+                (NotFound, 1, 0),
+            ),
+            (
+                &["files [NOTFOUND=return]", "dns"],
+                Unavail,
+                Success,
+                (Success, 1, 1),
+            ),
+            (
+                &["files [UNAVAIL=return]", "dns"],
+                Unavail,
+                Success,
+                (Unavail, 1, 0),
+            ),
+            (
+                &["files [TRYAGAIN=return]", "dns"],
+                TryAgain,
+                Success,
+                (TryAgain, 1, 0),
+            ),
+            (
+                &["files [SUCCESS=continue]", "dns"],
+                Success,
+                NotFound,
+                (NotFound, 1, 1),
+            ),
+            (
+                &["files [!SUCCESS=return]", "dns"],
+                NotFound,
+                Success,
+                (NotFound, 1, 0),
+            ),
+            (&["dns", "files"], NotFound, NotFound, (NotFound, 1, 1)),
+            (&["dns", "files"], Success, NotFound, (Success, 1, 1)),
+            (
+                &["dns [NOTFOUND=return]", "files"],
+                Success,
+                NotFound,
+                (NotFound, 0, 1),
+            ),
+        ];
+        for (order, files, dns, expected) in cases {
+            let got = run(order, *files, *dns).await;
+            assert_eq!(got, *expected, "order {order:?}, files {files}, dns {dns}");
+        }
+    }
+
+    #[test]
+    fn outcomes_become_the_right_rcode() {
+        assert_eq!(
+            Outcome::not_found().into_answer().response_code,
+            ResponseCode::NXDomain
+        );
+        let failed = Outcome::TryAgain(SourceError::NoUpstreams).into_answer();
+        assert_eq!(failed.response_code, ResponseCode::ServFail);
+        assert_eq!(
+            Outcome::Success(Answer::default())
+                .into_answer()
+                .response_code,
+            ResponseCode::NoError
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! The nsswitch-like order: which sources are asked, in what order, and what each status does.
+//!
+//! The syntax is nsswitch.conf(5)'s, so that an operator can copy a `hosts:` line:
+//!
+//! ```text
+//! files [NOTFOUND=return] dns
+//! files [!UNAVAIL=return] zones dns
+//! ```
+//!
+//! A bracket after a service holds one or more `STATUS=ACTION` items (case-insensitive);
+//! `!STATUS=ACTION` applies the action to every status but STATUS. Statuses are `SUCCESS`,
+//! `NOTFOUND`, `UNAVAIL` and `TRYAGAIN`; actions are `return` and `continue`. glibc's `merge`
+//! action only makes sense for group databases, so it is rejected rather than silently ignored.
+
+use std::fmt;
+use std::path::Path;
+
+use thiserror::Error;
+
+use super::{Action, Status};
+
+/// The sources Hearth knows how to consult. The names are the ones used in `resolve.order`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// hosts(5) files.
+    Files,
+    /// Local authoritative zones.
+    Zones,
+    /// The upstream resolvers.
+    Dns,
+}
+
+impl SourceKind {
+    /// The name as written in the order.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Files => "files",
+            Self::Zones => "zones",
+            Self::Dns => "dns",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "files" => Some(Self::Files),
+            "zones" => Some(Self::Zones),
+            "dns" => Some(Self::Dns),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What to do after a source answered with each of the four statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actions {
+    on: [Action; 4],
+}
+
+impl Default for Actions {
+    /// nsswitch.conf(5): "The default action is `[SUCCESS=return NOTFOUND=continue
+    /// UNAVAIL=continue TRYAGAIN=continue]`".
+    fn default() -> Self {
+        Self {
+            on: [
+                Action::Return,
+                Action::Continue,
+                Action::Continue,
+                Action::Continue,
+            ],
+        }
+    }
+}
+
+impl Actions {
+    /// The action taken after `status`.
+    pub fn after(&self, status: Status) -> Action {
+        self.on[status as usize]
+    }
+
+    fn set(&mut self, status: Status, action: Action) {
+        self.on[status as usize] = action;
+    }
+}
+
+/// One source in the order, with its actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderEntry {
+    pub source: SourceKind,
+    pub actions: Actions,
+}
+
+impl fmt::Display for OrderEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.source.name())?;
+        let default = Actions::default();
+        let changed: Vec<String> = Status::ALL
+            .iter()
+            .filter(|status| self.actions.after(**status) != default.after(**status))
+            .map(|status| format!("{status}={}", self.actions.after(*status)))
+            .collect();
+        if !changed.is_empty() {
+            write!(f, " [{}]", changed.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an order could not be read.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum OrderError {
+    #[error("unknown source `{0}` (expected files, zones or dns)")]
+    UnknownSource(String),
+    #[error("`[` without a source before it")]
+    ActionWithoutSource,
+    #[error("unclosed `[`")]
+    Unclosed,
+    #[error("`{0}` is not STATUS=ACTION")]
+    BadItem(String),
+    #[error("unknown status `{0}` (expected SUCCESS, NOTFOUND, UNAVAIL or TRYAGAIN)")]
+    UnknownStatus(String),
+    #[error("unknown action `{0}` (expected return or continue)")]
+    UnknownAction(String),
+    #[error("the `merge` action is for group databases and has no meaning for hosts")]
+    MergeUnsupported,
+    #[error("`{0}` appears twice in the order")]
+    Duplicate(SourceKind),
+    #[error("the order is empty")]
+    Empty,
+}
+
+/// A service name as written and the actions that follow it; the name is not yet checked
+/// against [`SourceKind`], because nsswitch.conf names services Hearth does not have.
+#[derive(Debug, PartialEq, Eq)]
+struct Service<'a> {
+    name: &'a str,
+    actions: Actions,
+}
+
+/// Splits a `hosts:`-style line into services and their bracketed actions.
+fn parse_services(line: &str) -> Result<Vec<Service<'_>>, OrderError> {
+    let mut services: Vec<Service<'_>> = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        if let Some(after_bracket) = rest.strip_prefix('[') {
+            let Some(end) = after_bracket.find(']') else {
+                return Err(OrderError::Unclosed);
+            };
+            let Some(service) = services.last_mut() else {
+                return Err(OrderError::ActionWithoutSource);
+            };
+            parse_actions(&after_bracket[..end], &mut service.actions)?;
+            rest = after_bracket[end + 1..].trim_start();
+        } else {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '[')
+                .unwrap_or(rest.len());
+            services.push(Service {
+                name: &rest[..end],
+                actions: Actions::default(),
+            });
+            rest = rest[end..].trim_start();
+        }
+    }
+    Ok(services)
+}
+
+/// Reads the inside of one bracket, e.g. `NOTFOUND=return !UNAVAIL = continue`.
+fn parse_actions(inside: &str, actions: &mut Actions) -> Result<(), OrderError> {
+    // Spaces around `=` are tolerated, as glibc does: join them away before splitting items.
+    let normalised = inside
+        .split('=')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("=");
+    for item in normalised.split_whitespace() {
+        let Some((status, action)) = item.split_once('=') else {
+            return Err(OrderError::BadItem(item.to_owned()));
+        };
+        let (negated, status) = match status.strip_prefix('!') {
+            Some(status) => (true, status),
+            None => (false, status),
+        };
+        let status = Status::from_name(status)
+            .ok_or_else(|| OrderError::UnknownStatus(status.to_owned()))?;
+        let action = match action.to_ascii_lowercase().as_str() {
+            "return" => Action::Return,
+            "continue" => Action::Continue,
+            "merge" => return Err(OrderError::MergeUnsupported),
+            _ => return Err(OrderError::UnknownAction(action.to_owned())),
+        };
+        for each in Status::ALL {
+            if (each == status) != negated {
+                actions.set(each, action);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one entry of `resolve.order`, e.g. `"files [NOTFOUND=return]"`.
+pub fn parse_entry(text: &str) -> Result<OrderEntry, OrderError> {
+    let services = parse_services(text)?;
+    match services.as_slice() {
+        [] => Err(OrderError::Empty),
+        [service] => Ok(OrderEntry {
+            source: SourceKind::from_name(service.name)
+                .ok_or_else(|| OrderError::UnknownSource(service.name.to_owned()))?,
+            actions: service.actions,
+        }),
+        [_, second, ..] => Err(OrderError::UnknownSource(format!(
+            "{} (one source per entry: write them as separate strings)",
+            second.name
+        ))),
+    }
+}
+
+/// Checks a whole order: not empty, no source twice.
+pub fn check_order(entries: &[OrderEntry]) -> Result<(), OrderError> {
+    if entries.is_empty() {
+        return Err(OrderError::Empty);
+    }
+    for (index, entry) in entries.iter().enumerate() {
+        if entries[..index].iter().any(|e| e.source == entry.source) {
+            return Err(OrderError::Duplicate(entry.source));
+        }
+    }
+    Ok(())
+}
+
+/// The order read from an nsswitch.conf `hosts:` line.
+#[derive(Debug)]
+pub struct NsswitchOrder {
+    pub entries: Vec<OrderEntry>,
+    /// Line number of the `hosts:` line, for messages.
+    pub line: usize,
+    /// Services on the line that Hearth does not have (`mdns4_minimal`, `myhostname`, ...).
+    /// They are skipped, as glibc skips a service whose module is missing.
+    pub skipped: Vec<String>,
+}
+
+/// Why an nsswitch.conf could not give an order.
+#[derive(Debug, Error)]
+pub enum NsswitchError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: no `hosts:` line")]
+    NoHostsLine { file: String },
+    #[error("{file}:{line}: {reason}")]
+    Line {
+        file: String,
+        line: usize,
+        reason: OrderError,
+    },
+}
+
+/// Reads the `hosts:` line of an nsswitch.conf. `zones`, which nsswitch.conf has no name for,
+/// is placed just before `dns` (or last when there is no `dns`): local authoritative data is
+/// answered before anything is forwarded, and hosts files still come first when listed first.
+pub fn read_nsswitch(path: &Path) -> Result<NsswitchOrder, NsswitchError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| NsswitchError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse_nsswitch(&text, &file)
+}
+
+/// [`read_nsswitch`] on text already read; `file` names it in errors.
+pub fn parse_nsswitch(text: &str, file: &str) -> Result<NsswitchOrder, NsswitchError> {
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        let Some(rest) = line.strip_prefix("hosts:") else {
+            continue;
+        };
+        let line_number = index + 1;
+        let at_line = |reason| NsswitchError::Line {
+            file: file.to_owned(),
+            line: line_number,
+            reason,
+        };
+        let mut entries = Vec::new();
+        let mut skipped = Vec::new();
+        for service in parse_services(rest).map_err(at_line)? {
+            match SourceKind::from_name(service.name) {
+                Some(SourceKind::Dns) if !entries.iter().any(is_zones) => {
+                    entries.push(OrderEntry {
+                        source: SourceKind::Zones,
+                        actions: Actions::default(),
+                    });
+                    entries.push(OrderEntry {
+                        source: SourceKind::Dns,
+                        actions: service.actions,
+                    });
+                }
+                Some(source) => entries.push(OrderEntry {
+                    source,
+                    actions: service.actions,
+                }),
+                None => skipped.push(service.name.to_owned()),
+            }
+        }
+        if !entries.iter().any(is_zones) {
+            entries.push(OrderEntry {
+                source: SourceKind::Zones,
+                actions: Actions::default(),
+            });
+        }
+        check_order(&entries).map_err(at_line)?;
+        return Ok(NsswitchOrder {
+            entries,
+            line: line_number,
+            skipped,
+        });
+    }
+    Err(NsswitchError::NoHostsLine {
+        file: file.to_owned(),
+    })
+}
+
+fn is_zones(entry: &OrderEntry) -> bool {
+    entry.source == SourceKind::Zones
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action::{Continue, Return};
+    use Status::{NotFound, Success, TryAgain, Unavail};
+
+    fn actions(entry: &OrderEntry) -> [Action; 4] {
+        Status::ALL.map(|status| entry.actions.after(status))
+    }
+
+    #[test]
+    fn plain_source_has_nsswitch_defaults() {
+        let entry = parse_entry("files").unwrap();
+        assert_eq!(entry.source, SourceKind::Files);
+        assert_eq!(actions(&entry), [Return, Continue, Continue, Continue]);
+    }
+
+    #[test]
+    fn actions_are_read_case_insensitively_with_spaces() {
+        let entry = parse_entry("DNS [notfound = Return  TRYAGAIN=return]").unwrap();
+        assert_eq!(entry.source, SourceKind::Dns);
+        assert_eq!(entry.actions.after(NotFound), Return);
+        assert_eq!(entry.actions.after(TryAgain), Return);
+        assert_eq!(entry.actions.after(Unavail), Continue);
+    }
+
+    #[test]
+    fn negation_applies_to_every_other_status() {
+        let entry = parse_entry("files [!UNAVAIL=return]").unwrap();
+        assert_eq!(actions(&entry), [Return, Return, Continue, Return]);
+        let entry = parse_entry("files [SUCCESS=continue]").unwrap();
+        assert_eq!(entry.actions.after(Success), Continue);
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        assert_eq!(
+            parse_entry("nis"),
+            Err(OrderError::UnknownSource("nis".into()))
+        );
+        assert_eq!(
+            parse_entry("files [NOTFOUND=return"),
+            Err(OrderError::Unclosed)
+        );
+        assert_eq!(
+            parse_entry("files [NOTFOUND]"),
+            Err(OrderError::BadItem("NOTFOUND".into()))
+        );
+        assert_eq!(
+            parse_entry("files [FOUND=return]"),
+            Err(OrderError::UnknownStatus("FOUND".into()))
+        );
+        assert_eq!(
+            parse_entry("files [NOTFOUND=stop]"),
+            Err(OrderError::UnknownAction("stop".into()))
+        );
+        assert_eq!(
+            parse_entry("files [SUCCESS=merge]"),
+            Err(OrderError::MergeUnsupported)
+        );
+        assert_eq!(
+            parse_entry("[NOTFOUND=return]"),
+            Err(OrderError::ActionWithoutSource)
+        );
+        assert!(matches!(
+            parse_entry("files dns"),
+            Err(OrderError::UnknownSource(_))
+        ));
+        assert_eq!(parse_entry("  "), Err(OrderError::Empty));
+    }
+
+    #[test]
+    fn duplicates_and_empty_orders_are_rejected() {
+        let files = parse_entry("files").unwrap();
+        assert_eq!(
+            check_order(&[files, files]),
+            Err(OrderError::Duplicate(SourceKind::Files))
+        );
+        assert_eq!(check_order(&[]), Err(OrderError::Empty));
+    }
+
+    #[test]
+    fn nsswitch_hosts_line_is_read_and_zones_goes_before_dns() {
+        let text = "# comment\npasswd: files\nhosts:  files mdns4_minimal [NOTFOUND=return] dns myhostname # trailing\n";
+        let order = parse_nsswitch(text, "nsswitch.conf").unwrap();
+        assert_eq!(order.line, 3);
+        let names: Vec<_> = order.entries.iter().map(|e| e.source).collect();
+        assert_eq!(
+            names,
+            [SourceKind::Files, SourceKind::Zones, SourceKind::Dns]
+        );
+        // The action belonged to mdns4_minimal, which is skipped with it.
+        assert_eq!(order.entries[0].actions, Actions::default());
+        assert_eq!(order.skipped, ["mdns4_minimal", "myhostname"]);
+    }
+
+    #[test]
+    fn nsswitch_dns_first_keeps_its_actions() {
+        let order = parse_nsswitch("hosts: dns [NOTFOUND=return] files\n", "x").unwrap();
+        let shown: Vec<String> = order.entries.iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown, ["zones", "dns [NOTFOUND=return]", "files"]);
+    }
+
+    #[test]
+    fn nsswitch_errors_name_file_and_line() {
+        let error = parse_nsswitch("\nhosts: files [BOGUS=return]\n", "/etc/nsswitch.conf")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "/etc/nsswitch.conf:2: unknown status `BOGUS` (expected SUCCESS, NOTFOUND, UNAVAIL or TRYAGAIN)"
+        );
+        assert!(parse_nsswitch("passwd: files\n", "f").is_err());
+    }
+}

@@ -1,0 +1,602 @@
+//! Configuration: the TOML file as written, and the validated types the server is built from.
+//!
+//! Reading happens in two steps. The `*Table` types mirror the file exactly (serde,
+//! `deny_unknown_fields`, so a misspelt key is an error rather than a silently ignored setting);
+//! their value types ([`values`]) check themselves as they are read, so a bad value is reported
+//! with its line and key. [`Config`] is what comes out of validation: no optional fields left,
+//! defaults applied, cross-key rules (a forwarding loop, `order` beside `nsswitch`) checked.
+//!
+//! The embedded default is `config/hearth.toml`, compiled in with `include_str!` so the file
+//! shipped and the default run can never drift apart.
+
+pub mod values;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::chain::order::{self, NsswitchError, OrderEntry, SourceKind};
+use values::{HumanDuration, ListenAddr, OrderValue, UpstreamAddr};
+
+/// The default configuration, as shipped in `config/hearth.toml`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/hearth.toml");
+
+/// How the embedded default is named in messages.
+pub const DEFAULT_CONFIG_NAME: &str = "config/hearth.toml (embedded default)";
+
+/// The largest TTL a record may carry: RFC 2181 §8, "a 32 bit unsigned integer ... with the most
+/// significant bit zero"; values with that bit set are treated as zero by resolvers.
+pub const MAX_TTL: u32 = i32::MAX as u32;
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    server: ServerTable,
+    #[serde(default)]
+    resolve: ResolveTable,
+    #[serde(default)]
+    files: FilesTable,
+    #[serde(default)]
+    forward: ForwardTable,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerTable {
+    listen: Option<Vec<ListenAddr>>,
+    tcp_idle_timeout: Option<HumanDuration>,
+    tcp_max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveTable {
+    order: Option<Vec<OrderValue>>,
+    nsswitch: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilesTable {
+    paths: Option<Vec<PathBuf>>,
+    ttl: Option<u32>,
+    reload_interval: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardTable {
+    upstreams: Option<Vec<UpstreamAddr>>,
+    policy: Option<Policy>,
+    timeout: Option<HumanDuration>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration.
+
+/// Everything the server is built from.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the configuration came from, for messages: a path, or [`DEFAULT_CONFIG_NAME`].
+    pub origin: String,
+    pub server: ServerConfig,
+    /// The order of sources and their actions, from `resolve.order` or `resolve.nsswitch`.
+    pub order: Vec<OrderEntry>,
+    pub files: FilesConfig,
+    pub forward: ForwardConfig,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Each address is served on UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// A TCP connection with no complete query for this long is closed (RFC 7766 §6.2.3 asks
+    /// servers to free idle connections; CoreDNS and Unbound use 10 s and 30 s).
+    pub tcp_idle_timeout: Duration,
+    /// Connections beyond this are refused at accept, so idle clients cannot starve the rest.
+    pub tcp_max_connections: usize,
+}
+
+/// `[files]`.
+#[derive(Clone, Debug)]
+pub struct FilesConfig {
+    pub paths: Vec<PathBuf>,
+    pub ttl: u32,
+    /// How often the files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+/// `[forward]`.
+#[derive(Clone, Debug)]
+pub struct ForwardConfig {
+    pub upstreams: Vec<SocketAddr>,
+    /// Where `upstreams` came from, for the startup log.
+    pub upstreams_from: UpstreamsFrom,
+    pub policy: Policy,
+    /// The longest one attempt at one upstream may take.
+    pub timeout: Duration,
+}
+
+/// Which upstream is tried first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Always the first; the next only when one fails.
+    Sequential,
+    /// A random order for every query.
+    Random,
+    /// Each query starts one further along the list.
+    RoundRobin,
+}
+
+/// Where the upstreams came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamsFrom {
+    Config,
+    ResolvConf,
+    /// Neither the config nor resolv.conf named one.
+    Fallback,
+}
+
+/// Values given on the command line, which take precedence over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Vec<SocketAddr>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// A place in a config file: the file, and the line when it is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.file),
+            None => f.write_str(&self.file),
+        }
+    }
+}
+
+/// Why a configuration was refused. Every variant names the file; all but `Read` name the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{location}: {reason}")]
+    Syntax { location: Location, reason: String },
+    #[error("{location}: {key}: {reason}")]
+    Value {
+        location: Location,
+        key: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Nsswitch(#[from] NsswitchError),
+}
+
+impl ConfigError {
+    fn invalid(file: &str, key: &str, reason: impl Into<String>) -> Self {
+        Self::Value {
+            location: Location {
+                file: file.to_owned(),
+                line: None,
+            },
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Line number (from 1) of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+impl Config {
+    /// Loads `path`, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::from_toml(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, overrides),
+            Some(path) => {
+                let file = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    file: file.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, &file, overrides)
+            }
+        }
+    }
+
+    /// Reads and validates configuration text; `file` names it in errors.
+    pub fn from_toml(text: &str, file: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let parsed = parse_file(text, file)?;
+        validate(parsed, file, overrides)
+    }
+}
+
+fn parse_file(text: &str, file: &str) -> Result<ConfigFile, ConfigError> {
+    let location = |error: &toml::de::Error| Location {
+        file: file.to_owned(),
+        line: error.span().map(|span| line_of(text, span.start)),
+    };
+    let deserializer = toml::Deserializer::parse(text).map_err(|error| ConfigError::Syntax {
+        location: location(&error),
+        reason: error.message().to_owned(),
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = error.path().to_string();
+        let inner = error.into_inner();
+        ConfigError::Value {
+            location: location(&inner),
+            key,
+            reason: inner.message().to_owned(),
+        }
+    })
+}
+
+fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let ConfigFile {
+        server,
+        resolve,
+        files,
+        forward,
+    } = parsed;
+
+    // [server]
+    let listen: Vec<SocketAddr> = if overrides.listen.is_empty() {
+        server
+            .listen
+            .map(|list| list.into_iter().map(|a| a.0).collect())
+            .unwrap_or_else(|| vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 53))])
+    } else {
+        overrides.listen.clone()
+    };
+    if listen.is_empty() {
+        return Err(ConfigError::invalid(
+            file,
+            "server.listen",
+            "no address to listen on",
+        ));
+    }
+    for (index, address) in listen.iter().enumerate() {
+        if listen[..index].contains(address) {
+            return Err(ConfigError::invalid(
+                file,
+                "server.listen",
+                format!("{address} is listed twice"),
+            ));
+        }
+    }
+    let tcp_max_connections = server.tcp_max_connections.unwrap_or(1024);
+    if tcp_max_connections == 0 {
+        return Err(ConfigError::invalid(
+            file,
+            "server.tcp_max_connections",
+            "must be at least 1",
+        ));
+    }
+    let server = ServerConfig {
+        listen,
+        tcp_idle_timeout: positive(
+            server.tcp_idle_timeout,
+            Duration::from_secs(10),
+            file,
+            "server.tcp_idle_timeout",
+        )?,
+        tcp_max_connections,
+    };
+
+    // [resolve]
+    let order = match (resolve.order, resolve.nsswitch) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                file,
+                "resolve.nsswitch",
+                "set either resolve.order or resolve.nsswitch, not both",
+            ))
+        }
+        (Some(list), None) => {
+            let entries: Vec<OrderEntry> = list.into_iter().map(|v| v.0).collect();
+            order::check_order(&entries)
+                .map_err(|error| ConfigError::invalid(file, "resolve.order", error.to_string()))?;
+            entries
+        }
+        (None, Some(path)) => {
+            let read = order::read_nsswitch(&path)?;
+            if !read.skipped.is_empty() {
+                tracing::info!(
+                    file = %path.display(),
+                    line = read.line,
+                    skipped = ?read.skipped,
+                    "nsswitch services Hearth does not have are skipped"
+                );
+            }
+            read.entries
+        }
+        (None, None) => [SourceKind::Files, SourceKind::Zones, SourceKind::Dns]
+            .map(|source| OrderEntry {
+                source,
+                actions: Default::default(),
+            })
+            .to_vec(),
+    };
+
+    // [files]
+    let ttl = files.ttl.unwrap_or(3600);
+    if ttl > MAX_TTL {
+        return Err(ConfigError::invalid(
+            file,
+            "files.ttl",
+            format!("{ttl} is above the largest TTL, {MAX_TTL} (RFC 2181 §8)"),
+        ));
+    }
+    let files = FilesConfig {
+        paths: files
+            .paths
+            .unwrap_or_else(|| vec![PathBuf::from("/etc/hosts")]),
+        ttl,
+        reload_interval: positive(
+            files.reload_interval,
+            Duration::from_secs(1),
+            file,
+            "files.reload_interval",
+        )?,
+    };
+
+    // [forward]
+    let timeout = positive(
+        forward.timeout,
+        Duration::from_secs(2),
+        file,
+        "forward.timeout",
+    )?;
+    let (upstreams, upstreams_from) =
+        match forward.upstreams {
+            Some(list) if list.is_empty() => return Err(ConfigError::invalid(
+                file,
+                "forward.upstreams",
+                "is empty: list at least one upstream, or remove the key to use /etc/resolv.conf",
+            )),
+            Some(list) => (
+                list.into_iter().map(|a| a.0).collect(),
+                UpstreamsFrom::Config,
+            ),
+            None => default_upstreams(&server.listen),
+        };
+    for upstream in &upstreams {
+        if server
+            .listen
+            .iter()
+            .any(|listen| is_same_socket(*listen, *upstream))
+        {
+            return Err(ConfigError::invalid(
+                file,
+                "forward.upstreams",
+                format!("{upstream} is Hearth's own listen address: forwarding to it would loop"),
+            ));
+        }
+    }
+    let forward = ForwardConfig {
+        upstreams,
+        upstreams_from,
+        policy: forward.policy.unwrap_or(Policy::Sequential),
+        timeout,
+    };
+
+    Ok(Config {
+        origin: file.to_owned(),
+        server,
+        order,
+        files,
+        forward,
+    })
+}
+
+/// A duration that must be above zero, or the default when absent.
+fn positive(
+    value: Option<HumanDuration>,
+    default: Duration,
+    file: &str,
+    key: &str,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(HumanDuration(duration)) if duration.is_zero() => {
+            Err(ConfigError::invalid(file, key, "must be longer than zero"))
+        }
+        Some(HumanDuration(duration)) => Ok(duration),
+    }
+}
+
+/// Whether a packet sent to `upstream` would arrive at a socket bound to `listen`.
+fn is_same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
+    listen.port() == upstream.port()
+        && (listen.ip() == upstream.ip()
+            || (listen.ip().is_unspecified() && upstream.ip().is_loopback()))
+}
+
+/// The nameservers of /etc/resolv.conf, less any that are Hearth itself (a host whose
+/// resolv.conf already points at Hearth must not forward to itself); 8.8.8.8 when none is left.
+fn default_upstreams(listen: &[SocketAddr]) -> (Vec<SocketAddr>, UpstreamsFrom) {
+    let from_resolv_conf: Vec<SocketAddr> = match hickory_resolver::system_conf::read_system_conf()
+    {
+        Ok((config, _)) => config
+            .name_servers()
+            .iter()
+            .map(|server| SocketAddr::new(server.ip, 53))
+            .filter(|upstream| !listen.iter().any(|l| is_same_socket(*l, *upstream)))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read /etc/resolv.conf for default upstreams");
+            Vec::new()
+        }
+    };
+    if from_resolv_conf.is_empty() {
+        (
+            vec![SocketAddr::from((Ipv4Addr::new(8, 8, 8, 8), 53))],
+            UpstreamsFrom::Fallback,
+        )
+    } else {
+        (from_resolv_conf, UpstreamsFrom::ResolvConf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "test.toml", &Overrides::default())
+    }
+
+    #[test]
+    fn embedded_default_loads() {
+        let config = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(config.server.listen, ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(config.files.paths, [PathBuf::from("/etc/hosts")]);
+        assert_eq!(config.order.len(), 3);
+    }
+
+    #[test]
+    fn the_contract_example_loads() {
+        let config = load(
+            r#"
+            [server]
+            listen = ["127.0.0.1:5353"]
+            [resolve]
+            order = ["files [NOTFOUND=return]", "zones", "dns"]
+            [files]
+            paths = ["/etc/hosts"]
+            ttl = 3600
+            [forward]
+            upstreams = ["192.0.2.1:53", "192.0.2.2"]
+            policy = "round_robin"
+            timeout = "500ms"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.forward.policy, Policy::RoundRobin);
+        assert_eq!(config.forward.timeout, Duration::from_millis(500));
+        assert_eq!(config.forward.upstreams[1], "192.0.2.2:53".parse().unwrap());
+        assert_eq!(config.order[0].to_string(), "files [NOTFOUND=return]");
+    }
+
+    fn error_of(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_key_and_reason() {
+        let cases = [
+            (
+                "[forward]\ntimeout = \"2x\"\n",
+                "test.toml:2: forward.timeout: invalid duration",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:0\"]\n",
+                "test.toml:2: server.listen[0]: invalid address \"127.0.0.1:0\": port 0",
+            ),
+            (
+                "[resolve]\norder = [\"files\", \"nis\"]\n",
+                "test.toml:2: resolve.order[1]: \"nis\": unknown source `nis`",
+            ),
+            (
+                "[forward]\npolicy = \"fastest\"\n",
+                "test.toml:2: forward.policy: unknown variant `fastest`",
+            ),
+            ("[files]\nttl = -1\n", "test.toml:2: files.ttl:"),
+            (
+                "[files]\nttl = 4294967295\n",
+                "test.toml: files.ttl: 4294967295 is above the largest TTL",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.1:5353\"]\n[forward]\nupstreams = [\"127.0.0.1:5353\"]\n",
+                "test.toml: forward.upstreams: 127.0.0.1:5353 is Hearth's own listen address",
+            ),
+            ("[forward]\nupstreams = []\n", "test.toml: forward.upstreams: is empty"),
+            ("[forward]\ntimeout = \"0s\"\n", "test.toml: forward.timeout: must be longer"),
+            ("[server\nlisten = 1\n", "test.toml:1: "),
+            (
+                "[resolve]\norder = [\"files\", \"files\"]\n",
+                "test.toml: resolve.order: `files` appears twice",
+            ),
+            (
+                "[resolve]\norder = [\"files\"]\nnsswitch = \"/etc/nsswitch.conf\"\n",
+                "test.toml: resolve.nsswitch: set either",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = error_of(text);
+            assert!(
+                error.starts_with(expected),
+                "config {text:?}\n  gave {error:?}\n  expected it to start with {expected:?}"
+            );
+        }
+    }
+
+    /// Every table rejects a key it does not know, and says which.
+    #[test]
+    fn stray_keys_are_rejected_in_every_table() {
+        for table in ["server", "resolve", "files", "forward"] {
+            let error = error_of(&format!("[{table}]\nbogus = 1\n"));
+            assert!(
+                error.starts_with(&format!("test.toml:2: {table}")) && error.contains("bogus"),
+                "{table}: {error}"
+            );
+        }
+        let error = error_of("bogus = 1\n");
+        assert!(error.contains("bogus"), "{error}");
+        let error = error_of("[bogus]\n");
+        assert!(error.contains("bogus"), "{error}");
+    }
+
+    #[test]
+    fn nsswitch_file_gives_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nsswitch.conf");
+        std::fs::write(&path, "hosts: dns [NOTFOUND=return] files\n").unwrap();
+        let config = load(&format!(
+            "[resolve]\nnsswitch = {:?}\n[forward]\nupstreams = [\"192.0.2.1\"]\n",
+            path.display().to_string()
+        ))
+        .unwrap();
+        let order: Vec<String> = config.order.iter().map(|e| e.to_string()).collect();
+        assert_eq!(order, ["zones", "dns [NOTFOUND=return]", "files"]);
+    }
+
+    #[test]
+    fn listen_override_replaces_the_file() {
+        let overrides = Overrides {
+            listen: vec!["127.0.0.1:5300".parse().unwrap()],
+        };
+        let config =
+            Config::from_toml("[forward]\nupstreams = [\"192.0.2.1\"]\n", "t", &overrides).unwrap();
+        assert_eq!(config.server.listen, overrides.listen);
+    }
+}

@@ -1,0 +1,178 @@
+//! The `hearth` command: wiring only. Everything it runs lives in the library.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use hearth::config::{values::ListenAddr, Config, Overrides};
+use hearth::sources::hosts;
+
+/// sysexits.h EX_USAGE: the configuration (or the command line) is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+/// How long in-flight queries may take to finish after SIGTERM/SIGINT.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "A DNS server: hosts files first, local zones, then upstream resolvers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer DNS queries on UDP and TCP.
+    Serve {
+        /// Configuration file; without it (and without HEARTH_CONFIG), the embedded default.
+        #[arg(long, short, env = "HEARTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on, replacing server.listen; may be given several times.
+        #[arg(long, short, value_name = "ADDR")]
+        listen: Vec<ListenAddr>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Load the configuration and every file it names, report every problem as
+    /// `file:line: reason`, and exit 0 only if there is none.
+    Check {
+        /// Configuration file; without it (and without HEARTH_CONFIG), the embedded default.
+        #[arg(long, short, env = "HEARTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => serve(config.as_deref(), listen, log_format),
+        Command::Check { config } => check(config.as_deref()),
+    }
+}
+
+/// Logs go to stderr; `HEARTH_LOG` (or `RUST_LOG`) filters them, `info` by default.
+fn init_logging(format: LogFormat) {
+    let filter = std::env::var("HEARTH_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(config_path: Option<&Path>, listen: Vec<ListenAddr>, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
+    let overrides = Overrides {
+        listen: listen.into_iter().map(|a| a.0).collect(),
+    };
+    let config = match Config::load(config_path, &overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("hearth: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hearth: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let running = match hearth::app::start(&config).await {
+            Ok(running) => running,
+            Err(error) => {
+                eprintln!("hearth: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "shutting down");
+        if running.shutdown(SHUTDOWN_DEADLINE).await {
+            tracing::info!("stopped");
+        } else {
+            tracing::warn!(deadline = ?SHUTDOWN_DEADLINE, "queries still in flight at the deadline were abandoned");
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+/// Waits for SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C).
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+fn check(config_path: Option<&Path>) -> ExitCode {
+    let config = match Config::load(config_path, &Overrides::default()) {
+        Ok(config) => config,
+        Err(error) => {
+            println!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems = Vec::new();
+    for path in &config.files.paths {
+        problems.extend(hosts::check_file(path));
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    if problems.is_empty() {
+        println!(
+            "{}: ok ({} hosts file(s), order: {})",
+            config.origin,
+            config.files.paths.len(),
+            config
+                .order
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!("{} problem(s)", problems.len());
+        ExitCode::FAILURE
+    }
+}

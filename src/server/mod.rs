@@ -1,0 +1,326 @@
+//! From a datagram or TCP message to the bytes of the reply, independent of the transport.
+//!
+//! ```text
+//!  bytes ──► Request::parse ──► Question ──► Chain::resolve ──► Answer ──► encode ──► bytes
+//!               │                                                            │
+//!               └─ RequestError ─► RCODE (FORMERR, NOTIMP, BADVERS, REFUSED) ─┤
+//!                  or silence (too short, QR=1)                              └─ UDP: TC=1 when
+//!                                                                               over the size
+//! ```
+//!
+//! The listeners ([`udp`], [`tcp`]) only move bytes; everything a reply depends on is decided
+//! here, so a faster UDP path can replace [`udp`] without touching the sources.
+//!
+//! Why our own listeners and not `hickory_server::Server`: its TCP handler answers a
+//! connection's queries one after another (RFC 7766 §6.2.1.1 asks that pipelined queries be
+//! answered as each is ready), it has no cap on connections, and it decodes the message before
+//! the handler sees it, which hides the bytes a later batched UDP path needs.
+
+pub mod tcp;
+pub mod udp;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{
+    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+};
+use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
+use thiserror::Error;
+
+use crate::chain::{Answer, Chain, Question};
+
+/// The UDP payload size we advertise and the most we send over UDP to an EDNS client: the DNS
+/// Flag Day 2020 value (RFC 9715), which fits in one unfragmented packet on nearly every path.
+pub const UDP_PAYLOAD: u16 = 1232;
+
+/// RFC 1035 §4.2.1: "Messages carried by UDP are restricted to 512 bytes"; also the floor for
+/// an EDNS client that advertises less (RFC 6891 §6.2.3).
+const CLASSIC_UDP_PAYLOAD: u16 = 512;
+
+/// How the message arrived, which decides how large the reply may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Why a message is not answered from the chain. Each maps to the RCODE of the reply, or to no
+/// reply at all.
+#[derive(Debug, Error)]
+pub enum RequestError {
+    #[error("message shorter than a DNS header")]
+    TooShort,
+    #[error("message is a response (QR=1), not a query")]
+    NotAQuery,
+    #[error("malformed message: {0}")]
+    Malformed(#[from] DecodeError),
+    #[error("{0} questions; exactly one is allowed")]
+    QuestionCount(usize),
+    #[error("opcode {0:?} is not implemented")]
+    OpCode(OpCode),
+    #[error("EDNS version {0} is not supported")]
+    EdnsVersion(u8),
+    #[error("class {0} is not served")]
+    Class(DNSClass),
+    #[error("zone transfers ({0}) are refused")]
+    Transfer(RecordType),
+    #[error("{0} is not a question type")]
+    MetaType(RecordType),
+}
+
+impl RequestError {
+    /// The RCODE of the reply, or `None` when no reply is sent.
+    pub fn response_code(&self) -> Option<ResponseCode> {
+        match self {
+            // Nothing to answer: too short to hold an ID. And never answer a response: that is
+            // how reflection loops and amplification start (BAD-INPUTS; RFC 1035 §7.3).
+            Self::TooShort | Self::NotAQuery => None,
+            // RFC 1035 §4.1.1: "Format error - The name server was unable to interpret the
+            // query." RFC 9619: a query with QDCOUNT other than 1 is a format error.
+            Self::Malformed(_) | Self::QuestionCount(_) | Self::MetaType(_) => {
+                Some(ResponseCode::FormErr)
+            }
+            // RFC 1035 §4.1.1: "Not Implemented - The name server does not support the
+            // requested kind of query."
+            Self::OpCode(_) => Some(ResponseCode::NotImp),
+            // RFC 6891 §6.1.3: "If a responder does not implement the VERSION level of the
+            // request, then it MUST respond with RCODE=BADVERS."
+            Self::EdnsVersion(_) => Some(ResponseCode::BADVERS),
+            Self::Class(_) | Self::Transfer(_) => Some(ResponseCode::Refused),
+        }
+    }
+}
+
+/// A query that passed every check.
+struct Request {
+    metadata: Metadata,
+    query: Query,
+    edns: Option<Edns>,
+}
+
+/// What is known of a message that failed a check, to shape the error reply.
+struct Rejected {
+    error: RequestError,
+    metadata: Option<Metadata>,
+    query: Option<Query>,
+    edns: Option<Edns>,
+}
+
+impl Request {
+    fn parse(packet: &[u8]) -> Result<Self, Rejected> {
+        let reject = |error, metadata, message: Option<&Message>| Rejected {
+            error,
+            metadata,
+            query: message.and_then(|m| m.queries.first().cloned()),
+            edns: message.and_then(|m| m.edns.clone()),
+        };
+        let header = Header::read(&mut BinDecoder::new(packet))
+            .map_err(|_| reject(RequestError::TooShort, None, None))?;
+        let metadata = header.metadata;
+        if metadata.message_type == MessageType::Response {
+            return Err(reject(RequestError::NotAQuery, None, None));
+        }
+        let message = Message::from_vec(packet);
+        if metadata.op_code != OpCode::Query {
+            return Err(reject(
+                RequestError::OpCode(metadata.op_code),
+                Some(metadata),
+                message.as_ref().ok(),
+            ));
+        }
+        let message = message.map_err(|error| reject(error.into(), Some(metadata), None))?;
+        if message.queries.len() != 1 {
+            return Err(reject(
+                RequestError::QuestionCount(message.queries.len()),
+                Some(metadata),
+                Some(&message),
+            ));
+        }
+        let query = &message.queries[0];
+        let error =
+            if let Some(version) = message.edns.as_ref().map(Edns::version).filter(|v| *v > 0) {
+                Some(RequestError::EdnsVersion(version))
+            } else if query.query_class() != DNSClass::IN {
+                Some(RequestError::Class(query.query_class()))
+            } else if matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) {
+                Some(RequestError::Transfer(query.query_type()))
+            } else if query.query_type() == RecordType::OPT {
+                Some(RequestError::MetaType(query.query_type()))
+            } else {
+                None
+            };
+        if let Some(error) = error {
+            return Err(reject(error, Some(metadata), Some(&message)));
+        }
+        let mut message = message;
+        Ok(Self {
+            metadata,
+            query: message.queries.swap_remove(0),
+            edns: message.edns,
+        })
+    }
+
+    fn question(&self) -> Question {
+        Question {
+            name: self.query.name().clone(),
+            lower_name: LowerName::new(self.query.name()),
+            record_type: self.query.query_type(),
+            class: self.query.query_class(),
+            dnssec_ok: self.dnssec_ok(),
+            checking_disabled: self.metadata.checking_disabled,
+        }
+    }
+
+    fn dnssec_ok(&self) -> bool {
+        self.edns
+            .as_ref()
+            .is_some_and(|edns| edns.flags().dnssec_ok)
+    }
+}
+
+/// The OPT record of a reply: RFC 6891 §6.1.1, a responder "MUST include an OPT record" iff the
+/// request had one; version 0, our payload size, and DO copied from the query (RFC 3225 §3).
+fn reply_edns(request_edns: Option<&Edns>) -> Option<Edns> {
+    request_edns.map(|request| {
+        let mut edns = Edns::new();
+        edns.set_max_payload(UDP_PAYLOAD)
+            .set_version(0)
+            .set_dnssec_ok(request.flags().dnssec_ok);
+        edns
+    })
+}
+
+/// The most a reply may hold on `transport` for a query with `edns`.
+fn size_limit(transport: Transport, edns: Option<&Edns>) -> usize {
+    match (transport, edns) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, None) => usize::from(CLASSIC_UDP_PAYLOAD),
+        (Transport::Udp, Some(edns)) => {
+            usize::from(edns.max_payload().clamp(CLASSIC_UDP_PAYLOAD, UDP_PAYLOAD))
+        }
+    }
+}
+
+/// Answers DNS messages: parse, check, ask the chain, encode.
+pub struct Engine {
+    /// Swapped whole on reload, so a query runs on one chain from start to end.
+    chain: ArcSwap<Chain>,
+}
+
+impl Engine {
+    pub fn new(chain: Chain) -> Self {
+        Self {
+            chain: ArcSwap::from_pointee(chain),
+        }
+    }
+
+    /// Puts a new chain in place for the queries that start from now on.
+    pub fn replace_chain(&self, chain: Chain) {
+        self.chain.store(Arc::new(chain));
+    }
+
+    /// The reply to `packet`, or `None` when the message must not be answered (and, over TCP,
+    /// the connection should be closed).
+    pub async fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let request = match Request::parse(packet) {
+            Ok(request) => request,
+            Err(rejected) => {
+                tracing::debug!(error = %rejected.error, "query rejected");
+                return error_reply(rejected);
+            }
+        };
+        let question = request.question();
+        let chain = self.chain.load_full();
+        let resolution = chain.resolve(&question).await;
+        tracing::debug!(
+            name = %question.name,
+            record_type = %question.record_type,
+            status = %resolution.status,
+            source = ?resolution.source,
+            response_code = %resolution.answer.response_code,
+            "answered"
+        );
+        Some(encode_answer(&request, resolution.answer, transport))
+    }
+}
+
+/// The header of every reply: the request's ID, opcode, RD and CD copied (RFC 1035 §4.1.1,
+/// RFC 4035 §3.2.2); RA set, since recursion is what we offer. Other bits of the query (Z, AA,
+/// TC, AD) are not copied (RFC 8906 §3.1.3).
+fn reply_metadata(request: &Metadata, response_code: ResponseCode) -> Metadata {
+    let mut metadata = Metadata::response_from_request(request);
+    metadata.recursion_available = true;
+    metadata.response_code = response_code;
+    metadata
+}
+
+fn encode_answer(request: &Request, answer: Answer, transport: Transport) -> Vec<u8> {
+    let mut metadata = reply_metadata(&request.metadata, answer.response_code);
+    metadata.authoritative = answer.authoritative;
+    // RFC 6840 §5.8: AD only for a client that showed it understands it (AD or DO set).
+    metadata.authentic_data =
+        answer.authentic_data && (request.metadata.authentic_data || request.dnssec_ok());
+    let mut message = Message::new(metadata.id, MessageType::Response, metadata.op_code);
+    message.metadata = metadata;
+    message.queries.push(request.query.clone());
+    message.answers = answer.answers;
+    message.authorities = answer.authorities;
+    message.additionals = answer.additionals;
+    message.edns = reply_edns(request.edns.as_ref());
+
+    let limit = size_limit(transport, request.edns.as_ref());
+    match message.to_vec() {
+        Ok(bytes) if bytes.len() <= limit => bytes,
+        Ok(_) => {
+            // RFC 2181 §9 and RFC 7766 §5: too large for this transport. Send the header, the
+            // question and the OPT record with TC=1; the client asks again over TCP.
+            message.metadata.truncation = true;
+            message.answers.clear();
+            message.authorities.clear();
+            message.additionals.clear();
+            encode_or_server_failure(&message)
+        }
+        Err(error) => {
+            tracing::warn!(name = %request.query.name(), %error, "answer could not be encoded");
+            message.metadata.response_code = ResponseCode::ServFail;
+            message.answers.clear();
+            message.authorities.clear();
+            message.additionals.clear();
+            encode_or_server_failure(&message)
+        }
+    }
+}
+
+/// Encodes a message with no records. Only an impossible question could make this fail; then
+/// a bare SERVFAIL header goes out.
+fn encode_or_server_failure(message: &Message) -> Vec<u8> {
+    message.to_vec().unwrap_or_else(|_| {
+        let mut bare = Message::new(
+            message.metadata.id,
+            MessageType::Response,
+            message.metadata.op_code,
+        );
+        bare.metadata.response_code = ResponseCode::ServFail;
+        bare.to_vec().unwrap_or_default()
+    })
+}
+
+fn error_reply(rejected: Rejected) -> Option<Vec<u8>> {
+    let response_code = rejected.error.response_code()?;
+    let request_metadata = rejected.metadata?;
+    let mut message = Message::new(
+        request_metadata.id,
+        MessageType::Response,
+        request_metadata.op_code,
+    );
+    message.metadata = reply_metadata(&request_metadata, response_code);
+    message.queries.extend(rejected.query);
+    // BADVERS is an extended RCODE: it needs the OPT record to be expressed (RFC 6891 §6.1.3).
+    message.edns = reply_edns(rejected.edns.as_ref());
+    Some(encode_or_server_failure(&message))
+}
+
+#[cfg(test)]
+mod tests;

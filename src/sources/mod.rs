@@ -1,0 +1,5 @@
+//! The sources of answers, one module each, all behind [`crate::chain::Source`].
+
+pub mod forward;
+pub mod hosts;
+pub mod zones;

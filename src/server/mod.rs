@@ -321,6 +321,3 @@ fn error_reply(rejected: Rejected) -> Option<Vec<u8>> {
     message.edns = reply_edns(rejected.edns.as_ref());
     Some(encode_or_server_failure(&message))
 }
-
-#[cfg(test)]
-mod tests;

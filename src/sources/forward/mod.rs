@@ -55,6 +55,9 @@ pub struct Forwarder {
     timeout: Duration,
     /// Where the next round-robin query starts.
     next: AtomicUsize,
+    /// hickory-net keeps the background tasks of its exchanges in the provider: it must live
+    /// as long as the exchanges do, or their tasks are aborted.
+    provider: TokioRuntimeProvider,
 }
 
 /// How one attempt at one upstream ended, when it did not give an answer to pass on.
@@ -69,12 +72,13 @@ impl Forwarder {
     /// Builds the forwarder. Must run inside the tokio runtime: each exchange spawns its
     /// background task.
     pub fn new(config: &ForwardConfig) -> Self {
+        let provider = TokioRuntimeProvider::default();
         let upstreams = config
             .upstreams
             .iter()
             .map(|address| Upstream {
                 address: *address,
-                udp: UdpClientStream::builder(*address, TokioRuntimeProvider::default())
+                udp: UdpClientStream::builder(*address, provider.clone())
                     .with_timeout(Some(config.timeout))
                     // One send per attempt: failover to the next upstream is our retry.
                     .with_max_retries(1)
@@ -86,6 +90,7 @@ impl Forwarder {
             policy: config.policy,
             timeout: config.timeout,
             next: AtomicUsize::new(0),
+            provider,
         }
     }
 
@@ -138,7 +143,7 @@ impl Forwarder {
                 None,
                 self.timeout,
                 None,
-                TokioRuntimeProvider::default(),
+                self.provider.clone(),
             )
             .await?;
             exchange.send(request).first_answer().await

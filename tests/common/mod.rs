@@ -1,0 +1,437 @@
+//! What every end-to-end test needs: the real server started in-process on `127.0.0.1:0`, a
+//! real DNS client (hickory's), and a local upstream that the test scripts and counts.
+//!
+//! Nothing here sends a packet anywhere but loopback.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_net::client::{Client, ClientHandle};
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use hickory_proto::op::{DnsResponse, Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME, SOA};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+use hearth::app::Running;
+use hearth::config::{Config, Overrides};
+
+/// How long a test waits for anything before it gives up: a bound on waiting, never a
+/// measurement.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running Hearth and the address it serves on (UDP and TCP).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    running: Option<Running>,
+}
+
+impl TestServer {
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that panics still stops its listeners: cancelling is enough, waiting is not
+        // possible in drop.
+        if let Some(running) = self.running.take() {
+            drop(tokio::spawn(running.shutdown(Duration::from_secs(1))));
+        }
+    }
+}
+
+/// Starts Hearth on `127.0.0.1:0` with the configuration `toml` (the listen address is
+/// replaced).
+pub async fn start_server(toml: &str) -> TestServer {
+    let overrides = Overrides {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+    };
+    let config = Config::from_toml(toml, "test.toml", &overrides).expect("test config is valid");
+    let running = hearth::app::start(&config).await.expect("server starts");
+    TestServer {
+        addr: running.local_addrs()[0],
+        running: Some(running),
+    }
+}
+
+/// A config with a hosts file and the given upstreams and order.
+pub fn config(hosts: &Path, upstreams: &[SocketAddr], order: &[&str]) -> String {
+    let upstreams: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
+    let order: Vec<String> = order.iter().map(|o| format!("\"{o}\"")).collect();
+    format!(
+        "[resolve]\norder = [{}]\n[files]\npaths = [\"{}\"]\nttl = 3600\nreload_interval = \"100ms\"\n\
+         [forward]\nupstreams = [{}]\ntimeout = \"500ms\"\n",
+        order.join(", "),
+        hosts.display(),
+        upstreams.join(", ")
+    )
+}
+
+/// A loopback address on which nothing answers: bound, so no one else takes it, and never read.
+pub async fn dead_upstream() -> (UdpSocket, SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+pub fn name(text: &str) -> Name {
+    Name::from_ascii(text).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients.
+
+/// A hickory client over UDP.
+pub async fn udp_client(server: SocketAddr) -> Client<TokioRuntimeProvider> {
+    let stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
+        .with_timeout(Some(Duration::from_secs(5)))
+        // One send: a retry would reach the upstream as a second query and blur the counts.
+        .with_max_retries(1)
+        .build();
+    let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+    tokio::spawn(background);
+    client
+}
+
+/// A hickory client over TCP.
+pub async fn tcp_client(server: SocketAddr) -> Client<TokioRuntimeProvider> {
+    let (stream, sender) = TcpClientStream::new(
+        server,
+        None,
+        Some(Duration::from_secs(5)),
+        TokioRuntimeProvider::default(),
+    );
+    let (client, background) = Client::<TokioRuntimeProvider>::new(stream.await.unwrap(), sender);
+    tokio::spawn(background);
+    client
+}
+
+/// Asks `server` over UDP with hickory's client.
+pub async fn ask(server: SocketAddr, name_text: &str, record_type: RecordType) -> DnsResponse {
+    let mut client = udp_client(server).await;
+    client
+        .query(name(name_text), DNSClass::IN, record_type)
+        .await
+        .unwrap_or_else(|e| panic!("{name_text} {record_type}: {e}"))
+}
+
+/// The answer section as zone-file lines, e.g. `web.example.org. 3600 IN A 192.0.2.10`.
+pub fn answers(response: &Message) -> Vec<String> {
+    response.answers.iter().map(|r| r.to_string()).collect()
+}
+
+/// The answer section's data only, e.g. `192.0.2.10`.
+pub fn rdata(response: &DnsResponse) -> Vec<String> {
+    response
+        .answers
+        .iter()
+        .map(|r| r.data.to_string())
+        .collect()
+}
+
+/// A query message as bytes, for tests that send raw packets.
+pub fn query_bytes(
+    id: u16,
+    name_text: &str,
+    record_type: RecordType,
+    edns: Option<u16>,
+) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message
+        .queries
+        .push(Query::query(name(name_text), record_type));
+    if let Some(payload) = edns {
+        let mut opt = Edns::new();
+        opt.set_max_payload(payload);
+        message.edns = Some(opt);
+    }
+    message.to_vec().unwrap()
+}
+
+/// Sends raw bytes over UDP and returns the reply, or `None` if none comes within `wait`.
+pub async fn udp_raw(server: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(packet, server).await.unwrap();
+    let mut buffer = vec![0u8; 65_535];
+    match tokio::time::timeout(wait, socket.recv_from(&mut buffer)).await {
+        Ok(Ok((length, _))) => Some(buffer[..length].to_vec()),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scriptable upstream.
+
+/// How the fake upstream behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Answers from its records; NXDOMAIN with its SOA for names it lacks.
+    Answer,
+    /// Never replies.
+    Silent,
+    /// Replies SERVFAIL to everything.
+    ServFail,
+    /// Replies REFUSED to everything.
+    Refused,
+}
+
+/// A DNS server on loopback that answers from a table, over UDP and TCP, counts what it is
+/// asked, and can be told to misbehave. Over UDP it truncates (TC=1) any answer above 512
+/// bytes, as a real server does for a client without EDNS-sized room.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    state: Arc<UpstreamState>,
+}
+
+struct UpstreamState {
+    records: Mutex<HashMap<(String, RecordType), Vec<Record>>>,
+    behaviour: Mutex<Behaviour>,
+    udp_queries: AtomicUsize,
+    tcp_queries: AtomicUsize,
+    /// Names asked, in order.
+    asked: Mutex<Vec<String>>,
+    delay: Mutex<Duration>,
+}
+
+/// The SOA the fake upstream puts in negative answers.
+pub fn upstream_soa() -> Record {
+    Record::from_rdata(
+        name("example.net."),
+        300,
+        RData::SOA(SOA::new(
+            name("ns.example.net."),
+            name("hostmaster.example.net."),
+            2026112201,
+            7200,
+            1800,
+            86400,
+            60,
+        )),
+    )
+}
+
+impl FakeUpstream {
+    pub async fn start() -> Self {
+        let state = Arc::new(UpstreamState {
+            records: Mutex::new(HashMap::new()),
+            behaviour: Mutex::new(Behaviour::Answer),
+            udp_queries: AtomicUsize::new(0),
+            tcp_queries: AtomicUsize::new(0),
+            asked: Mutex::new(Vec::new()),
+            delay: Mutex::new(Duration::ZERO),
+        });
+        let (udp, tcp) = bind_same_port().await;
+        let addr = udp.local_addr().unwrap();
+        tokio::spawn(serve_udp(udp, Arc::clone(&state)));
+        tokio::spawn(serve_tcp(tcp, Arc::clone(&state)));
+        Self { addr, state }
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.state.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// Every answer waits this long first.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.state.delay.lock().unwrap() = delay;
+    }
+
+    pub fn add(&self, record: Record) {
+        let key = (record.name.to_lowercase().to_string(), record.record_type());
+        self.state
+            .records
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_default()
+            .push(record);
+    }
+
+    pub fn add_a(&self, owner: &str, ip: Ipv4Addr) {
+        self.add(Record::from_rdata(name(owner), 300, RData::A(A(ip))));
+    }
+
+    pub fn add_cname(&self, owner: &str, target: &str) {
+        self.add(Record::from_rdata(
+            name(owner),
+            300,
+            RData::CNAME(CNAME(name(target))),
+        ));
+    }
+
+    pub fn udp_queries(&self) -> usize {
+        self.state.udp_queries.load(Ordering::SeqCst)
+    }
+
+    pub fn tcp_queries(&self) -> usize {
+        self.state.tcp_queries.load(Ordering::SeqCst)
+    }
+
+    pub fn queries(&self) -> usize {
+        self.udp_queries() + self.tcp_queries()
+    }
+
+    pub fn asked(&self) -> Vec<String> {
+        self.state.asked.lock().unwrap().clone()
+    }
+}
+
+async fn bind_same_port() -> (UdpSocket, TcpListener) {
+    for _ in 0..32 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+impl UpstreamState {
+    /// The reply to `packet`, or `None` to stay silent.
+    fn reply(&self, packet: &[u8], over_udp: bool) -> Option<Vec<u8>> {
+        let request = Message::from_vec(packet).ok()?;
+        let query = request.queries.first()?.clone();
+        self.asked.lock().unwrap().push(query.name().to_string());
+        let mut reply = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+        reply.metadata.recursion_desired = request.metadata.recursion_desired;
+        reply.metadata.recursion_available = true;
+        reply.queries.push(query.clone());
+        if let Some(edns) = &request.edns {
+            let mut opt = Edns::new();
+            opt.set_max_payload(1232)
+                .set_dnssec_ok(edns.flags().dnssec_ok);
+            reply.edns = Some(opt);
+        }
+        let behaviour = *self.behaviour.lock().unwrap();
+        match behaviour {
+            Behaviour::Silent => return None,
+            Behaviour::ServFail => reply.metadata.response_code = ResponseCode::ServFail,
+            Behaviour::Refused => reply.metadata.response_code = ResponseCode::Refused,
+            Behaviour::Answer => self.fill(&mut reply, &query),
+        }
+        let bytes = reply.to_vec().ok()?;
+        if over_udp && bytes.len() > 512 {
+            reply.metadata.truncation = true;
+            reply.answers.clear();
+            return reply.to_vec().ok();
+        }
+        Some(bytes)
+    }
+
+    /// Answers from the table, following CNAMEs in it, as an authoritative server does.
+    fn fill(&self, reply: &mut Message, query: &Query) {
+        let records = self.records.lock().unwrap();
+        let mut owner = query.name().to_lowercase().to_string();
+        for _ in 0..8 {
+            if let Some(found) = records.get(&(owner.clone(), query.query_type())) {
+                reply.answers.extend(found.iter().cloned());
+                return;
+            }
+            match records.get(&(owner.clone(), RecordType::CNAME)) {
+                Some(cname) => {
+                    reply.answers.extend(cname.iter().cloned());
+                    match &cname[0].data {
+                        RData::CNAME(target) => owner = target.0.to_lowercase().to_string(),
+                        _ => return,
+                    }
+                }
+                None => break,
+            }
+        }
+        let exists = records.keys().any(|(n, _)| *n == owner);
+        if !exists {
+            reply.metadata.response_code = ResponseCode::NXDomain;
+        }
+        reply.authorities.push(upstream_soa());
+    }
+}
+
+async fn serve_udp(socket: UdpSocket, state: Arc<UpstreamState>) {
+    let socket = Arc::new(socket);
+    let mut buffer = vec![0u8; 65_535];
+    loop {
+        let Ok((length, peer)) = socket.recv_from(&mut buffer).await else {
+            continue;
+        };
+        state.udp_queries.fetch_add(1, Ordering::SeqCst);
+        let packet = buffer[..length].to_vec();
+        let state = Arc::clone(&state);
+        let socket = Arc::clone(&socket);
+        tokio::spawn(async move {
+            let delay = *state.delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
+            if let Some(reply) = state.reply(&packet, true) {
+                let _ = socket.send_to(&reply, peer).await;
+            }
+        });
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, state: Arc<UpstreamState>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                let Ok(length) = stream.read_u16().await else {
+                    return;
+                };
+                let mut packet = vec![0u8; usize::from(length)];
+                if stream.read_exact(&mut packet).await.is_err() {
+                    return;
+                }
+                state.tcp_queries.fetch_add(1, Ordering::SeqCst);
+                let delay = *state.delay.lock().unwrap();
+                tokio::time::sleep(delay).await;
+                let Some(reply) = state.reply(&packet, false) else {
+                    continue;
+                };
+                let mut frame = (reply.len() as u16).to_be_bytes().to_vec();
+                frame.extend_from_slice(&reply);
+                if stream.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Writes a hosts file into `dir` and returns its path.
+pub fn hosts_file(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("hosts");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Polls `check` until it holds or `PATIENCE` runs out; returns whether it held.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -525,3 +525,38 @@ async fn tcp_idle_connections_are_closed_and_capped() {
     );
     still_answers(f.server.addr).await;
 }
+
+#[tokio::test]
+async fn tcp_client_that_never_reads_loses_its_connection() {
+    let f = fixture("[server]\ntcp_idle_timeout = \"300ms\"\ntcp_max_connections = 1\n").await;
+    // Pipeline far more answer bytes than the socket buffers hold, and never read them.
+    let mut greedy = TcpStream::connect(f.server.addr).await.unwrap();
+    let mut frames = Vec::new();
+    for id in 0..3000u16 {
+        let packet = query_bytes(id, "big.example.", RecordType::A, Some(65_535));
+        frames.extend_from_slice(&(packet.len() as u16).to_be_bytes());
+        frames.extend_from_slice(&packet);
+    }
+    // The server stops reading once its replies back up, so this write may never finish.
+    let _ = tokio::time::timeout(Duration::from_secs(2), greedy.write_all(&frames)).await;
+
+    // The only connection slot must come free: the stuck writes time out and close it.
+    let addr = f.server.addr;
+    let freed = eventually(|| async move {
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            return false;
+        };
+        tcp_send(
+            &mut stream,
+            &query_bytes(1, "small.example.", RecordType::A, None),
+        )
+        .await;
+        tcp_read(&mut stream).await.is_some()
+    })
+    .await;
+    assert!(
+        freed,
+        "a client that never reads holds its connection slot forever"
+    );
+    drop(greedy);
+}

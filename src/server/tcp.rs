@@ -118,7 +118,12 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let (replies, outgoing) = mpsc::channel::<Vec<u8>>(MAX_PIPELINED);
-    let writer_task = tracker.spawn(write_replies(writer, outgoing, close.clone()));
+    let writer_task = tracker.spawn(write_replies(
+        writer,
+        outgoing,
+        close.clone(),
+        limits.idle_timeout,
+    ));
     let pipelined = Arc::new(Semaphore::new(MAX_PIPELINED));
 
     loop {
@@ -167,11 +172,14 @@ async fn read_message(reader: &mut OwnedReadHalf) -> io::Result<Vec<u8>> {
     Ok(message)
 }
 
-/// Writes replies as they come, each with its length prefix in the same write.
+/// Writes replies as they come, each with its length prefix in the same write. A client that
+/// stops reading would block a write forever and hold its connection slot: a write that makes
+/// no progress for `write_timeout` closes the connection.
 async fn write_replies(
     mut writer: OwnedWriteHalf,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
     close: CancellationToken,
+    write_timeout: Duration,
 ) {
     let mut frame = Vec::with_capacity(512);
     loop {
@@ -189,8 +197,13 @@ async fn write_replies(
         frame.clear();
         frame.extend_from_slice(&length.to_be_bytes());
         frame.extend_from_slice(&reply);
-        if writer.write_all(&frame).await.is_err() {
-            break;
+        match tokio::time::timeout(write_timeout, writer.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                // Stop the reader too: nothing more can be answered on this connection.
+                close.cancel();
+                break;
+            }
         }
     }
     let _ = writer.shutdown().await;

@@ -21,6 +21,8 @@ use crate::server::tcp::{self, TcpLimits};
 use crate::server::{udp, Engine};
 use crate::sources::forward::Forwarder;
 use crate::sources::hosts::Hosts;
+use crate::sources::watch::Reload;
+use crate::sources::zones::cluster::Cluster;
 use crate::sources::zones::Zones;
 
 /// Why the server could not start.
@@ -70,12 +72,25 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let paths = config.files.paths.clone();
         let ttl = config.files.ttl;
         // Reading files is blocking I/O: keep it off the runtime's worker threads.
-        let loaded = tokio::task::spawn_blocking(move || Hosts::load(&paths, ttl)).await;
-        Arc::new(loaded.unwrap_or_else(|_| Hosts::load(&[], ttl)))
+        let loaded = {
+            let paths = paths.clone();
+            tokio::task::spawn_blocking(move || Hosts::load(&paths, ttl)).await
+        };
+        Arc::new(loaded.unwrap_or_else(|_| Hosts::unavailable(&paths, ttl)))
+    };
+    let zones = {
+        let zones_config = config.zones.clone();
+        let kubernetes = config.kubernetes.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let cluster = kubernetes.as_ref().map(|k| Arc::new(Cluster::load(k)));
+            Zones::load(&zones_config, cluster)
+        })
+        .await;
+        Arc::new(loaded.unwrap_or_else(|_| Zones::load(&Default::default(), None)))
     };
     let sources: Vec<Arc<dyn Source>> = vec![
         Arc::clone(&hosts) as Arc<dyn Source>,
-        Arc::new(Zones),
+        Arc::clone(&zones) as Arc<dyn Source>,
         Arc::new(Forwarder::new(&config.forward)),
     ];
     let engine = Arc::new(Engine::new(Chain::new(&config.order, &sources)));
@@ -106,11 +121,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             tracker.clone(),
         ));
     }
-    tracker.spawn(poll_hosts(
-        hosts,
-        config.files.reload_interval,
-        shutdown.clone(),
-    ));
+    tracker.spawn(poll(hosts, config.files.reload_interval, shutdown.clone()));
+    tracker.spawn(poll(zones, config.zones.reload_interval, shutdown.clone()));
 
     let order: Vec<String> = config.order.iter().map(ToString::to_string).collect();
     tracing::info!(
@@ -177,8 +189,8 @@ fn hint_for(error: &io::Error, address: SocketAddr) -> &'static str {
     }
 }
 
-/// Re-reads changed hosts files every `interval` until shutdown.
-async fn poll_hosts(hosts: Arc<Hosts>, interval: Duration, shutdown: CancellationToken) {
+/// Re-reads what changed in `source`'s files every `interval` until shutdown.
+async fn poll(source: Arc<impl Reload + 'static>, interval: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     ticks.tick().await; // the first tick is immediate; the files were just read.
@@ -186,8 +198,8 @@ async fn poll_hosts(hosts: Arc<Hosts>, interval: Duration, shutdown: Cancellatio
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {
-                let hosts = Arc::clone(&hosts);
-                let _ = tokio::task::spawn_blocking(move || hosts.reload_changed()).await;
+                let source = Arc::clone(&source);
+                let _ = tokio::task::spawn_blocking(move || source.reload_changed()).await;
             }
         }
     }

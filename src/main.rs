@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use hearth::config::{values::ListenAddr, Config, Overrides};
-use hearth::sources::hosts;
+use hearth::sources::{hosts, kubernetes, zones};
 
 /// sysexits.h EX_USAGE: the configuration (or the command line) is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -154,6 +154,17 @@ fn check(config_path: Option<&Path>) -> ExitCode {
     let mut problems = Vec::new();
     for path in &config.files.paths {
         problems.extend(hosts::check_file(path));
+    }
+    if let Some(directory) = &config.zones.directory {
+        problems.extend(zones::check_directory(directory));
+    }
+    if let Some(kubernetes) = &config.kubernetes {
+        match kubernetes::objects::read_dir(&kubernetes.manifests) {
+            Ok((_, manifest_problems)) => {
+                problems.extend(manifest_problems.iter().map(ToString::to_string))
+            }
+            Err(problem) => problems.push(problem.to_string()),
+        }
     }
     for problem in &problems {
         println!("{problem}");

@@ -24,6 +24,9 @@ use thiserror::Error;
 
 pub use order::{Actions, OrderEntry, SourceKind};
 
+/// How many CNAME links one answer follows across sources (and within a zone).
+pub const MAX_CNAME_CHAIN: usize = 8;
+
 /// What a client asked, in the form sources need.
 #[derive(Clone, Debug)]
 pub struct Question {
@@ -121,6 +124,10 @@ pub struct Answer {
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
     pub additionals: Vec<Record>,
+    /// A CNAME target the source could not follow because it is not the source's (a zone's
+    /// CNAME that leaves the zone, a Kubernetes ExternalName): the chain resolves it from the
+    /// first source on and appends what it finds, as CoreDNS does for ExternalName services.
+    pub chase: Option<Name>,
 }
 
 impl Answer {
@@ -154,6 +161,10 @@ pub enum SourceError {
         upstream: SocketAddr,
         reason: String,
     },
+    #[error("zones not readable: {0}")]
+    ZonesUnreadable(String),
+    #[error("cluster data not loaded: {0}")]
+    ClusterNotLoaded(String),
     #[error("no upstream is configured")]
     NoUpstreams,
 }
@@ -270,12 +281,46 @@ impl Chain {
         Self { links }
     }
 
-    /// Walks the chain for `question`.
+    /// Walks the chain for `question`, then follows a CNAME a source handed on
+    /// ([`Answer::chase`]) through the whole chain again, up to [`MAX_CNAME_CHAIN`] links.
+    ///
+    /// RFC 6604 §3: the RCODE is that of the last name in the chain, so an NXDOMAIN target makes
+    /// the whole answer NXDOMAIN; AA stays that of the first answer (RFC 1035 §4.1.1). A loop
+    /// across sources ends the chase with what has been found so far.
+    pub async fn resolve(&self, question: &Question) -> Resolution {
+        let mut resolution = self.resolve_once(question).await;
+        let mut seen = vec![question.lower_name.clone()];
+        while let Some(target) = resolution.answer.chase.take() {
+            let lower = LowerName::new(&target);
+            if seen.contains(&lower) || seen.len() > MAX_CNAME_CHAIN {
+                tracing::debug!(name = %question.name, %target, "CNAME chain loops or is too long");
+                break;
+            }
+            seen.push(lower);
+            let next = Question {
+                name: target.clone(),
+                lower_name: LowerName::new(&target),
+                ..question.clone()
+            };
+            let more = self.resolve_once(&next).await;
+            let answer = &mut resolution.answer;
+            answer.answers.extend(more.answer.answers);
+            answer.authorities = more.answer.authorities;
+            answer.additionals = more.answer.additionals;
+            answer.response_code = more.answer.response_code;
+            answer.authentic_data &= more.answer.authentic_data;
+            answer.chase = more.answer.chase;
+            resolution.status = more.status;
+        }
+        resolution
+    }
+
+    /// One walk of the chain.
     ///
     /// As glibc does, the status of the last source consulted decides the answer when the
     /// chain runs out: SUCCESS answers, NOTFOUND is NXDOMAIN (with that source's SOA, if it
     /// gave one), UNAVAIL and TRYAGAIN are SERVFAIL.
-    pub async fn resolve(&self, question: &Question) -> Resolution {
+    async fn resolve_once(&self, question: &Question) -> Resolution {
         let mut last = None;
         for link in &self.links {
             let outcome = link.source.lookup(question).await;

@@ -132,6 +132,8 @@ pub enum OrderError {
     Duplicate(SourceKind),
     #[error("the order is empty")]
     Empty,
+    #[error("no service Hearth has (files, dns) on the line")]
+    NoKnownSource,
 }
 
 /// A service name as written and the actions that follow it; the name is not yet checked
@@ -314,6 +316,11 @@ pub fn parse_nsswitch(text: &str, file: &str) -> Result<NsswitchOrder, NsswitchE
                 actions: Actions::default(),
             });
         }
+        // A line of services Hearth does not have (`hosts: resolve myhostname`) leaves only
+        // `zones`: every name outside the zones would be NXDOMAIN. Better refused.
+        if !entries.iter().any(|e| e.source != SourceKind::Zones) {
+            return Err(at_line(OrderError::NoKnownSource));
+        }
         check_order(&entries).map_err(at_line)?;
         return Ok(NsswitchOrder {
             entries,
@@ -443,5 +450,11 @@ mod tests {
             "/etc/nsswitch.conf:2: unknown status `BOGUS` (expected SUCCESS, NOTFOUND, UNAVAIL or TRYAGAIN)"
         );
         assert!(parse_nsswitch("passwd: files\n", "f").is_err());
+        let error =
+            parse_nsswitch("hosts: resolve [!UNAVAIL=return] myhostname\n", "f").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "f:1: no service Hearth has (files, dns) on the line"
+        );
     }
 }

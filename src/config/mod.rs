@@ -20,13 +20,22 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::chain::order::{self, NsswitchError, OrderEntry, SourceKind};
-use values::{HumanDuration, ListenAddr, OrderValue, UpstreamAddr};
+use values::{DomainName, HumanDuration, ListenAddr, OrderValue, UpstreamAddr};
 
 /// The default configuration, as shipped in `config/hearth.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/hearth.toml");
 
 /// How the embedded default is named in messages.
 pub const DEFAULT_CONFIG_NAME: &str = "config/hearth.toml (embedded default)";
+
+/// Connections are counted by a semaphore; far beyond any real need, far below its limit.
+const MAX_TCP_CONNECTIONS: usize = 1_000_000;
+
+/// A query waits at most this long for one upstream: a DNS client gives up long before.
+const MAX_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An idle TCP connection is closed after at most this long.
+const MAX_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The largest TTL a record may carry: RFC 2181 §8, "a 32 bit unsigned integer ... with the most
 /// significant bit zero"; values with that bit set are treated as zero by resolvers.
@@ -46,6 +55,9 @@ struct ConfigFile {
     files: FilesTable,
     #[serde(default)]
     forward: ForwardTable,
+    #[serde(default)]
+    zones: ZonesTable,
+    kubernetes: Option<KubernetesTable>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +91,23 @@ struct ForwardTable {
     timeout: Option<HumanDuration>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZonesTable {
+    directory: Option<PathBuf>,
+    fallthrough: Option<Vec<DomainName>>,
+    reload_interval: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubernetesTable {
+    domain: Option<DomainName>,
+    manifests: PathBuf,
+    pods: Option<PodMode>,
+    ttl: Option<u32>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // The validated configuration.
 
@@ -92,6 +121,54 @@ pub struct Config {
     pub order: Vec<OrderEntry>,
     pub files: FilesConfig,
     pub forward: ForwardConfig,
+    pub zones: ZonesConfig,
+    /// `[kubernetes]`, when present.
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// `[zones]`.
+#[derive(Clone, Debug)]
+pub struct ZonesConfig {
+    /// Every `*.zone` file in it is one zone; `None`: no zone files.
+    pub directory: Option<PathBuf>,
+    /// Zones whose NXDOMAIN is NOTFOUND, so the chain goes on (CoreDNS's `fallthrough`).
+    pub fallthrough: Vec<hickory_proto::rr::Name>,
+    /// How often zone files and manifests are checked for changes.
+    pub reload_interval: Duration,
+}
+
+impl Default for ZonesConfig {
+    /// No zones.
+    fn default() -> Self {
+        Self {
+            directory: None,
+            fallthrough: Vec::new(),
+            reload_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[kubernetes]`: the cluster zone built from Kubernetes objects.
+#[derive(Clone, Debug)]
+pub struct KubernetesConfig {
+    /// The cluster domain, fully qualified (`cluster.local.`).
+    pub domain: hickory_proto::rr::Name,
+    /// A directory of Service, EndpointSlice, Pod and Namespace objects (JSON or YAML).
+    pub manifests: PathBuf,
+    pub pods: PodMode,
+    pub ttl: u32,
+}
+
+/// Pod records, as CoreDNS's `pods` option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PodMode {
+    /// No `pod.<domain>` records.
+    Disabled,
+    /// `a-b-c-d.<ns>.pod.<domain>` answers a.b.c.d for any name of that shape, unchecked.
+    Insecure,
+    /// Only for pods that exist in that namespace with that address.
+    Verified,
 }
 
 /// `[server]`.
@@ -266,6 +343,8 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
         resolve,
         files,
         forward,
+        zones,
+        kubernetes,
     } = parsed;
 
     // [server]
@@ -294,18 +373,19 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
         }
     }
     let tcp_max_connections = server.tcp_max_connections.unwrap_or(1024);
-    if tcp_max_connections == 0 {
+    if !(1..=MAX_TCP_CONNECTIONS).contains(&tcp_max_connections) {
         return Err(ConfigError::invalid(
             file,
             "server.tcp_max_connections",
-            "must be at least 1",
+            format!("must be between 1 and {MAX_TCP_CONNECTIONS}"),
         ));
     }
     let server = ServerConfig {
         listen,
-        tcp_idle_timeout: positive(
+        tcp_idle_timeout: bounded(
             server.tcp_idle_timeout,
             Duration::from_secs(10),
+            MAX_TCP_IDLE_TIMEOUT,
             file,
             "server.tcp_idle_timeout",
         )?,
@@ -370,9 +450,10 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
     };
 
     // [forward]
-    let timeout = positive(
+    let timeout = bounded(
         forward.timeout,
         Duration::from_secs(2),
+        MAX_FORWARD_TIMEOUT,
         file,
         "forward.timeout",
     )?;
@@ -409,12 +490,64 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
         timeout,
     };
 
+    // [zones]
+    let zones = ZonesConfig {
+        directory: zones.directory,
+        fallthrough: zones
+            .fallthrough
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.0)
+            .collect(),
+        reload_interval: positive(
+            zones.reload_interval,
+            Duration::from_secs(1),
+            file,
+            "zones.reload_interval",
+        )?,
+    };
+
+    // [kubernetes]
+    let kubernetes = match kubernetes {
+        None => None,
+        Some(table) => {
+            let ttl = table.ttl.unwrap_or(5);
+            if ttl > MAX_TTL {
+                return Err(ConfigError::invalid(
+                    file,
+                    "kubernetes.ttl",
+                    format!("{ttl} is above the largest TTL, {MAX_TTL} (RFC 2181 §8)"),
+                ));
+            }
+            let domain = match table.domain {
+                Some(domain) => domain.0,
+                None => hickory_proto::rr::Name::from_ascii("cluster.local.")
+                    .map_err(|e| ConfigError::invalid(file, "kubernetes.domain", e.to_string()))?,
+            };
+            if domain.is_root() {
+                return Err(ConfigError::invalid(
+                    file,
+                    "kubernetes.domain",
+                    "the root cannot be the cluster domain",
+                ));
+            }
+            Some(KubernetesConfig {
+                domain,
+                manifests: table.manifests,
+                pods: table.pods.unwrap_or(PodMode::Insecure),
+                ttl,
+            })
+        }
+    };
+
     Ok(Config {
         origin: file.to_owned(),
         server,
         order,
         files,
         forward,
+        zones,
+        kubernetes,
     })
 }
 
@@ -434,9 +567,32 @@ fn positive(
     }
 }
 
-/// Whether a packet sent to `upstream` would arrive at a socket bound to `listen`.
+/// A duration within `(0, max]`, or the default when absent.
+fn bounded(
+    value: Option<HumanDuration>,
+    default: Duration,
+    max: Duration,
+    file: &str,
+    key: &str,
+) -> Result<Duration, ConfigError> {
+    let duration = positive(value, default, file, key)?;
+    if duration > max {
+        return Err(ConfigError::invalid(
+            file,
+            key,
+            format!("must be at most {}", humantime::format_duration(max)),
+        ));
+    }
+    Ok(duration)
+}
+
+/// Whether a packet sent to `upstream` would arrive at a socket bound to `listen`. An IPv6
+/// socket is IPv6-only (`server::udp::bind`), so `[::]` never receives what is sent to
+/// 127.0.0.1. (A wildcard listener also receives what is sent to the host's own interface
+/// addresses; that loop is not caught here.)
 fn is_same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
     listen.port() == upstream.port()
+        && listen.is_ipv4() == upstream.is_ipv4()
         && (listen.ip() == upstream.ip()
             || (listen.ip().is_unspecified() && upstream.ip().is_loopback()))
 }
@@ -450,7 +606,13 @@ fn default_upstreams(listen: &[SocketAddr]) -> (Vec<SocketAddr>, UpstreamsFrom) 
             .name_servers()
             .iter()
             .map(|server| SocketAddr::new(server.ip, 53))
-            .filter(|upstream| !listen.iter().any(|l| is_same_socket(*l, *upstream)))
+            .filter(|upstream| {
+                let is_self = listen.iter().any(|l| is_same_socket(*l, *upstream));
+                if is_self {
+                    tracing::warn!(%upstream, "a nameserver of /etc/resolv.conf may be Hearth itself; not used as an upstream (set forward.upstreams to use it)");
+                }
+                !is_self
+            })
             .collect(),
         Err(error) => {
             tracing::warn!(%error, "cannot read /etc/resolv.conf for default upstreams");
@@ -541,6 +703,15 @@ mod tests {
             ),
             ("[forward]\nupstreams = []\n", "test.toml: forward.upstreams: is empty"),
             ("[forward]\ntimeout = \"0s\"\n", "test.toml: forward.timeout: must be longer"),
+            ("[forward]\ntimeout = \"1h\"\n", "test.toml: forward.timeout: must be at most 30s"),
+            (
+                "[server]\ntcp_max_connections = 2305843009213693952\n",
+                "test.toml: server.tcp_max_connections: must be between 1 and 1000000",
+            ),
+            (
+                "[server]\ntcp_idle_timeout = \"100y\"\n",
+                "test.toml: server.tcp_idle_timeout: must be at most 1h",
+            ),
             ("[server\nlisten = 1\n", "test.toml:1: "),
             (
                 "[resolve]\norder = [\"files\", \"files\"]\n",

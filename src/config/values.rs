@@ -97,6 +97,21 @@ deserialize_from_str!(
     "an upstream such as \"192.0.2.53\" or \"192.0.2.53:53\""
 );
 
+/// A domain name, made fully qualified: `"cluster.local"` is `cluster.local.`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainName(pub hickory_proto::rr::Name);
+
+impl FromStr for DomainName {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut name = hickory_proto::rr::Name::from_ascii(text)
+            .map_err(|error| format!("{text:?} is not a domain name: {error}"))?;
+        name.set_fqdn(true);
+        Ok(DomainName(name))
+    }
+}
+deserialize_from_str!(DomainName, "a domain name such as \"example.internal\"");
+
 /// One entry of `resolve.order`, such as `"files [NOTFOUND=return]"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderValue(pub OrderEntry);

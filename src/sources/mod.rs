@@ -2,4 +2,6 @@
 
 pub mod forward;
 pub mod hosts;
+pub mod kubernetes;
+pub mod watch;
 pub mod zones;

@@ -124,16 +124,17 @@ impl Forwarder {
             })
         };
         let request = request_for(question);
-        let response = tokio::time::timeout(
-            self.timeout,
-            upstream.udp.send(request.clone()).first_answer(),
-        )
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|error| match error {
-            hickory_net::NetError::Timeout => timed_out(),
-            other => unreachable(other),
-        })?;
+        // One deadline for the whole attempt, TCP retry included, so a query is bounded by
+        // `timeout × upstreams` as documented.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let response =
+            tokio::time::timeout_at(deadline, upstream.udp.send(request.clone()).first_answer())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|error| match error {
+                    hickory_net::NetError::Timeout => timed_out(),
+                    other => unreachable(other),
+                })?;
         if !response.truncation {
             return Ok(response);
         }
@@ -148,7 +149,7 @@ impl Forwarder {
             .await?;
             exchange.send(request).first_answer().await
         };
-        tokio::time::timeout(self.timeout, over_tcp)
+        tokio::time::timeout_at(deadline, over_tcp)
             .await
             .map_err(|_| timed_out())?
             .map_err(unreachable)
@@ -190,6 +191,7 @@ fn answer_from(response: DnsResponse) -> Answer {
         answers: message.answers,
         authorities: message.authorities,
         additionals: message.additionals,
+        chase: None,
     }
 }
 

@@ -7,17 +7,16 @@
 //! - PTR questions under `in-addr.arpa.` and `ip6.arpa.` are answered for addresses in the files.
 //! - All files are consulted; their entries are merged in the order the files are listed.
 //! - Files are polled for changes ([`Hosts::reload_changed`]); a changed file is re-read and the
-//!   whole table replaced in one atomic swap, so a query sees the old table or the new one.
-//!   Polling, not inotify, because editors and config-management tools replace files by rename
-//!   and delete-and-recreate, which inotify watches on the file itself silently lose.
+//!   whole table replaced in one atomic swap, so a query sees the old table or the new one
+//!   (why polling: [`crate::sources::watch`]).
 
 pub mod parse;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -25,7 +24,17 @@ use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind};
+use crate::sources::watch::{Fingerprint, Reload};
 use parse::{HostsLine, LineProblem, ParsedHosts};
+
+/// The most names a PTR answer gives for one address. glibc's `gethostbyaddr` returns one line's
+/// names; CoreDNS returns every name. Every name is right, until a blocklist puts 100,000 names
+/// on `0.0.0.0` and one PTR answer would fill a 64 KiB TCP message: the first names in file
+/// order are the useful ones.
+const MAX_PTR_NAMES: usize = 16;
+
+/// The largest hosts file read: beyond this it is not a hosts file (or it is `/dev/zero`).
+const MAX_FILE_SIZE: u64 = 256 << 20;
 
 /// The merged contents of all hosts files: what queries read.
 #[derive(Debug, Default)]
@@ -47,16 +56,21 @@ struct Addresses {
 impl HostsTable {
     fn build(files: &[FileState]) -> Self {
         let mut table = HostsTable::default();
+        let mut reverse_seen = HashSet::new();
         for file in files {
             match &file.lines {
-                Some(lines) => lines.iter().for_each(|line| table.insert(line)),
+                Some(lines) => lines
+                    .iter()
+                    .for_each(|line| table.insert(line, &mut reverse_seen)),
                 None => table.unreadable.push(file.path.display().to_string()),
             }
         }
         table
     }
 
-    fn insert(&mut self, line: &HostsLine) {
+    /// Adds one line. `reverse_seen` remembers which names each address already has, so a
+    /// blocklist-style file (100,000 names on `0.0.0.0`) loads in linear time.
+    fn insert(&mut self, line: &HostsLine, reverse_seen: &mut HashSet<(IpAddr, LowerName)>) {
         for name in &line.names {
             let addresses = self.by_name.entry(LowerName::new(name)).or_default();
             match line.address {
@@ -67,9 +81,8 @@ impl HostsTable {
         }
         let names = self.by_address.entry(line.address).or_default();
         for name in &line.names {
-            if !names
-                .iter()
-                .any(|known| known.eq_case(name) || known == name)
+            if names.len() < MAX_PTR_NAMES
+                && reverse_seen.insert((line.address, LowerName::new(name)))
             {
                 names.push(name.clone());
             }
@@ -134,35 +147,12 @@ fn owned_answer(answers: Vec<Record>) -> Answer {
 /// are not addresses.
 fn reverse_address(name: &Name) -> Option<IpAddr> {
     let network = name.parse_arpa_name().ok()?;
-    (network.prefix_len() == network.max_prefix_len()).then(|| network.addr())
-}
-
-/// What a poll remembers of a file, to notice any change: replacing by rename changes the
-/// inode, an edit in place the size or modification time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Fingerprint {
-    modified: Option<SystemTime>,
-    length: u64,
-    #[cfg(unix)]
-    inode: (u64, u64),
-    #[cfg(unix)]
-    changed: (i64, i64),
-}
-
-impl Fingerprint {
-    fn of(path: &Path) -> Option<Self> {
-        let metadata = std::fs::metadata(path).ok()?;
-        #[cfg(unix)]
-        use std::os::unix::fs::MetadataExt;
-        Some(Self {
-            modified: metadata.modified().ok(),
-            length: metadata.len(),
-            #[cfg(unix)]
-            inode: (metadata.dev(), metadata.ino()),
-            #[cfg(unix)]
-            changed: (metadata.ctime(), metadata.ctime_nsec()),
-        })
+    if network.prefix_len() != network.max_prefix_len() {
+        return None;
     }
+    // hickory reads `01` and `+1` as labels of 1; only the canonical spelling is that address.
+    let address = network.addr();
+    (LowerName::new(&Name::from(address)) == LowerName::new(name)).then_some(address)
 }
 
 /// One configured file and its last good contents.
@@ -204,11 +194,6 @@ impl Hosts {
         hosts
     }
 
-    /// Re-reads the files that changed since the last look; returns whether the table changed.
-    pub fn reload_changed(&self) -> bool {
-        self.reload(false)
-    }
-
     fn reload(&self, first: bool) -> bool {
         // A poisoned lock only means a previous reload panicked; the states are still usable.
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
@@ -218,8 +203,13 @@ impl Hosts {
             if !first && fingerprint == file.fingerprint {
                 continue;
             }
+            let read = read_file(&file.path);
+            if !first && Fingerprint::of(&file.path) != fingerprint {
+                // Changed while being read (a write in progress): read it at the next poll.
+                continue;
+            }
             file.fingerprint = fingerprint;
-            match read_file(&file.path) {
+            match read {
                 Ok(parsed) => {
                     log_problems(&file.path, &parsed.problems);
                     tracing::info!(
@@ -252,9 +242,39 @@ impl Hosts {
         changed
     }
 
+    /// A source whose files could not be loaded at all: UNAVAIL for every name.
+    pub fn unavailable(paths: &[PathBuf], ttl: u32) -> Self {
+        let files: Vec<FileState> = paths
+            .iter()
+            .map(|path| FileState {
+                path: path.clone(),
+                fingerprint: None,
+                lines: None,
+            })
+            .collect();
+        let mut table = HostsTable::build(&files);
+        if table.unreadable.is_empty() {
+            table
+                .unreadable
+                .push("the hosts files failed to load".into());
+        }
+        Self {
+            table: ArcSwap::from_pointee(table),
+            files: Mutex::new(files),
+            ttl,
+        }
+    }
+
     /// The table queries see now.
     pub fn table(&self) -> Arc<HostsTable> {
         self.table.load_full()
+    }
+}
+
+impl Reload for Hosts {
+    /// Re-reads the files that changed since the last look; returns whether the table changed.
+    fn reload_changed(&self) -> bool {
+        self.reload(false)
     }
 }
 
@@ -269,8 +289,22 @@ impl Source for Hosts {
     }
 }
 
+/// Reads a hosts file: a regular file only (a FIFO would block the reload forever), of a sane
+/// size.
 fn read_file(path: &Path) -> std::io::Result<ParsedHosts> {
-    std::fs::read(path).map(|bytes| parse::parse(&bytes))
+    let file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0).min(1 << 20));
+    file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_FILE_SIZE} bytes"
+        )));
+    }
+    Ok(parse::parse(&bytes))
 }
 
 fn log_problems(path: &Path, problems: &[LineProblem]) {
@@ -305,7 +339,11 @@ mod tests {
     fn table(text: &str) -> HostsTable {
         let parsed = parse::parse(text.as_bytes());
         let mut table = HostsTable::default();
-        parsed.lines.iter().for_each(|line| table.insert(line));
+        let mut seen = HashSet::new();
+        parsed
+            .lines
+            .iter()
+            .for_each(|line| table.insert(line, &mut seen));
         table
     }
 
@@ -357,6 +395,8 @@ mod tests {
             ),
             ("99.2.0.192.in-addr.arpa.", RecordType::PTR, Status::NotFound, &[]),
             ("2.0.192.in-addr.arpa.", RecordType::PTR, Status::NotFound, &[]),
+            // Not the canonical spelling of 192.0.2.10.
+            ("010.2.0.192.in-addr.arpa.", RecordType::PTR, Status::NotFound, &[]),
         ];
         for (name, record_type, status, records) in cases {
             let (got_status, got_records) = ask(&table, name, *record_type);

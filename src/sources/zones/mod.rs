@@ -1,15 +1,226 @@
-//! `zones`: local authoritative zones.
+//! `zones`: local authoritative zones, from RFC 1035 master files and (when configured) the
+//! Kubernetes cluster zone.
 //!
-//! A placeholder until zone files are read (the zones issue): it holds no zone, so every name
-//! is outside every zone, which the [`Source`] contract spells NOTFOUND.
+//! - Every `*.zone` file in `zones.directory` is one zone ([`master`] reads it, [`zone`] checks
+//!   and answers). Two files claiming one origin: the first by file name is served, the other
+//!   refused with a message.
+//! - Inside a zone it holds, the zone's answer is final, NXDOMAIN included (SUCCESS in the
+//!   chain's terms), so internal names never leak to an upstream; a zone listed in
+//!   `zones.fallthrough` turns its NXDOMAIN into NOTFOUND. Names outside every zone are
+//!   NOTFOUND.
+//! - Files are polled ([`crate::sources::watch`]); on a change every file is read again and the
+//!   set of zones swapped in whole. A file that no longer reads or checks keeps its previous
+//!   zone serving, with the problem logged as `file:line: reason`.
 
+pub mod cluster;
+pub mod master;
+pub mod zone;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::LowerName;
 
-use crate::chain::{Outcome, Question, Source, SourceKind};
+use crate::chain::{Outcome, Question, Source, SourceError, SourceKind};
+use crate::config::ZonesConfig;
+use crate::sources::watch::{self, Reload, Snapshot};
+use cluster::Cluster;
+use master::ZoneProblem;
+use zone::Zone;
 
-/// The `zones` source, holding no zone yet.
+/// The zones queries see: found by walking up from the question's name.
 #[derive(Debug, Default)]
-pub struct Zones;
+struct ZoneSet {
+    by_origin: HashMap<LowerName, Arc<Zone>>,
+    /// The directory could not be read and nothing was ever loaded from it.
+    unreadable: Option<String>,
+}
+
+impl ZoneSet {
+    /// The zone with the longest origin that contains `name`.
+    fn find(&self, name: &LowerName) -> Option<&Arc<Zone>> {
+        if self.by_origin.is_empty() {
+            return None;
+        }
+        let mut current = name.clone();
+        loop {
+            if let Some(zone) = self.by_origin.get(&current) {
+                return Some(zone);
+            }
+            if current.is_root() {
+                return None;
+            }
+            current = current.base_name();
+        }
+    }
+}
+
+/// What one read of the directory found.
+#[derive(Debug, Default)]
+pub struct DirectoryLoad {
+    /// The zones that loaded, by the file that holds them.
+    pub zones: Vec<(PathBuf, Zone)>,
+    /// Errors and warnings, each `file:line: reason`.
+    pub problems: Vec<ZoneProblem>,
+    /// Every file read (zone files and their includes), to notice changes.
+    pub files: Vec<PathBuf>,
+    /// Zone files that did not load, by path; their previous version keeps serving.
+    pub failed: Vec<PathBuf>,
+}
+
+/// Reads every zone file in `directory`.
+pub fn load_directory(directory: &Path) -> Result<DirectoryLoad, ZoneProblem> {
+    let paths = watch::files_in(directory, &["zone"]).map_err(|error| ZoneProblem {
+        file: directory.to_owned(),
+        line: None,
+        reason: format!("cannot read the zones directory: {error}"),
+    })?;
+    let mut load = DirectoryLoad::default();
+    let mut origins: HashMap<LowerName, PathBuf> = HashMap::new();
+    for path in paths {
+        load.files.push(path.clone());
+        let parsed = match master::read_zone_file(&path) {
+            Ok(parsed) => parsed,
+            Err(problem) => {
+                load.problems.push(problem);
+                load.failed.push(path);
+                continue;
+            }
+        };
+        load.files.extend(parsed.files.iter().skip(1).cloned());
+        let broken = !parsed.errors.is_empty();
+        load.problems.extend(parsed.errors);
+        let origin = LowerName::new(&parsed.origin);
+        if let Some(first) = origins.get(&origin) {
+            load.problems.push(ZoneProblem {
+                file: path.clone(),
+                line: None,
+                reason: format!(
+                    "the zone {} is already served from {}; this file is ignored",
+                    parsed.origin,
+                    first.display()
+                ),
+            });
+            continue;
+        }
+        // Built even when records failed to read, so its other problems are reported too.
+        let built = Zone::build(&parsed.origin, parsed.records, &path);
+        load.problems.extend(built.problems);
+        match built.zone.filter(|_| !broken) {
+            Some(zone) => {
+                origins.insert(origin, path.clone());
+                load.zones.push((path, zone));
+            }
+            None => load.failed.push(path),
+        }
+    }
+    Ok(load)
+}
+
+/// What the reloads remember between polls.
+#[derive(Debug, Default)]
+struct ReloadState {
+    snapshot: Snapshot,
+    /// The last zone each file gave that loaded, to keep serving when the file breaks.
+    last_good: HashMap<PathBuf, Arc<Zone>>,
+}
+
+/// The `zones` source.
+pub struct Zones {
+    set: ArcSwap<ZoneSet>,
+    directory: Option<PathBuf>,
+    fallthrough: Vec<LowerName>,
+    state: Mutex<ReloadState>,
+    cluster: Option<Arc<Cluster>>,
+}
+
+impl Zones {
+    /// Loads the zone files now (logging every problem) and takes the cluster zone, if any.
+    pub fn load(config: &ZonesConfig, cluster: Option<Arc<Cluster>>) -> Self {
+        let zones = Self {
+            set: ArcSwap::from_pointee(ZoneSet::default()),
+            directory: config.directory.clone(),
+            fallthrough: config.fallthrough.iter().map(LowerName::new).collect(),
+            state: Mutex::new(ReloadState::default()),
+            cluster,
+        };
+        zones.reload(true);
+        zones
+    }
+
+    /// How many zones are served from files.
+    pub fn zone_count(&self) -> usize {
+        self.set.load().by_origin.len()
+    }
+
+    fn reload(&self, first: bool) -> bool {
+        let Some(directory) = &self.directory else {
+            return false;
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !first {
+            let mut paths: Vec<PathBuf> = state.snapshot.iter().map(|(p, _)| p.clone()).collect();
+            paths.extend(watch::files_in(directory, &["zone"]).unwrap_or_default());
+            if watch::snapshot(paths) == state.snapshot {
+                return false;
+            }
+        }
+        let load = match load_directory(directory) {
+            Ok(load) => load,
+            Err(problem) => {
+                tracing::warn!("{problem}");
+                if first {
+                    self.set.store(Arc::new(ZoneSet {
+                        by_origin: HashMap::new(),
+                        unreadable: Some(problem.to_string()),
+                    }));
+                }
+                state.snapshot = watch::snapshot([directory.clone()]);
+                return first;
+            }
+        };
+        for problem in &load.problems {
+            tracing::warn!("{problem}");
+        }
+        let mut by_origin = HashMap::new();
+        let mut last_good = HashMap::new();
+        for (path, zone) in load.zones {
+            tracing::info!(file = %path.display(), origin = %zone.origin(), names = zone.len(), "zone loaded");
+            let zone = Arc::new(zone);
+            by_origin.insert(LowerName::new(zone.origin()), Arc::clone(&zone));
+            last_good.insert(path, zone);
+        }
+        for path in &load.failed {
+            if let Some(previous) = state.last_good.get(path) {
+                let origin = LowerName::new(previous.origin());
+                if !by_origin.contains_key(&origin) {
+                    tracing::warn!(file = %path.display(), origin = %previous.origin(), "zone file has errors; its previous version keeps serving");
+                    by_origin.insert(origin, Arc::clone(previous));
+                    last_good.insert(path.clone(), Arc::clone(previous));
+                }
+            }
+        }
+        state.last_good = last_good;
+        state.snapshot = watch::snapshot(load.files);
+        self.set.store(Arc::new(ZoneSet {
+            by_origin,
+            unreadable: None,
+        }));
+        true
+    }
+}
+
+impl Reload for Zones {
+    fn reload_changed(&self) -> bool {
+        let files = self.reload(false);
+        let cluster = self.cluster.as_ref().is_some_and(|c| c.reload_changed());
+        files || cluster
+    }
+}
 
 #[async_trait]
 impl Source for Zones {
@@ -17,7 +228,35 @@ impl Source for Zones {
         SourceKind::Zones
     }
 
-    async fn lookup(&self, _question: &Question) -> Outcome {
-        Outcome::not_found()
+    async fn lookup(&self, question: &Question) -> Outcome {
+        if let Some(outcome) = self.cluster.as_ref().and_then(|c| c.lookup(question)) {
+            return outcome;
+        }
+        let set = self.set.load();
+        let Some(zone) = set.find(&question.lower_name) else {
+            return match &set.unreadable {
+                Some(reason) => Outcome::Unavail(SourceError::ZonesUnreadable(reason.clone())),
+                None => Outcome::not_found(),
+            };
+        };
+        let answer = zone.lookup(&question.name, question.record_type);
+        let falls_through = answer.response_code == ResponseCode::NXDomain
+            && self
+                .fallthrough
+                .iter()
+                .any(|origin| origin == &LowerName::new(zone.origin()));
+        if falls_through {
+            Outcome::NotFound(answer)
+        } else {
+            Outcome::Success(answer)
+        }
+    }
+}
+
+/// For `hearth check`: every problem in the zones directory as `file:line: reason`.
+pub fn check_directory(directory: &Path) -> Vec<String> {
+    match load_directory(directory) {
+        Ok(load) => load.problems.iter().map(ToString::to_string).collect(),
+        Err(problem) => vec![problem.to_string()],
     }
 }

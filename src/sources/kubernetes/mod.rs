@@ -1,0 +1,20 @@
+//! `cluster.local`: the records the Kubernetes DNS-Based Service Discovery specification (schema
+//! 1.1.0) asks for, built from Service, EndpointSlice, Pod and Namespace objects exactly as the
+//! Kubernetes API serves them, with CoreDNS's behaviour where the specification is silent.
+//!
+//! ```text
+//!   manifests (*.yaml, *.yml, *.json: one object, `---` documents, or a List)
+//!        │  objects::read_dir / objects::parse_manifest        problems: `file:line: reason`
+//!        ▼
+//!   ClusterObjects { services, endpoint_slices, pods, namespaces }
+//!        │  records::build (pure: same objects, same records)
+//!        ▼
+//!   ClusterRecords { records (SOA, NS, dns-version TXT, services, endpoints, pods),
+//!                    empty_names (NODATA, not NXDOMAIN), reverse (PTR) }
+//! ```
+//!
+//! `pods insecure` names (`1-2-3-4.<ns>.pod.<domain>`) are not records: any address can be
+//! written that way, so they are answered on demand by [`records::pod_name_address`].
+
+pub mod objects;
+pub mod records;

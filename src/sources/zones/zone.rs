@@ -258,13 +258,19 @@ impl Zone {
         soa
     }
 
-    /// The delegation point at or above `name` (strictly below the apex), if any.
-    fn delegation(&self, name: &LowerName) -> Option<&[Record]> {
+    /// The delegation point at or above `name` (strictly below the apex), if any. DS lives on
+    /// the parent side of a cut (RFC 4034 §5; RFC 4035 §3.1.4.1: the parent answers DS
+    /// authoritatively), so for DS the cut at `name` itself does not count.
+    fn delegation(&self, name: &LowerName, record_type: RecordType) -> Option<&[Record]> {
         if !self.has_delegations {
             return None;
         }
         let mut ancestors = Vec::new();
-        let mut current = name.clone();
+        let mut current = if record_type == RecordType::DS {
+            name.base_name()
+        } else {
+            name.clone()
+        };
         while current != self.lower_origin && self.lower_origin.zone_of(&current) {
             ancestors.push(current.clone());
             current = current.base_name();
@@ -316,7 +322,7 @@ impl Zone {
         let mut seen: Vec<LowerName> = Vec::new();
         loop {
             let lower = LowerName::new(&current);
-            if let Some(name_servers) = self.delegation(&lower) {
+            if let Some(name_servers) = self.delegation(&lower, record_type) {
                 // RFC 1034 §4.3.2 step 3b: a referral, not authoritative. Inside a CNAME chain
                 // the answer so far stands (AA belongs to the first owner name, RFC 1035
                 // §4.1.1) and the rest is the referral.

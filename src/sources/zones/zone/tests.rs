@@ -205,6 +205,9 @@ fn authoritative_answers() {
         ("sub.example.internal.", A, referral()),
         ("deep.sub.example.internal.", A, referral()),
         ("ns.sub.example.internal.", A, referral()),
+        // DS is the parent's: answered at the cut, not referred (RFC 4035 §3.1.4.1).
+        ("sub.example.internal.", DS, nodata()),
+        ("deep.sub.example.internal.", DS, referral()),
         // The apex.
         (
             "example.internal.",

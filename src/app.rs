@@ -43,6 +43,7 @@ pub struct Running {
     local_addrs: Vec<SocketAddr>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    forwarder: Arc<Forwarder>,
 }
 
 impl Running {
@@ -50,6 +51,11 @@ impl Running {
     /// in the order of `server.listen`. Each is served on UDP and TCP.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The `dns` source: its cache and upstream counters.
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
     }
 
     /// Stops taking queries and waits up to `deadline` for those in flight. Returns whether all
@@ -88,10 +94,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .await;
         Arc::new(loaded.unwrap_or_else(|_| Zones::load(&Default::default(), None)))
     };
+    let forwarder = Arc::new(Forwarder::new(&config.forward));
     let sources: Vec<Arc<dyn Source>> = vec![
         Arc::clone(&hosts) as Arc<dyn Source>,
         Arc::clone(&zones) as Arc<dyn Source>,
-        Arc::new(Forwarder::new(&config.forward)),
+        Arc::clone(&forwarder) as Arc<dyn Source>,
     ];
     let engine = Arc::new(Engine::new(Chain::new(&config.order, &sources)));
 
@@ -123,6 +130,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     tracker.spawn(poll(hosts, config.files.reload_interval, shutdown.clone()));
     tracker.spawn(poll(zones, config.zones.reload_interval, shutdown.clone()));
+    // Listeners are up: a loop probe that comes back can now be seen.
+    let uses_dns = config
+        .order
+        .iter()
+        .any(|e| e.source == crate::chain::SourceKind::Dns);
+    if uses_dns {
+        let cancelled = shutdown.clone();
+        let forwarder = Arc::clone(&forwarder);
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = cancelled.cancelled() => {}
+                _ = forwarder.check_for_loops() => {}
+            }
+        });
+    }
 
     let order: Vec<String> = config.order.iter().map(ToString::to_string).collect();
     tracing::info!(
@@ -137,6 +159,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         local_addrs,
         shutdown,
         tracker,
+        forwarder,
     })
 }
 

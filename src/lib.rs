@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod cache;
 pub mod chain;
 pub mod config;
 pub mod server;

@@ -316,8 +316,9 @@ async fn round_robin_spreads_queries() {
     }
     let toml = config(&hosts, &[first.addr, second.addr], &["dns"]) + "policy = \"round_robin\"\n";
     let server = start_server(&toml).await;
-    for _ in 0..10 {
-        ask(server.addr, "www.example.net.", RecordType::A).await;
+    // Ten different names: the same one would be answered from the cache after the first.
+    for i in 0..10 {
+        ask(server.addr, &format!("host{i}.example.net."), RecordType::A).await;
     }
     assert_eq!((first.queries(), second.queries()), (5, 5));
     server.stop().await;

@@ -167,13 +167,21 @@ pub enum SourceError {
     ClusterNotLoaded(String),
     #[error("no upstream is configured")]
     NoUpstreams,
+    #[error("max_concurrent upstream queries are in flight")]
+    Overloaded,
+    #[error("forwarding loop through upstream {upstream}: it is disabled")]
+    ForwardingLoop { upstream: SocketAddr },
 }
 
 impl SourceError {
     /// RFC 1035 §4.1.1: SERVFAIL, "the name server was unable to process this query due to a
-    /// problem with the name server".
+    /// problem with the name server"; REFUSED when the upstream queries are at their limit, as
+    /// CoreDNS's `forward` answers then.
     pub fn response_code(&self) -> ResponseCode {
-        ResponseCode::ServFail
+        match self {
+            Self::Overloaded => ResponseCode::Refused,
+            _ => ResponseCode::ServFail,
+        }
     }
 }
 

@@ -31,6 +31,9 @@ pub const DEFAULT_CONFIG_NAME: &str = "config/hearth.toml (embedded default)";
 /// Connections are counted by a semaphore; far beyond any real need, far below its limit.
 const MAX_TCP_CONNECTIONS: usize = 1_000_000;
 
+/// Upstream queries in flight: each holds a socket, so far below any file-descriptor limit.
+const MAX_CONCURRENT_UPSTREAM: usize = 100_000;
+
 /// A query waits at most this long for one upstream: a DNS client gives up long before.
 const MAX_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -58,6 +61,19 @@ struct ConfigFile {
     #[serde(default)]
     zones: ZonesTable,
     kubernetes: Option<KubernetesTable>,
+    #[serde(default)]
+    cache: CacheTable,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheTable {
+    capacity: Option<usize>,
+    min_ttl: Option<HumanDuration>,
+    max_ttl: Option<HumanDuration>,
+    negative_max_ttl: Option<HumanDuration>,
+    serve_stale: Option<HumanDuration>,
+    prefetch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +105,8 @@ struct ForwardTable {
     upstreams: Option<Vec<UpstreamAddr>>,
     policy: Option<Policy>,
     timeout: Option<HumanDuration>,
+    max_concurrent: Option<usize>,
+    health_check: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +219,12 @@ pub struct ForwardConfig {
     pub policy: Policy,
     /// The longest one attempt at one upstream may take.
     pub timeout: Duration,
+    /// Upstream queries in flight at most; beyond, queries are REFUSED (as CoreDNS does).
+    pub max_concurrent: usize,
+    /// How often an upstream marked down is probed.
+    pub health_check: Duration,
+    /// The answer cache in front of the upstreams.
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// Which upstream is tried first.
@@ -345,6 +369,7 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
         forward,
         zones,
         kubernetes,
+        cache,
     } = parsed;
 
     // [server]
@@ -483,11 +508,58 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
             ));
         }
     }
+    let max_concurrent = forward.max_concurrent.unwrap_or(1000);
+    if !(1..=MAX_CONCURRENT_UPSTREAM).contains(&max_concurrent) {
+        return Err(ConfigError::invalid(
+            file,
+            "forward.max_concurrent",
+            format!("must be between 1 and {MAX_CONCURRENT_UPSTREAM}"),
+        ));
+    }
+    let defaults = crate::cache::CacheConfig::default();
+    let duration = |value: Option<HumanDuration>, default: Duration| value.map_or(default, |v| v.0);
+    let cache = crate::cache::CacheConfig {
+        capacity: cache.capacity.unwrap_or(defaults.capacity),
+        min_ttl: duration(cache.min_ttl, defaults.min_ttl),
+        max_ttl: duration(cache.max_ttl, defaults.max_ttl),
+        negative_max_ttl: duration(cache.negative_max_ttl, defaults.negative_max_ttl),
+        serve_stale: duration(cache.serve_stale, defaults.serve_stale),
+        prefetch: cache.prefetch.unwrap_or(defaults.prefetch),
+    };
+    for (key, value) in [
+        ("cache.min_ttl", cache.min_ttl),
+        ("cache.max_ttl", cache.max_ttl),
+        ("cache.negative_max_ttl", cache.negative_max_ttl),
+    ] {
+        if value.as_secs() > u64::from(MAX_TTL) {
+            return Err(ConfigError::invalid(
+                file,
+                key,
+                format!("must be at most {MAX_TTL}s (RFC 2181 §8)"),
+            ));
+        }
+    }
+    if cache.min_ttl > cache.max_ttl {
+        return Err(ConfigError::invalid(
+            file,
+            "cache.min_ttl",
+            "is above cache.max_ttl",
+        ));
+    }
     let forward = ForwardConfig {
         upstreams,
         upstreams_from,
         policy: forward.policy.unwrap_or(Policy::Sequential),
         timeout,
+        max_concurrent,
+        health_check: bounded(
+            forward.health_check,
+            Duration::from_millis(500),
+            Duration::from_secs(3600),
+            file,
+            "forward.health_check",
+        )?,
+        cache,
     };
 
     // [zones]

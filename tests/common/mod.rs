@@ -36,6 +36,11 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The running server, for its counters.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running until stopped")
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown(Duration::from_secs(5)).await;
@@ -187,7 +192,18 @@ pub enum Behaviour {
     ServFail,
     /// Replies REFUSED to everything.
     Refused,
+    /// Replies with the right answer but the wrong ID (a spoofing attempt that guessed badly).
+    WrongId,
+    /// Replies with bytes that are not a DNS message.
+    Garbage,
+    /// Replies with the right ID but an answer for another question (RFC 5452 §9.1).
+    WrongQuestion,
+    /// First a forged reply (wrong ID, a poisoned address), then the genuine one.
+    SpoofThenAnswer,
 }
+
+/// The address a forged reply carries.
+pub const POISON: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
 
 /// A DNS server on loopback that answers from a table, over UDP and TCP, counts what it is
 /// asked, and can be told to misbehave. Over UDP it truncates (TC=1) any answer above 512
@@ -204,6 +220,8 @@ struct UpstreamState {
     tcp_queries: AtomicUsize,
     /// Names asked, in order.
     asked: Mutex<Vec<String>>,
+    /// Hearth's loop probes and health checks received.
+    probes: AtomicUsize,
     delay: Mutex<Duration>,
 }
 
@@ -232,6 +250,7 @@ impl FakeUpstream {
             udp_queries: AtomicUsize::new(0),
             tcp_queries: AtomicUsize::new(0),
             asked: Mutex::new(Vec::new()),
+            probes: AtomicUsize::new(0),
             delay: Mutex::new(Duration::ZERO),
         });
         let (udp, tcp) = bind_same_port().await;
@@ -262,7 +281,11 @@ impl FakeUpstream {
     }
 
     pub fn add_a(&self, owner: &str, ip: Ipv4Addr) {
-        self.add(Record::from_rdata(name(owner), 300, RData::A(A(ip))));
+        self.add_a_ttl(owner, ip, 300);
+    }
+
+    pub fn add_a_ttl(&self, owner: &str, ip: Ipv4Addr, ttl: u32) {
+        self.add(Record::from_rdata(name(owner), ttl, RData::A(A(ip))));
     }
 
     pub fn add_cname(&self, owner: &str, target: &str) {
@@ -285,6 +308,11 @@ impl FakeUpstream {
         self.udp_queries() + self.tcp_queries()
     }
 
+    /// Hearth's loop probes and health checks received.
+    pub fn probes(&self) -> usize {
+        self.state.probes.load(Ordering::SeqCst)
+    }
+
     pub fn asked(&self) -> Vec<String> {
         self.state.asked.lock().unwrap().clone()
     }
@@ -302,11 +330,49 @@ async fn bind_same_port() -> (UdpSocket, TcpListener) {
 }
 
 impl UpstreamState {
-    /// The reply to `packet`, or `None` to stay silent.
+    /// The replies to `packet`, in order (none: silence).
+    fn replies(&self, packet: &[u8], over_udp: bool) -> Vec<Vec<u8>> {
+        let Some(genuine) = self.reply(packet, over_udp) else {
+            return Vec::new();
+        };
+        let behaviour = *self.behaviour.lock().unwrap();
+        let forged = |mut message: Message| {
+            message.metadata.id ^= 0x5a5a;
+            for record in &mut message.answers {
+                record.data = RData::A(A(POISON));
+            }
+            message.to_vec().unwrap_or_default()
+        };
+        match behaviour {
+            Behaviour::WrongId => vec![forged(Message::from_vec(&genuine).unwrap())],
+            Behaviour::Garbage => vec![b"\x13\x37 this is not DNS \xff\xfe".to_vec()],
+            Behaviour::WrongQuestion => {
+                let mut message = Message::from_vec(&genuine).unwrap();
+                message.queries = vec![Query::query(name("poison.example."), RecordType::A)];
+                message.answers = vec![Record::from_rdata(
+                    name("poison.example."),
+                    300,
+                    RData::A(A(POISON)),
+                )];
+                vec![message.to_vec().unwrap()]
+            }
+            Behaviour::SpoofThenAnswer => {
+                vec![forged(Message::from_vec(&genuine).unwrap()), genuine]
+            }
+            _ => vec![genuine],
+        }
+    }
+
+    /// The genuine reply to `packet`, or `None` to stay silent.
     fn reply(&self, packet: &[u8], over_udp: bool) -> Option<Vec<u8>> {
         let request = Message::from_vec(packet).ok()?;
         let query = request.queries.first()?.clone();
-        self.asked.lock().unwrap().push(query.name().to_string());
+        // Hearth's probes are answered (if the behaviour allows), but counted apart.
+        if is_probe(&query) {
+            self.probes.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.asked.lock().unwrap().push(query.name().to_string());
+        }
         let mut reply = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
         reply.metadata.recursion_desired = request.metadata.recursion_desired;
         reply.metadata.recursion_available = true;
@@ -322,7 +388,7 @@ impl UpstreamState {
             Behaviour::Silent => return None,
             Behaviour::ServFail => reply.metadata.response_code = ResponseCode::ServFail,
             Behaviour::Refused => reply.metadata.response_code = ResponseCode::Refused,
-            Behaviour::Answer => self.fill(&mut reply, &query),
+            _ => self.fill(&mut reply, &query),
         }
         let bytes = reply.to_vec().ok()?;
         if over_udp && bytes.len() > 512 {
@@ -361,6 +427,23 @@ impl UpstreamState {
     }
 }
 
+/// Whether a query is Hearth's own traffic rather than a client's question: a forwarding-loop
+/// probe (sent to every upstream at start) or a health check (`. NS`, while marked down).
+fn is_probe(query: &Query) -> bool {
+    query.name().is_root()
+        || query
+            .name()
+            .to_string()
+            .ends_with(".hearth-loop-check.invalid.")
+}
+
+fn is_probe_packet(packet: &[u8]) -> bool {
+    Message::from_vec(packet)
+        .ok()
+        .and_then(|m| m.queries.first().cloned())
+        .is_some_and(|q| is_probe(&q))
+}
+
 async fn serve_udp(socket: UdpSocket, state: Arc<UpstreamState>) {
     let socket = Arc::new(socket);
     let mut buffer = vec![0u8; 65_535];
@@ -368,14 +451,16 @@ async fn serve_udp(socket: UdpSocket, state: Arc<UpstreamState>) {
         let Ok((length, peer)) = socket.recv_from(&mut buffer).await else {
             continue;
         };
-        state.udp_queries.fetch_add(1, Ordering::SeqCst);
+        if !is_probe_packet(&buffer[..length]) {
+            state.udp_queries.fetch_add(1, Ordering::SeqCst);
+        }
         let packet = buffer[..length].to_vec();
         let state = Arc::clone(&state);
         let socket = Arc::clone(&socket);
         tokio::spawn(async move {
             let delay = *state.delay.lock().unwrap();
             tokio::time::sleep(delay).await;
-            if let Some(reply) = state.reply(&packet, true) {
+            for reply in state.replies(&packet, true) {
                 let _ = socket.send_to(&reply, peer).await;
             }
         });
@@ -397,7 +482,9 @@ async fn serve_tcp(listener: TcpListener, state: Arc<UpstreamState>) {
                 if stream.read_exact(&mut packet).await.is_err() {
                     return;
                 }
-                state.tcp_queries.fetch_add(1, Ordering::SeqCst);
+                if !is_probe_packet(&packet) {
+                    state.tcp_queries.fetch_add(1, Ordering::SeqCst);
+                }
                 let delay = *state.delay.lock().unwrap();
                 tokio::time::sleep(delay).await;
                 let Some(reply) = state.reply(&packet, false) else {

@@ -1,10 +1,24 @@
-//! `dns`: forwards questions to upstream resolvers.
+//! `dns`: forwards questions to upstream resolvers, through an answer cache.
 //!
-//! Each query tries the upstreams in the policy's order, each at most once and for at most
-//! `timeout`, so a query gives up within `timeout × upstreams`. The exchange itself is
-//! hickory-net's `UdpClientStream`, which already does what RFC 5452 asks of a forwarder: a fresh
-//! socket on a random port and a random ID for every query, and a reply with the wrong source,
-//! ID or question is ignored rather than accepted. A truncated reply (TC=1) is asked again over
+//! ```text
+//! question ─► our own loop probe? ─► mark that upstream looping, UNAVAIL
+//!    │
+//!    ▼
+//! cache ─ fresh ─► answer (prefetch in the background when popular and near expiry)
+//!    │ stale ─► refresh; answer fresh if it comes within 1.8 s, else the stale answer (TTL 30)
+//!    │ miss
+//!    ▼
+//! coalesce: one upstream query per question in flight; the others wait for it
+//!    │
+//!    ▼
+//! max_concurrent permit (none left: REFUSED) ─► upstreams in the policy's order, healthy first
+//! ```
+//!
+//! Each query tries each upstream at most once, each attempt (TCP retry included) bounded by
+//! `timeout`, so a query gives up within `timeout × upstreams`. The exchange is hickory-net's
+//! `UdpClientStream`, which does what RFC 5452 asks of a forwarder: a fresh socket on a random
+//! port and a random ID for every query, and a reply with the wrong source, ID or question is
+//! ignored, so it is never answered nor cached. A truncated reply (TC=1) is asked again over
 //! TCP (RFC 1035 §4.2.1, RFC 7766 §5).
 //!
 //! How upstream replies map onto the chain's statuses:
@@ -16,92 +30,166 @@
 //! | SERVFAIL, or no answer   | TRYAGAIN | RFC 2308 §7: a server failure is a temporary state   |
 //! | REFUSED, NOTIMP, FORMERR | UNAVAIL  | that upstream will not answer this; try the next     |
 //!
-//! SERVFAIL and the others make the next upstream be tried first; the status is the chain's
-//! only when every upstream failed.
+//! Health, as CoreDNS's `forward` does it: an upstream that fails [`MAX_FAILS`] times in a row
+//! (no reply, or unreachable) is marked down and skipped while another is up; every
+//! `health_check` it is asked `. IN NS`, and any reply marks it up again. When all are down,
+//! all are tried.
+//!
+//! Forwarding loops (an upstream that leads back to Hearth, such as a resolver whose upstream is
+//! this server): at start, each upstream is asked a name made of a per-process random nonce and
+//! its index. If that question ever reaches this source, the query went round: that upstream is
+//! disabled with a loud error, and the process keeps running (CoreDNS's `loop` plugin exits
+//! instead, which crash-loops a pod).
 
-use std::net::SocketAddr;
+mod upstream;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hickory_net::runtime::TokioRuntimeProvider;
-use hickory_net::tcp::TcpClientStream;
-use hickory_net::udp::UdpClientStream;
-use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
-use hickory_proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message, Query, ResponseCode,
-};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
 use rand::seq::SliceRandom;
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
 
+use crate::cache::{Cache, CacheKey, CacheStats, Lookup};
 use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind};
 use crate::config::{ForwardConfig, Policy};
+pub use upstream::UpstreamStats;
+use upstream::{Failure, Upstream};
 
-/// The EDNS payload size we advertise upstream: the DNS Flag Day 2020 value, which avoids IP
-/// fragmentation on almost every path (RFC 9715).
-const UPSTREAM_PAYLOAD: u16 = 1232;
+/// Failures in a row that mark an upstream down (CoreDNS's `max_fails` default).
+pub const MAX_FAILS: u32 = 2;
 
-/// One upstream resolver.
-struct Upstream {
-    address: SocketAddr,
-    /// hickory-net's UDP exchange; it opens a new random-port socket per query, so one exchange
-    /// serves all concurrent queries to this upstream.
-    udp: DnsExchange<TokioRuntimeProvider>,
+/// RFC 8767 §5: "a resolver ... SHOULD ... use a client response timer ... 1.8 seconds": how
+/// long a stale answer waits for a fresh one.
+const STALE_ANSWER_TIMEOUT: Duration = Duration::from_millis(1800);
+
+/// The label after the nonce in a loop probe; `.invalid` (RFC 6761 §6.4) so a real resolver
+/// answers NXDOMAIN at once.
+const LOOP_PROBE_SUFFIX: &str = "hearth-loop-check.invalid.";
+
+/// The `dns` source. Cheap to clone: background refreshes and health checks hold a clone of
+/// the inside.
+pub struct Forwarder {
+    inner: Arc<Inner>,
 }
 
-/// The `dns` source.
-pub struct Forwarder {
+struct Inner {
     upstreams: Vec<Upstream>,
     policy: Policy,
     timeout: Duration,
     /// Where the next round-robin query starts.
     next: AtomicUsize,
+    cache: Option<Cache>,
+    /// Questions being asked upstream now, so that identical ones wait for the same answer.
+    in_flight: Mutex<HashMap<CacheKey, Arc<OnceCell<Outcome>>>>,
+    /// Upstream queries in flight (`max_concurrent`).
+    concurrency: Semaphore,
+    /// Random, per process: the first label of this process's loop probes.
+    loop_nonce: String,
     /// hickory-net keeps the background tasks of its exchanges in the provider: it must live
     /// as long as the exchanges do, or their tasks are aborted.
     provider: TokioRuntimeProvider,
 }
 
-/// How one attempt at one upstream ended, when it did not give an answer to pass on.
-enum Failure {
-    /// TRYAGAIN: no reply in time, or SERVFAIL.
-    Temporary(SourceError),
-    /// UNAVAIL: refused, not implemented, or could not be sent.
-    Permanent(SourceError),
-}
-
 impl Forwarder {
-    /// Builds the forwarder. Must run inside the tokio runtime: each exchange spawns its
-    /// background task.
+    /// Builds the forwarder and starts its health checks. Must run inside the tokio runtime.
     pub fn new(config: &ForwardConfig) -> Self {
         let provider = TokioRuntimeProvider::default();
         let upstreams = config
             .upstreams
             .iter()
-            .map(|address| Upstream {
-                address: *address,
-                udp: UdpClientStream::builder(*address, provider.clone())
-                    .with_timeout(Some(config.timeout))
-                    // One send per attempt: failover to the next upstream is our retry.
-                    .with_max_retries(1)
-                    .exchange(),
-            })
+            .map(|address| Upstream::new(*address, config.timeout, &provider))
             .collect();
-        Self {
+        let inner = Arc::new(Inner {
             upstreams,
             policy: config.policy,
             timeout: config.timeout,
             next: AtomicUsize::new(0),
+            cache: Cache::new(config.cache.clone()),
+            in_flight: Mutex::new(HashMap::new()),
+            concurrency: Semaphore::new(config.max_concurrent),
+            loop_nonce: format!("{:016x}", rand::random::<u64>()),
             provider,
-        }
+        });
+        tokio::spawn(health_checks(Arc::downgrade(&inner), config.health_check));
+        Self { inner }
     }
 
-    /// The indexes of the upstreams, in the order this query tries them.
+    /// The cache's counters, if there is a cache.
+    pub fn cache_stats(&self) -> Option<&CacheStats> {
+        self.inner.cache.as_ref().map(Cache::stats)
+    }
+
+    /// Entries in the cache now.
+    pub fn cache_len(&self) -> usize {
+        self.inner.cache.as_ref().map_or(0, Cache::len)
+    }
+
+    /// Each upstream and its counters.
+    pub fn upstream_stats(&self) -> Vec<(std::net::SocketAddr, &UpstreamStats)> {
+        self.inner
+            .upstreams
+            .iter()
+            .map(|u| (u.address, &u.stats))
+            .collect()
+    }
+
+    /// Sends each upstream a loop probe. Run once the listeners are up: a probe that comes back
+    /// is seen by [`Source::lookup`].
+    pub async fn check_for_loops(&self) {
+        for index in 0..self.inner.upstreams.len() {
+            self.inner.send_loop_probe(index).await;
+        }
+    }
+}
+
+impl Inner {
+    /// Asks upstream `index` this process's loop probe for it; the answer does not matter,
+    /// only whether the question comes back to [`Source::lookup`].
+    async fn send_loop_probe(&self, index: usize) {
+        let Ok(name) = Name::from_ascii(format!("{}-{index}.{LOOP_PROBE_SUFFIX}", self.loop_nonce))
+        else {
+            return;
+        };
+        let probe = Question::new(name, RecordType::A);
+        let _ = self.upstreams[index]
+            .ask(&probe, self.timeout, &self.provider)
+            .await;
+    }
+
+    /// If `question` is one of this process's loop probes, the index of the upstream it was
+    /// sent to.
+    fn loop_probe_index(&self, question: &Question) -> Option<usize> {
+        let name = question.lower_name.to_string();
+        let rest = name.strip_prefix(&self.loop_nonce)?.strip_prefix('-')?;
+        let (index, suffix) = rest.split_once('.')?;
+        (suffix == LOOP_PROBE_SUFFIX)
+            .then(|| index.parse().ok())
+            .flatten()
+    }
+
+    /// The indexes of the upstreams, in the order this query tries them: not looping, the
+    /// healthy ones (or all, when none is healthy), in the policy's order.
     fn attempt_order(&self) -> Vec<usize> {
-        let count = self.upstreams.len();
-        let mut order: Vec<usize> = (0..count).collect();
+        let usable: Vec<usize> = (0..self.upstreams.len())
+            .filter(|i| !self.upstreams[*i].stats.is_looping())
+            .collect();
+        let healthy: Vec<usize> = usable
+            .iter()
+            .copied()
+            .filter(|i| !self.upstreams[*i].stats.is_down())
+            .collect();
+        let mut order = if healthy.is_empty() { usable } else { healthy };
         match self.policy {
             Policy::Sequential => {}
             Policy::RoundRobin => {
-                let start = self.next.fetch_add(1, Ordering::Relaxed) % count.max(1);
+                let start = self.next.fetch_add(1, Ordering::Relaxed) % order.len().max(1);
                 order.rotate_left(start);
             }
             Policy::Random => order.shuffle(&mut rand::rng()),
@@ -109,120 +197,33 @@ impl Forwarder {
         order
     }
 
-    /// One attempt at one upstream: UDP, then TCP if the UDP reply was truncated.
-    async fn ask(&self, upstream: &Upstream, question: &Question) -> Result<DnsResponse, Failure> {
-        let timed_out = || {
-            Failure::Temporary(SourceError::UpstreamTimeout {
-                upstream: upstream.address,
-                timeout: self.timeout,
-            })
-        };
-        let unreachable = |error: hickory_net::NetError| {
-            Failure::Permanent(SourceError::UpstreamUnreachable {
-                upstream: upstream.address,
-                reason: error.to_string(),
-            })
-        };
-        let request = request_for(question);
-        // One deadline for the whole attempt, TCP retry included, so a query is bounded by
-        // `timeout × upstreams` as documented.
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let response =
-            tokio::time::timeout_at(deadline, upstream.udp.send(request.clone()).first_answer())
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(|error| match error {
-                    hickory_net::NetError::Timeout => timed_out(),
-                    other => unreachable(other),
-                })?;
-        if !response.truncation {
-            return Ok(response);
-        }
-        let over_tcp = async {
-            let exchange = TcpClientStream::exchange(
-                upstream.address,
-                None,
-                self.timeout,
-                None,
-                self.provider.clone(),
-            )
-            .await?;
-            exchange.send(request).first_answer().await
-        };
-        tokio::time::timeout_at(deadline, over_tcp)
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(unreachable)
-    }
-}
-
-/// The query sent upstream: the client's question with RD=1, a fresh random ID (set by
-/// `Message::query`), and EDNS with the client's DO and CD bits.
-fn request_for(question: &Question) -> DnsRequest {
-    let mut message = Message::query();
-    message.metadata.recursion_desired = true;
-    message.metadata.checking_disabled = question.checking_disabled;
-    let mut query = Query::query(question.name.clone(), question.record_type);
-    query.set_query_class(question.class);
-    message.queries.push(query);
-    let mut edns = Edns::new();
-    edns.set_max_payload(UPSTREAM_PAYLOAD)
-        .set_dnssec_ok(question.dnssec_ok);
-    message.edns = Some(edns);
-
-    let mut options = DnsRequestOptions::default();
-    options.recursion_desired = true;
-    options.use_edns = true;
-    options.edns_payload_len = UPSTREAM_PAYLOAD;
-    options.edns_set_dnssec_ok = question.dnssec_ok;
-    DnsRequest::new(message, options)
-}
-
-/// The sections of an upstream reply, passed on as they came: answers (CNAME chains
-/// included), the authority section (the SOA of a negative answer), additionals. The OPT record
-/// is not among them (hickory keeps it apart): RFC 6891 §6.1.1, OPT "MUST NOT be cached,
-/// forwarded".
-fn answer_from(response: DnsResponse) -> Answer {
-    let message = response.into_message();
-    Answer {
-        response_code: message.metadata.response_code,
-        authoritative: false,
-        authentic_data: message.metadata.authentic_data,
-        answers: message.answers,
-        authorities: message.authorities,
-        additionals: message.additionals,
-        chase: None,
-    }
-}
-
-#[async_trait]
-impl Source for Forwarder {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Dns
-    }
-
-    async fn lookup(&self, question: &Question) -> Outcome {
+    /// Asks the upstreams, in order, until one gives an answer to pass on.
+    async fn ask_upstreams(&self, question: &Question) -> Outcome {
         let mut temporary = None;
         let mut permanent = None;
         for index in self.attempt_order() {
             let upstream = &self.upstreams[index];
-            match self.ask(upstream, question).await {
-                Ok(response) => match response.response_code {
-                    ResponseCode::NoError => return Outcome::Success(answer_from(response)),
-                    ResponseCode::NXDomain => return Outcome::NotFound(answer_from(response)),
-                    response_code => {
-                        let error = SourceError::UpstreamResponse {
-                            upstream: upstream.address,
-                            response_code,
-                        };
-                        tracing::debug!(name = %question.name, %error, "trying the next upstream");
-                        if response_code == ResponseCode::ServFail {
-                            temporary = Some(error);
-                        } else {
-                            permanent = Some(error);
+            match upstream.ask(question, self.timeout, &self.provider).await {
+                Ok(response) => {
+                    let response_code = response.response_code;
+                    let answer = upstream::answer_from(response);
+                    match response_code {
+                        ResponseCode::NoError => return Outcome::Success(answer),
+                        ResponseCode::NXDomain => return Outcome::NotFound(answer),
+                        response_code => {
+                            let error = SourceError::UpstreamResponse {
+                                upstream: upstream.address,
+                                response_code,
+                            };
+                            tracing::debug!(name = %question.name, %error, "trying the next upstream");
+                            if response_code == ResponseCode::ServFail {
+                                temporary = Some(error);
+                            } else {
+                                permanent = Some(error);
+                            }
                         }
                     }
-                },
+                }
                 Err(Failure::Temporary(error)) => {
                     tracing::debug!(name = %question.name, %error, "trying the next upstream");
                     temporary = Some(error);
@@ -239,6 +240,137 @@ impl Source for Forwarder {
             (None, None) => Outcome::Unavail(SourceError::NoUpstreams),
         }
     }
+
+    /// Asks upstream, sharing the answer with every identical question asked meanwhile, and
+    /// caches it.
+    async fn resolve(&self, question: &Question, key: CacheKey) -> Outcome {
+        let cell = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(in_flight.entry(key.clone()).or_default())
+        };
+        let mut asked = false;
+        let outcome = cell
+            .get_or_init(|| {
+                asked = true;
+                self.resolve_now(question, &key)
+            })
+            .await
+            .clone();
+        if !asked {
+            if let Some(cache) = &self.cache {
+                cache.stats().coalesced.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, &cell))
+        {
+            in_flight.remove(&key);
+        }
+        outcome
+    }
+
+    /// One upstream resolution, within the concurrency limit; the answer is cached.
+    async fn resolve_now(&self, question: &Question, key: &CacheKey) -> Outcome {
+        let Ok(_permit) = self.concurrency.try_acquire() else {
+            return Outcome::TryAgain(SourceError::Overloaded);
+        };
+        let outcome = self.ask_upstreams(question).await;
+        if let (Some(cache), Outcome::Success(answer) | Outcome::NotFound(answer)) =
+            (&self.cache, &outcome)
+        {
+            cache.insert(key.clone(), answer, Instant::now());
+        }
+        outcome
+    }
+}
+
+/// The outcome of a cached answer: NXDOMAIN is NOTFOUND, the rest SUCCESS.
+fn outcome_of(answer: Answer) -> Outcome {
+    if answer.response_code == ResponseCode::NXDomain {
+        Outcome::NotFound(answer)
+    } else {
+        Outcome::Success(answer)
+    }
+}
+
+#[async_trait]
+impl Source for Forwarder {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Dns
+    }
+
+    async fn lookup(&self, question: &Question) -> Outcome {
+        let inner = &self.inner;
+        if let Some(index) = inner.loop_probe_index(question) {
+            let Some(upstream) = inner.upstreams.get(index) else {
+                return Outcome::Unavail(SourceError::NoUpstreams);
+            };
+            if upstream.stats.mark_looping() {
+                tracing::error!(
+                    upstream = %upstream.address,
+                    "forwarding loop: a query sent to this upstream came back to Hearth; the upstream is disabled. \
+                     Point forward.upstreams at a resolver that does not forward to Hearth"
+                );
+            }
+            return Outcome::Unavail(SourceError::ForwardingLoop {
+                upstream: upstream.address,
+            });
+        }
+        let key = CacheKey::new(question);
+        let Some(cache) = &inner.cache else {
+            return inner.resolve(question, key).await;
+        };
+        match cache.get(&key, Instant::now()) {
+            Lookup::Fresh { answer, prefetch } => {
+                if prefetch {
+                    cache.stats().prefetches.fetch_add(1, Ordering::Relaxed);
+                    let inner = Arc::clone(inner);
+                    let question = question.clone();
+                    tokio::spawn(async move { inner.resolve(&question, key).await });
+                }
+                outcome_of(answer)
+            }
+            Lookup::Stale { answer } => {
+                // RFC 8767 §5: refresh, and answer stale only if no fresh answer comes in time.
+                let refresh = {
+                    let inner = Arc::clone(inner);
+                    let question = question.clone();
+                    tokio::spawn(async move { inner.resolve(&question, key).await })
+                };
+                match tokio::time::timeout(STALE_ANSWER_TIMEOUT, refresh).await {
+                    Ok(Ok(outcome @ (Outcome::Success(_) | Outcome::NotFound(_)))) => outcome,
+                    _ => {
+                        cache.stats().stale_answers.fetch_add(1, Ordering::Relaxed);
+                        outcome_of(answer)
+                    }
+                }
+            }
+            Lookup::Miss => inner.resolve(question, key).await,
+        }
+    }
+}
+
+/// Probes upstreams marked down every `interval` until the forwarder is dropped.
+async fn health_checks(inner: Weak<Inner>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        for (index, upstream) in inner.upstreams.iter().enumerate() {
+            if !upstream.stats.is_down() || upstream.stats.is_looping() {
+                continue;
+            }
+            let timeout = inner.timeout.min(interval.max(Duration::from_millis(200)));
+            if upstream.probe(timeout, &inner.provider).await {
+                // Back up, perhaps as a different server: check it does not lead back to us.
+                let inner = Arc::clone(&inner);
+                tokio::spawn(async move { inner.send_loop_probe(index).await });
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -249,11 +381,14 @@ mod tests {
     fn forwarder(policy: Policy, count: usize) -> Forwarder {
         let config = ForwardConfig {
             upstreams: (0..count)
-                .map(|i| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))
+                .map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))
                 .collect(),
             upstreams_from: UpstreamsFrom::Config,
             policy,
             timeout: Duration::from_millis(100),
+            max_concurrent: 10,
+            health_check: Duration::from_secs(60),
+            cache: Default::default(),
         };
         Forwarder::new(&config)
     }
@@ -261,18 +396,20 @@ mod tests {
     #[tokio::test]
     async fn policies_order_the_upstreams() {
         let sequential = forwarder(Policy::Sequential, 3);
-        assert_eq!(sequential.attempt_order(), [0, 1, 2]);
-        assert_eq!(sequential.attempt_order(), [0, 1, 2]);
+        assert_eq!(sequential.inner.attempt_order(), [0, 1, 2]);
+        assert_eq!(sequential.inner.attempt_order(), [0, 1, 2]);
 
         let round_robin = forwarder(Policy::RoundRobin, 3);
-        let starts: Vec<usize> = (0..4).map(|_| round_robin.attempt_order()[0]).collect();
+        let starts: Vec<usize> = (0..4)
+            .map(|_| round_robin.inner.attempt_order()[0])
+            .collect();
         assert_eq!(starts, [0, 1, 2, 0]);
-        assert_eq!(round_robin.attempt_order(), [1, 2, 0]);
+        assert_eq!(round_robin.inner.attempt_order(), [1, 2, 0]);
 
         let random = forwarder(Policy::Random, 3);
         let mut first_seen = [false; 3];
         for _ in 0..200 {
-            let mut order = random.attempt_order();
+            let mut order = random.inner.attempt_order();
             first_seen[order[0]] = true;
             order.sort();
             assert_eq!(order, [0, 1, 2], "every upstream exactly once");
@@ -280,23 +417,56 @@ mod tests {
         assert_eq!(first_seen, [true; 3]);
     }
 
-    #[test]
-    fn request_carries_rd_do_cd_and_a_fresh_id() {
-        let mut question = Question::new(
-            hickory_proto::rr::Name::from_ascii("Example.COM.").unwrap(),
-            hickory_proto::rr::RecordType::MX,
+    #[tokio::test]
+    async fn down_and_looping_upstreams_are_skipped() {
+        let forwarder = forwarder(Policy::Sequential, 3);
+        let stats = |i: usize| &forwarder.inner.upstreams[i].stats;
+        for _ in 0..MAX_FAILS {
+            stats(0).record_failure();
+        }
+        assert!(stats(0).is_down());
+        assert_eq!(
+            forwarder.inner.attempt_order(),
+            [1, 2],
+            "down: skipped while others are up"
         );
-        question.dnssec_ok = true;
-        question.checking_disabled = true;
-        let first = request_for(&question);
-        let (message, _) = first.into_parts();
-        assert!(message.metadata.recursion_desired);
-        assert!(message.metadata.checking_disabled);
-        assert!(message.edns.as_ref().unwrap().flags().dnssec_ok);
-        assert_eq!(message.queries[0].name().to_string(), "Example.COM.");
-        let ids: std::collections::HashSet<u16> = (0..50)
-            .map(|_| request_for(&question).into_parts().0.metadata.id)
-            .collect();
-        assert!(ids.len() > 40, "IDs are random: {ids:?}");
+        stats(1).mark_looping();
+        assert_eq!(forwarder.inner.attempt_order(), [2], "looping: never used");
+        for _ in 0..MAX_FAILS {
+            stats(2).record_failure();
+        }
+        assert_eq!(
+            forwarder.inner.attempt_order(),
+            [0, 2],
+            "all down: all but the looping one"
+        );
+        stats(0).record_success(Duration::from_millis(1));
+        assert_eq!(forwarder.inner.attempt_order(), [0]);
+    }
+
+    #[tokio::test]
+    async fn loop_probes_are_recognised() {
+        let forwarder = forwarder(Policy::Sequential, 2);
+        let nonce = &forwarder.inner.loop_nonce;
+        let probe = |text: &str| Question::new(Name::from_ascii(text).unwrap(), RecordType::A);
+        let ours = probe(&format!("{nonce}-1.{LOOP_PROBE_SUFFIX}"));
+        assert_eq!(forwarder.inner.loop_probe_index(&ours), Some(1));
+        assert_eq!(
+            forwarder
+                .inner
+                .loop_probe_index(&probe(&format!("0000000000000000-1.{LOOP_PROBE_SUFFIX}"))),
+            None
+        );
+        assert_eq!(
+            forwarder.inner.loop_probe_index(&probe("www.example.")),
+            None
+        );
+        let outcome = forwarder.lookup(&ours).await;
+        assert!(matches!(
+            outcome,
+            Outcome::Unavail(SourceError::ForwardingLoop { .. })
+        ));
+        assert!(forwarder.inner.upstreams[1].stats.is_looping());
+        assert_eq!(forwarder.inner.attempt_order(), [0]);
     }
 }

@@ -1,0 +1,297 @@
+//! The answer cache in front of the upstreams.
+//!
+//! It sits inside the `dns` source, so only forwarded answers are ever cached: answers from
+//! hosts files and zones are computed from their current data on every query, and can never be
+//! served stale from here (they reload on their own).
+//!
+//! - **Key**: the name case-folded, the type, the class, and the DO and CD bits, since each
+//!   changes what an upstream answers.
+//! - **What is kept**: NOERROR answers for the smallest TTL of their answer records; NODATA and
+//!   NXDOMAIN for the negative TTL of RFC 2308 §5, min(SOA TTL, SOA MINIMUM), and not at all
+//!   without an SOA ("negative responses without SOA records SHOULD NOT be cached"). SERVFAIL
+//!   and timeouts are not kept (RFC 2308 §7 allows up to five minutes; none is simplest and
+//!   lets an upstream that recovers be used at once). TTLs are clamped to the configured bounds.
+//! - **Counting down**: a hit serves every TTL minus the seconds since the answer was stored.
+//! - **Eviction**: quick_cache's S3-FIFO. A new entry enters a small probation queue and is
+//!   promoted only if it is asked for again, so a flood of one-time names (random-subdomain
+//!   attacks) churns through probation and never evicts the popular names.
+//! - **Serve-stale** (RFC 8767): an expired entry is kept for `serve_stale` more; the caller
+//!   decides when to use it ([`Lookup::Stale`]).
+//! - **Prefetch**: a hit on an entry asked for more than once, in the last tenth of its TTL,
+//!   asks the caller to refresh it in the background ([`Lookup::Fresh`]'s `prefetch`).
+//!
+//! Time is `tokio::time::Instant`, passed in, so tests drive it with paused time.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
+use quick_cache::sync::Cache as QuickCache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
+use tokio::time::Instant;
+
+use crate::chain::{Answer, Question};
+
+/// RFC 8767 §4: "a stale answer ... with a TTL ... of 30 seconds is recommended".
+pub const STALE_TTL: u32 = 30;
+
+/// How the cache behaves; from `[cache]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Entries kept at most; 0 turns the cache off.
+    pub capacity: usize,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    pub negative_max_ttl: Duration,
+    /// How long past expiry an entry may still be served when the upstreams fail; zero: never.
+    pub serve_stale: Duration,
+    pub prefetch: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            min_ttl: Duration::ZERO,
+            max_ttl: Duration::from_secs(3600),
+            negative_max_ttl: Duration::from_secs(300),
+            serve_stale: Duration::from_secs(3600),
+            prefetch: true,
+        }
+    }
+}
+
+/// What makes two questions the same question for the cache.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    name: LowerName,
+    record_type: RecordType,
+    class: DNSClass,
+    dnssec_ok: bool,
+    checking_disabled: bool,
+}
+
+impl CacheKey {
+    pub fn new(question: &Question) -> Self {
+        Self {
+            name: question.lower_name.clone(),
+            record_type: question.record_type,
+            class: question.class,
+            dnssec_ok: question.dnssec_ok,
+            checking_disabled: question.checking_disabled,
+        }
+    }
+}
+
+/// One stored answer.
+#[derive(Debug)]
+struct Entry {
+    /// The answer with its TTLs as they were when stored (after clamping).
+    answer: Answer,
+    stored: Instant,
+    /// Seconds the entry is fresh.
+    ttl: u32,
+    hits: AtomicU32,
+    prefetch_started: AtomicBool,
+}
+
+/// What a lookup found.
+#[derive(Debug, PartialEq)]
+pub enum Lookup {
+    /// A fresh answer, TTLs counted down. `prefetch`: refresh it in the background now.
+    Fresh {
+        answer: Answer,
+        prefetch: bool,
+    },
+    /// Expired, but within the serve-stale window: TTLs set to [`STALE_TTL`]. Serve it only if
+    /// the upstreams fail.
+    Stale {
+        answer: Answer,
+    },
+    Miss,
+}
+
+/// Counters, read by the metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub stale_answers: AtomicU64,
+    pub prefetches: AtomicU64,
+    pub evictions: AtomicU64,
+    pub inserts: AtomicU64,
+    pub coalesced: AtomicU64,
+}
+
+/// Counts evictions; quick_cache calls it as entries leave.
+#[derive(Clone)]
+struct CountEvictions(Arc<CacheStats>);
+
+impl Lifecycle<CacheKey, Arc<Entry>> for CountEvictions {
+    type RequestState = ();
+    fn begin_request(&self) -> Self::RequestState {}
+    fn on_evict(&self, _state: &mut (), _key: CacheKey, _value: Arc<Entry>) {
+        self.0.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The answer cache.
+pub struct Cache {
+    entries: QuickCache<CacheKey, Arc<Entry>, UnitWeighter, DefaultHashBuilder, CountEvictions>,
+    config: CacheConfig,
+    stats: Arc<CacheStats>,
+}
+
+fn seconds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
+}
+
+impl Cache {
+    /// A cache for `config.capacity` entries; `None` when the capacity is 0.
+    pub fn new(config: CacheConfig) -> Option<Self> {
+        if config.capacity == 0 {
+            return None;
+        }
+        let stats = Arc::new(CacheStats::default());
+        let entries = QuickCache::with(
+            config.capacity,
+            config.capacity as u64,
+            UnitWeighter,
+            DefaultHashBuilder::default(),
+            CountEvictions(Arc::clone(&stats)),
+        );
+        Some(Self {
+            entries,
+            config,
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// Entries held now (fresh and stale).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() == 0
+    }
+
+    /// Looks `key` up at `now`.
+    pub fn get(&self, key: &CacheKey, now: Instant) -> Lookup {
+        let Some(entry) = self.entries.get(key) else {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Miss;
+        };
+        let age = now.saturating_duration_since(entry.stored);
+        let age_seconds = seconds(age);
+        if age_seconds < entry.ttl {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            let hits = entry.hits.fetch_add(1, Ordering::Relaxed) + 1;
+            let remaining = entry.ttl - age_seconds;
+            let prefetch = self.config.prefetch
+                && hits >= 2
+                && entry.ttl >= 10
+                && remaining <= entry.ttl / 10
+                && !entry.prefetch_started.swap(true, Ordering::Relaxed);
+            let answer = with_ttls(&entry.answer, |ttl| ttl.saturating_sub(age_seconds));
+            return Lookup::Fresh { answer, prefetch };
+        }
+        if age < Duration::from_secs(u64::from(entry.ttl)) + self.config.serve_stale {
+            return Lookup::Stale {
+                answer: with_ttls(&entry.answer, |_| STALE_TTL),
+            };
+        }
+        self.entries.remove(key);
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        Lookup::Miss
+    }
+
+    /// Stores `answer` for `key` if it may be cached; returns whether it was.
+    pub fn insert(&self, key: CacheKey, answer: &Answer, now: Instant) -> bool {
+        let Some((ttl, stored)) = self.cacheable(answer) else {
+            return false;
+        };
+        self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        self.entries.insert(
+            key,
+            Arc::new(Entry {
+                answer: stored,
+                stored: now,
+                ttl,
+                hits: AtomicU32::new(0),
+                prefetch_started: AtomicBool::new(false),
+            }),
+        );
+        true
+    }
+
+    /// The lifetime of `answer` in the cache and the answer as stored (TTLs clamped), or `None`
+    /// when it must not be cached.
+    fn cacheable(&self, answer: &Answer) -> Option<(u32, Answer)> {
+        if answer.chase.is_some() {
+            return None;
+        }
+        let min_ttl = seconds(self.config.min_ttl);
+        let positive = answer.response_code == ResponseCode::NoError && !answer.answers.is_empty();
+        let negative = matches!(
+            answer.response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        ) && !positive;
+        let ttl = if positive {
+            let max_ttl = seconds(self.config.max_ttl);
+            let clamp = |ttl: u32| ttl.clamp(min_ttl, max_ttl.max(min_ttl));
+            let stored = with_ttls(answer, clamp);
+            let ttl = stored.answers.iter().map(|r| r.ttl).min()?;
+            return (ttl > 0).then_some((ttl, stored));
+        } else if negative {
+            // RFC 2308 §5: the negative TTL is taken from the SOA of the authority section.
+            let soa = answer
+                .authorities
+                .iter()
+                .find_map(|record| match &record.data {
+                    RData::SOA(soa) => Some(record.ttl.min(soa.minimum)),
+                    _ => None,
+                })?;
+            soa.clamp(min_ttl, seconds(self.config.negative_max_ttl).max(min_ttl))
+        } else {
+            return None;
+        };
+        if ttl == 0 {
+            return None;
+        }
+        // Every record of a negative answer lives as long as the negative answer does.
+        Some((ttl, with_ttls(answer, |_| ttl)))
+    }
+}
+
+/// `answer` with every record's TTL mapped by `ttl`.
+fn with_ttls(answer: &Answer, ttl: impl Fn(u32) -> u32) -> Answer {
+    let map = |records: &[Record]| -> Vec<Record> {
+        records
+            .iter()
+            .map(|record| {
+                let mut record = record.clone();
+                record.ttl = ttl(record.ttl);
+                record
+            })
+            .collect()
+    };
+    Answer {
+        response_code: answer.response_code,
+        authoritative: answer.authoritative,
+        authentic_data: answer.authentic_data,
+        answers: map(&answer.answers),
+        authorities: map(&answer.authorities),
+        additionals: map(&answer.additionals),
+        chase: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

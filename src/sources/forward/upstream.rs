@@ -1,0 +1,251 @@
+//! One upstream resolver: the exchange, its health and its counters.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use tokio::time::Instant;
+
+use super::MAX_FAILS;
+use crate::chain::{Answer, Question, SourceError};
+
+/// The EDNS payload size we advertise upstream: the DNS Flag Day 2020 value, which avoids IP
+/// fragmentation on almost every path (RFC 9715).
+const UPSTREAM_PAYLOAD: u16 = 1232;
+
+/// How an attempt at one upstream ended, when it did not give an answer to pass on.
+pub enum Failure {
+    /// TRYAGAIN: no reply in time.
+    Temporary(SourceError),
+    /// UNAVAIL: could not be sent, or the connection failed.
+    Permanent(SourceError),
+}
+
+/// Counters and health of one upstream, read by the metrics.
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    pub requests: AtomicU64,
+    /// Attempts that got no reply (timeouts, unreachable).
+    pub failures: AtomicU64,
+    /// Sum of the latencies of the attempts that got a reply, in microseconds.
+    pub latency_micros: AtomicU64,
+    pub replies: AtomicU64,
+    consecutive_failures: AtomicU32,
+    down: AtomicBool,
+    looping: AtomicBool,
+}
+
+impl UpstreamStats {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    pub fn is_looping(&self) -> bool {
+        self.looping.load(Ordering::Relaxed)
+    }
+
+    /// Marks the upstream as leading back to us; returns whether it was not marked before.
+    pub fn mark_looping(&self) -> bool {
+        !self.looping.swap(true, Ordering::Relaxed)
+    }
+
+    /// A reply came back: the upstream is alive, whatever its RCODE.
+    pub fn record_success(&self, latency: Duration) {
+        self.replies.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_micros.fetch_add(micros, Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.down.store(false, Ordering::Relaxed);
+    }
+
+    /// No reply; returns whether this failure marked the upstream down.
+    pub fn record_failure(&self) -> bool {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let in_a_row = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        in_a_row >= MAX_FAILS && !self.down.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// One upstream resolver.
+pub struct Upstream {
+    pub address: SocketAddr,
+    /// hickory-net's UDP exchange; it opens a new random-port socket per query, so one exchange
+    /// serves all concurrent queries to this upstream.
+    udp: DnsExchange<TokioRuntimeProvider>,
+    pub stats: UpstreamStats,
+}
+
+impl Upstream {
+    pub fn new(address: SocketAddr, timeout: Duration, provider: &TokioRuntimeProvider) -> Self {
+        Self {
+            address,
+            udp: UdpClientStream::builder(address, provider.clone())
+                .with_timeout(Some(timeout))
+                // One send per attempt: failover to the next upstream is our retry.
+                .with_max_retries(1)
+                .exchange(),
+            stats: UpstreamStats::default(),
+        }
+    }
+
+    /// One attempt: UDP, then TCP if the UDP reply was truncated, all within `timeout`.
+    pub async fn ask(
+        &self,
+        question: &Question,
+        timeout: Duration,
+        provider: &TokioRuntimeProvider,
+    ) -> Result<DnsResponse, Failure> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = self
+            .exchange(request_for(question), started + timeout, timeout, provider)
+            .await;
+        match &result {
+            Ok(_) => self.stats.record_success(started.elapsed()),
+            Err(_) => {
+                if self.stats.record_failure() {
+                    tracing::warn!(upstream = %self.address, "upstream marked down after {MAX_FAILS} failures in a row; probing it until it answers");
+                }
+            }
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        request: DnsRequest,
+        deadline: Instant,
+        timeout: Duration,
+        provider: &TokioRuntimeProvider,
+    ) -> Result<DnsResponse, Failure> {
+        let timed_out = || {
+            Failure::Temporary(SourceError::UpstreamTimeout {
+                upstream: self.address,
+                timeout,
+            })
+        };
+        let unreachable = |error: hickory_net::NetError| {
+            Failure::Permanent(SourceError::UpstreamUnreachable {
+                upstream: self.address,
+                reason: error.to_string(),
+            })
+        };
+        let response =
+            tokio::time::timeout_at(deadline, self.udp.send(request.clone()).first_answer())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|error| match error {
+                    hickory_net::NetError::Timeout => timed_out(),
+                    other => unreachable(other),
+                })?;
+        if !response.truncation {
+            return Ok(response);
+        }
+        let over_tcp = async {
+            let exchange =
+                TcpClientStream::exchange(self.address, None, timeout, None, provider.clone())
+                    .await?;
+            exchange.send(request).first_answer().await
+        };
+        tokio::time::timeout_at(deadline, over_tcp)
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(unreachable)
+    }
+
+    /// A health check: `. IN NS`, as CoreDNS asks. Any reply marks the upstream up; returns
+    /// whether one came.
+    pub async fn probe(&self, timeout: Duration, provider: &TokioRuntimeProvider) -> bool {
+        let question = Question::new(Name::root(), RecordType::NS);
+        let started = Instant::now();
+        if self
+            .exchange(request_for(&question), started + timeout, timeout, provider)
+            .await
+            .is_ok()
+        {
+            self.stats.record_success(started.elapsed());
+            tracing::info!(upstream = %self.address, "upstream answers again; marked up");
+            return true;
+        }
+        false
+    }
+}
+
+/// The query sent upstream: the client's question with RD=1, a fresh random ID (set by
+/// `Message::query`), and EDNS with the client's DO and CD bits.
+pub fn request_for(question: &Question) -> DnsRequest {
+    let mut message = Message::query();
+    message.metadata.recursion_desired = true;
+    message.metadata.checking_disabled = question.checking_disabled;
+    let mut query = Query::query(question.name.clone(), question.record_type);
+    query.set_query_class(question.class);
+    message.queries.push(query);
+    let mut edns = Edns::new();
+    edns.set_max_payload(UPSTREAM_PAYLOAD)
+        .set_dnssec_ok(question.dnssec_ok);
+    message.edns = Some(edns);
+
+    let mut options = DnsRequestOptions::default();
+    options.recursion_desired = true;
+    options.use_edns = true;
+    options.edns_payload_len = UPSTREAM_PAYLOAD;
+    options.edns_set_dnssec_ok = question.dnssec_ok;
+    DnsRequest::new(message, options)
+}
+
+/// The sections of an upstream reply, passed on as they came: answers (CNAME chains
+/// included), the authority section (the SOA of a negative answer), additionals. The OPT record
+/// is not among them (hickory keeps it apart): RFC 6891 §6.1.1, OPT "MUST NOT be cached,
+/// forwarded".
+pub fn answer_from(response: DnsResponse) -> Answer {
+    let message = response.into_message();
+    Answer {
+        response_code: message.metadata.response_code,
+        authoritative: false,
+        authentic_data: message.metadata.authentic_data,
+        answers: message.answers,
+        authorities: message.authorities,
+        additionals: message.additionals,
+        chase: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_carries_rd_do_cd_and_a_fresh_id() {
+        let mut question = Question::new(Name::from_ascii("Example.COM.").unwrap(), RecordType::MX);
+        question.dnssec_ok = true;
+        question.checking_disabled = true;
+        let (message, _) = request_for(&question).into_parts();
+        assert!(message.metadata.recursion_desired);
+        assert!(message.metadata.checking_disabled);
+        assert!(message.edns.as_ref().unwrap().flags().dnssec_ok);
+        assert_eq!(message.queries[0].name().to_string(), "Example.COM.");
+        let ids: std::collections::HashSet<u16> = (0..50)
+            .map(|_| request_for(&question).into_parts().0.metadata.id)
+            .collect();
+        assert!(ids.len() > 40, "IDs are random: {ids:?}");
+    }
+
+    #[test]
+    fn two_failures_in_a_row_mark_down_and_a_reply_marks_up() {
+        let stats = UpstreamStats::default();
+        assert!(!stats.record_failure());
+        stats.record_success(Duration::from_millis(3));
+        assert!(!stats.record_failure(), "not in a row");
+        assert!(stats.record_failure(), "the second in a row marks it down");
+        assert!(!stats.record_failure(), "reported once");
+        assert!(stats.is_down());
+        stats.record_success(Duration::from_millis(3));
+        assert!(!stats.is_down());
+    }
+}

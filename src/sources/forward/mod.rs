@@ -206,7 +206,7 @@ impl Inner {
             match upstream.ask(question, self.timeout, &self.provider).await {
                 Ok(response) => {
                     let response_code = response.response_code;
-                    let answer = upstream::answer_from(response);
+                    let answer = upstream::answer_from(response, question.dnssec_ok);
                     match response_code {
                         ResponseCode::NoError => return Outcome::Success(answer),
                         ResponseCode::NXDomain => return Outcome::NotFound(answer),

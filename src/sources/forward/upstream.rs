@@ -199,12 +199,22 @@ pub fn request_for(question: &Question) -> DnsRequest {
     DnsRequest::new(message, options)
 }
 
-/// The sections of an upstream reply, passed on as they came: answers (CNAME chains
-/// included), the authority section (the SOA of a negative answer), additionals. The OPT record
-/// is not among them (hickory keeps it apart): RFC 6891 §6.1.1, OPT "MUST NOT be cached,
-/// forwarded".
-pub fn answer_from(response: DnsResponse) -> Answer {
-    let message = response.into_message();
+/// The sections of an upstream reply: answers (CNAME chains included), the authority section
+/// (the SOA of a negative answer), additionals. The OPT record is not among them (hickory keeps
+/// it apart): RFC 6891 §6.1.1, OPT "MUST NOT be cached, forwarded".
+///
+/// Minimal responses, as Unbound's default `minimal-responses: yes`: a positive answer drops the
+/// authority and additional sections (an upstream's NS set and glue), which no stub resolver
+/// uses and which would double what the cache holds. With DO set they stay: a wildcard answer's
+/// NSEC proof is in the authority section.
+pub fn answer_from(response: DnsResponse, dnssec_ok: bool) -> Answer {
+    let mut message = response.into_message();
+    let positive = message.metadata.response_code == hickory_proto::op::ResponseCode::NoError
+        && !message.answers.is_empty();
+    if positive && !dnssec_ok {
+        message.authorities.clear();
+        message.additionals.clear();
+    }
     Answer {
         response_code: message.metadata.response_code,
         authoritative: false,

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::chain::{Chain, Source};
 use crate::config::Config;
+use crate::server::fast::{self, FastTable, Generation};
 use crate::server::tcp::{self, TcpLimits};
 use crate::server::{udp, Engine};
 use crate::sources::forward::Forwarder;
@@ -24,6 +25,10 @@ use crate::sources::hosts::Hosts;
 use crate::sources::watch::Reload;
 use crate::sources::zones::cluster::Cluster;
 use crate::sources::zones::Zones;
+
+/// Encoded replies kept for the UDP fast path: the hot set, not every name (misses take the
+/// general path and are then stored).
+const FAST_TABLE_CAPACITY: usize = 65_536;
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
@@ -44,6 +49,7 @@ pub struct Running {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     forwarder: Arc<Forwarder>,
+    fast_table: Arc<FastTable>,
 }
 
 impl Running {
@@ -56,6 +62,11 @@ impl Running {
     /// The `dns` source: its cache and upstream counters.
     pub fn forwarder(&self) -> &Forwarder {
         &self.forwarder
+    }
+
+    /// The UDP fast path's counters.
+    pub fn fast_stats(&self) -> &crate::server::fast::FastStats {
+        self.fast_table.stats()
     }
 
     /// Stops taking queries and waits up to `deadline` for those in flight. Returns whether all
@@ -103,23 +114,44 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let engine = Arc::new(Engine::new(Chain::new(&config.order, &sources)));
 
     // Bind everything before serving anything, so a failure leaves nothing half-started.
+    // With the fast path, one UDP socket per core (SO_REUSEPORT), each drained by its own task.
+    let fast = config.server.fast_path;
+    let per_address = if fast {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        1
+    };
     let mut sockets = Vec::new();
     for address in &config.server.listen {
-        sockets.push(bind_pair(*address, &config.origin)?);
+        sockets.push(bind_pair(*address, &config.origin, fast, per_address)?);
     }
     let limits = TcpLimits {
         idle_timeout: config.server.tcp_idle_timeout,
         max_connections: config.server.tcp_max_connections,
     };
+    let generation = Arc::new(Generation::default());
+    let table = Arc::new(FastTable::new(FAST_TABLE_CAPACITY, Arc::clone(&generation)));
     let mut local_addrs = Vec::new();
-    for (udp_socket, tcp_listener, address) in sockets {
+    for (udp_sockets, tcp_listener, address) in sockets {
         local_addrs.push(address);
-        tracker.spawn(udp::serve(
-            udp_socket,
-            Arc::clone(&engine),
-            shutdown.clone(),
-            tracker.clone(),
-        ));
+        for udp_socket in udp_sockets {
+            if fast {
+                tracker.spawn(fast::serve(
+                    udp_socket,
+                    Arc::clone(&engine),
+                    Arc::clone(&table),
+                    shutdown.clone(),
+                    tracker.clone(),
+                ));
+            } else {
+                tracker.spawn(udp::serve(
+                    udp_socket,
+                    Arc::clone(&engine),
+                    shutdown.clone(),
+                    tracker.clone(),
+                ));
+            }
+        }
         tracker.spawn(tcp::serve(
             tcp_listener,
             Arc::clone(&engine),
@@ -128,8 +160,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             tracker.clone(),
         ));
     }
-    tracker.spawn(poll(hosts, config.files.reload_interval, shutdown.clone()));
-    tracker.spawn(poll(zones, config.zones.reload_interval, shutdown.clone()));
+    tracker.spawn(poll(
+        hosts,
+        config.files.reload_interval,
+        Arc::clone(&generation),
+        shutdown.clone(),
+    ));
+    tracker.spawn(poll(
+        zones,
+        config.zones.reload_interval,
+        Arc::clone(&generation),
+        shutdown.clone(),
+    ));
     // Listeners are up: a loop probe that comes back can now be seen.
     let uses_dns = config
         .order
@@ -160,15 +202,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown,
         tracker,
         forwarder,
+        fast_table: table,
     })
 }
 
-/// Binds UDP and TCP on one address. With port 0 (tests), UDP picks the port and TCP takes the
-/// same one, so one address serves both; if TCP finds it taken, another port is tried.
+/// Binds UDP (`udp_count` sockets, shared with SO_REUSEPORT when `shared`) and TCP on one
+/// address. With port 0 (tests), the first UDP socket picks the port and the others take the
+/// same one; if TCP finds it taken, another port is tried.
 fn bind_pair(
     address: SocketAddr,
     origin: &str,
-) -> Result<(UdpSocket, TcpListener, SocketAddr), StartError> {
+    shared: bool,
+    udp_count: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), StartError> {
     let error = |protocol, source: io::Error| StartError::Bind {
         origin: origin.to_owned(),
         address,
@@ -178,10 +224,14 @@ fn bind_pair(
     };
     const ATTEMPTS: usize = 16;
     for attempt in 1..=ATTEMPTS {
-        let udp_socket = udp::bind(address).map_err(|e| error("udp", e))?;
-        let bound = udp_socket.local_addr().map_err(|e| error("udp", e))?;
+        let first = udp::bind(address, shared).map_err(|e| error("udp", e))?;
+        let bound = first.local_addr().map_err(|e| error("udp", e))?;
+        let mut udp_sockets = vec![first];
+        for _ in 1..udp_count {
+            udp_sockets.push(udp::bind(bound, shared).map_err(|e| error("udp", e))?);
+        }
         match tcp::bind(bound) {
-            Ok(listener) => return Ok((udp_socket, listener, bound)),
+            Ok(listener) => return Ok((udp_sockets, listener, bound)),
             Err(e)
                 if address.port() == 0
                     && e.kind() == io::ErrorKind::AddrInUse
@@ -212,8 +262,14 @@ fn hint_for(error: &io::Error, address: SocketAddr) -> &'static str {
     }
 }
 
-/// Re-reads what changed in `source`'s files every `interval` until shutdown.
-async fn poll(source: Arc<impl Reload + 'static>, interval: Duration, shutdown: CancellationToken) {
+/// Re-reads what changed in `source`'s files every `interval` until shutdown; a change bumps
+/// the data `generation`, so no reply computed from the old data is reused.
+async fn poll(
+    source: Arc<impl Reload + 'static>,
+    interval: Duration,
+    generation: Arc<Generation>,
+    shutdown: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     ticks.tick().await; // the first tick is immediate; the files were just read.
@@ -222,7 +278,9 @@ async fn poll(source: Arc<impl Reload + 'static>, interval: Duration, shutdown: 
             _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {
                 let source = Arc::clone(&source);
-                let _ = tokio::task::spawn_blocking(move || source.reload_changed()).await;
+                if let Ok(true) = tokio::task::spawn_blocking(move || source.reload_changed()).await {
+                    generation.bump();
+                }
             }
         }
     }

@@ -32,7 +32,7 @@ use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 use tokio::time::Instant;
 
-use crate::chain::{Answer, Question};
+use crate::chain::{Answer, Question, Validity};
 
 /// RFC 8767 §4: "a stale answer ... with a TTL ... of 30 seconds is recommended".
 pub const STALE_TTL: u32 = 30;
@@ -199,7 +199,19 @@ impl Cache {
                 && entry.ttl >= 10
                 && remaining <= entry.ttl / 10
                 && !entry.prefetch_started.swap(true, Ordering::Relaxed);
-            let answer = with_ttls(&entry.answer, |ttl| ttl.saturating_sub(age_seconds));
+            let mut answer = with_ttls(&entry.answer, |ttl| ttl.saturating_sub(age_seconds));
+            // Reusable until it expires, or until the point where a hit may ask for a prefetch,
+            // so that a reuse never hides the hit that keeps a popular entry fresh.
+            let reusable_for = if self.config.prefetch && entry.ttl >= 10 {
+                entry.ttl - entry.ttl / 10
+            } else {
+                entry.ttl
+            };
+            answer.validity = Validity::Until {
+                origin: entry.stored,
+                encoded_age: age_seconds,
+                until: entry.stored + Duration::from_secs(u64::from(reusable_for)),
+            };
             return Lookup::Fresh { answer, prefetch };
         }
         if age < Duration::from_secs(u64::from(entry.ttl)) + self.config.serve_stale {
@@ -290,6 +302,7 @@ fn with_ttls(answer: &Answer, ttl: impl Fn(u32) -> u32) -> Answer {
         authorities: map(&answer.authorities),
         additionals: map(&answer.additionals),
         chase: None,
+        validity: Validity::Never,
     }
 }
 

@@ -128,6 +128,56 @@ pub struct Answer {
     /// CNAME that leaves the zone, a Kubernetes ExternalName): the chain resolves it from the
     /// first source on and appends what it finds, as CoreDNS does for ExternalName services.
     pub chase: Option<Name>,
+    /// How long the same question would get the same answer: what lets the UDP fast path
+    /// answer it again from the encoded reply ([`crate::server::fast`]).
+    pub validity: Validity,
+}
+
+/// How long an answer stays the answer to its question.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Validity {
+    /// Not reusable: a failure, a stale answer, a computed one.
+    #[default]
+    Never,
+    /// Until the local data changes (hosts files, zones, cluster objects): the server's data
+    /// generation tells.
+    UntilReload,
+    /// Until `until`, with TTLs counting down from `origin` (the moment the TTLs were full)
+    /// and `encoded_age` whole seconds already counted off: an answer from the cache.
+    Until {
+        origin: tokio::time::Instant,
+        encoded_age: u32,
+        until: tokio::time::Instant,
+    },
+}
+
+impl Validity {
+    /// The validity of an answer built from two: the shorter.
+    pub fn meet(self, other: Validity) -> Validity {
+        use Validity::*;
+        match (self, other) {
+            (Never, _) | (_, Never) => Never,
+            (UntilReload, other) | (other, UntilReload) => other,
+            (
+                Until {
+                    origin: a,
+                    encoded_age: age,
+                    until: x,
+                },
+                Until {
+                    origin: b,
+                    until: y,
+                    ..
+                },
+            ) if a == b => Until {
+                origin: a,
+                encoded_age: age,
+                until: x.min(y),
+            },
+            // Two countdowns from different moments cannot be patched as one.
+            (Until { .. }, Until { .. }) => Never,
+        }
+    }
 }
 
 impl Answer {
@@ -200,12 +250,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// NOTFOUND with nothing more to say.
+    /// NOTFOUND with nothing more to say, from local data: true until that data reloads.
     pub fn not_found() -> Self {
         Self::NotFound(Answer {
             response_code: ResponseCode::NXDomain,
+            validity: Validity::UntilReload,
             ..Answer::default()
         })
+    }
+
+    /// How long this outcome holds (see [`Validity`]).
+    pub fn validity(&self) -> Validity {
+        match self {
+            Self::Success(answer) | Self::NotFound(answer) => answer.validity,
+            Self::Unavail(_) | Self::TryAgain(_) => Validity::Never,
+        }
     }
 
     pub fn status(&self) -> Status {
@@ -318,6 +377,7 @@ impl Chain {
             answer.response_code = more.answer.response_code;
             answer.authentic_data &= more.answer.authentic_data;
             answer.chase = more.answer.chase;
+            answer.validity = answer.validity.meet(more.answer.validity);
             resolution.status = more.status;
         }
         resolution
@@ -330,8 +390,11 @@ impl Chain {
     /// gave one), UNAVAIL and TRYAGAIN are SERVFAIL.
     async fn resolve_once(&self, question: &Question) -> Resolution {
         let mut last = None;
+        // The answer depends on every source consulted: a NOTFOUND from files is part of it.
+        let mut validity = Validity::UntilReload;
         for link in &self.links {
             let outcome = link.source.lookup(question).await;
+            validity = validity.meet(outcome.validity());
             let status = outcome.status();
             let kind = link.source.kind();
             tracing::trace!(name = %question.name, %kind, %status, "source answered");
@@ -342,11 +405,16 @@ impl Chain {
             }
         }
         match last {
-            Some((source, outcome)) => Resolution {
-                status: outcome.status(),
-                source: Some(source),
-                answer: outcome.into_answer(),
-            },
+            Some((source, outcome)) => {
+                let status = outcome.status();
+                let mut answer = outcome.into_answer();
+                answer.validity = validity;
+                Resolution {
+                    status,
+                    source: Some(source),
+                    answer,
+                }
+            }
             None => Resolution {
                 status: Status::Unavail,
                 source: None,

@@ -82,6 +82,7 @@ struct ServerTable {
     listen: Option<Vec<ListenAddr>>,
     tcp_idle_timeout: Option<HumanDuration>,
     tcp_max_connections: Option<usize>,
+    fast_path: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +200,8 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Connections beyond this are refused at accept, so idle clients cannot starve the rest.
     pub tcp_max_connections: usize,
+    /// Answer UDP through the batched fast path (`server::fast`); off: one datagram at a time.
+    pub fast_path: bool,
 }
 
 /// `[files]`.
@@ -415,6 +418,7 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
             "server.tcp_idle_timeout",
         )?,
         tcp_max_connections,
+        fast_path: server.fast_path.unwrap_or(true),
     };
 
     // [resolve]

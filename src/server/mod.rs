@@ -16,6 +16,7 @@
 //! answered as each is ready), it has no cap on connections, and it decodes the message before
 //! the handler sees it, which hides the bytes a later batched UDP path needs.
 
+pub mod fast;
 pub mod tcp;
 pub mod udp;
 
@@ -29,7 +30,7 @@ use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
 use thiserror::Error;
 
-use crate::chain::{Answer, Chain, Question};
+use crate::chain::{Answer, Chain, Question, Validity};
 
 /// The UDP payload size we advertise and the most we send over UDP to an EDNS client: the DNS
 /// Flag Day 2020 value (RFC 9715), which fits in one unfragmented packet on nearly every path.
@@ -224,11 +225,21 @@ impl Engine {
     /// The reply to `packet`, or `None` when the message must not be answered (and, over TCP,
     /// the connection should be closed).
     pub async fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        self.handle_reply(packet, transport)
+            .await
+            .map(|reply| reply.bytes)
+    }
+
+    /// [`Engine::handle`], with how long the same query bytes would get the same reply.
+    pub async fn handle_reply(&self, packet: &[u8], transport: Transport) -> Option<Reply> {
         let request = match Request::parse(packet) {
             Ok(request) => request,
             Err(rejected) => {
                 tracing::debug!(error = %rejected.error, "query rejected");
-                return error_reply(rejected);
+                return error_reply(rejected).map(|bytes| Reply {
+                    bytes,
+                    validity: Validity::Never,
+                });
             }
         };
         let question = request.question();
@@ -242,8 +253,30 @@ impl Engine {
             response_code = %resolution.answer.response_code,
             "answered"
         );
-        Some(encode_answer(&request, resolution.answer, transport))
+        let reusable = matches!(
+            resolution.answer.response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        );
+        let validity = if reusable {
+            resolution.answer.validity
+        } else {
+            Validity::Never
+        };
+        let bytes = encode_answer(&request, resolution.answer, transport);
+        // A truncated reply is not reused: the same query over TCP must get the whole answer.
+        let truncated = bytes.get(2).is_some_and(|flags| flags & 0x02 != 0);
+        Some(Reply {
+            bytes,
+            validity: if truncated { Validity::Never } else { validity },
+        })
     }
+}
+
+/// A reply and how long it stays the reply to the same query bytes.
+#[derive(Debug)]
+pub struct Reply {
+    pub bytes: Vec<u8>,
+    pub validity: Validity,
 }
 
 /// The header of every reply: the request's ID, opcode, RD and CD copied (RFC 1035 §4.1.1,

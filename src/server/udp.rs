@@ -30,8 +30,9 @@ const MAX_IN_FLIGHT: usize = 4096;
 const MAX_DATAGRAM: usize = 65_535;
 
 /// Binds a UDP socket with large buffers. An IPv6 socket is IPv6-only, so `[::]:53` and
-/// `0.0.0.0:53` can both be listed.
-pub fn bind(address: SocketAddr) -> io::Result<UdpSocket> {
+/// `0.0.0.0:53` can both be listed. With `shared`, `SO_REUSEPORT` is set, so that one socket per
+/// core can be bound to the same address and the kernel spreads datagrams across them.
+pub fn bind(address: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM,
@@ -39,6 +40,10 @@ pub fn bind(address: SocketAddr) -> io::Result<UdpSocket> {
     )?;
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    if shared {
+        socket.set_reuse_port(true)?;
     }
     set_buffers(&socket);
     socket.set_nonblocking(true)?;

@@ -223,6 +223,9 @@ pub fn answer_from(response: DnsResponse, dnssec_ok: bool) -> Answer {
         authorities: message.authorities,
         additionals: message.additionals,
         chase: None,
+        // TTLs as the upstream gave them, before the cache's clamps: not for reuse. The next
+        // question is answered from the cache, and that answer is.
+        validity: crate::chain::Validity::Never,
     }
 }
 

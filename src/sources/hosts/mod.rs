@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind};
+use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind, Validity};
 use crate::sources::watch::{Fingerprint, Reload};
 use parse::{HostsLine, LineProblem, ParsedHosts};
 
@@ -138,6 +138,7 @@ fn owned_answer(answers: Vec<Record>) -> Answer {
     Answer {
         authoritative: true,
         answers,
+        validity: Validity::UntilReload,
         ..Answer::default()
     }
 }

@@ -23,7 +23,7 @@ use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
 use super::zone::Zone;
-use crate::chain::{Answer, Outcome, Question};
+use crate::chain::{Answer, Outcome, Question, Validity};
 use crate::config::{KubernetesConfig, PodMode as ConfigPodMode};
 use crate::sources::kubernetes::objects;
 use crate::sources::kubernetes::records::{self, ClusterSettings, PodMode};
@@ -168,6 +168,7 @@ impl Cluster {
         Some(Outcome::Success(Answer {
             authoritative: true,
             answers,
+            validity: Validity::UntilReload,
             ..Answer::default()
         }))
     }

@@ -316,6 +316,7 @@ impl Zone {
     pub fn lookup(&self, owner: &Name, record_type: RecordType) -> Answer {
         let mut answer = Answer {
             authoritative: true,
+            validity: crate::chain::Validity::UntilReload,
             ..Answer::default()
         };
         let mut current = owner.clone();

@@ -1,0 +1,184 @@
+//! The table's own rules: which queries have a key, walking encoded replies for TTLs, and
+//! validity (generation, expiry, TTL countdown).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::{A, CNAME, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::time::Instant;
+
+use super::*;
+
+fn name(text: &str) -> Name {
+    Name::from_ascii(text).unwrap()
+}
+
+fn query(id: u16, text: &str) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message
+        .queries
+        .push(Query::query(name(text), RecordType::A));
+    message.edns = Some(Edns::new());
+    message.to_vec().unwrap()
+}
+
+/// A reply with a CNAME and an A (compressed names), an SOA in authority and an OPT.
+fn reply(id: u16, ttl: u32) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Response, OpCode::Query);
+    message
+        .queries
+        .push(Query::query(name("www.example."), RecordType::A));
+    message.answers.push(Record::from_rdata(
+        name("www.example."),
+        ttl,
+        RData::CNAME(CNAME(name("web.example."))),
+    ));
+    message.answers.push(Record::from_rdata(
+        name("web.example."),
+        ttl,
+        RData::A(A::new(192, 0, 2, 1)),
+    ));
+    message.authorities.push(Record::from_rdata(
+        name("example."),
+        ttl,
+        RData::SOA(SOA::new(
+            name("ns.example."),
+            name("hm.example."),
+            1,
+            2,
+            3,
+            4,
+            5,
+        )),
+    ));
+    message.edns = Some(Edns::new());
+    message.to_vec().unwrap()
+}
+
+fn ttls(bytes: &[u8]) -> Vec<u32> {
+    Message::from_vec(bytes)
+        .unwrap()
+        .all_sections()
+        .map(|r| r.ttl)
+        .collect()
+}
+
+#[test]
+fn only_standard_queries_with_one_question_have_a_key() {
+    let q = query(7, "www.example.");
+    assert_eq!(key_of(&q), Some(&q[2..]));
+    let mut response = q.clone();
+    response[2] |= 0x80;
+    assert_eq!(key_of(&response), None, "QR=1");
+    let mut notify = q.clone();
+    notify[2] = (notify[2] & 0x87) | (4 << 3);
+    assert_eq!(key_of(&notify), None, "opcode NOTIFY");
+    let mut two = q.clone();
+    two[5] = 2;
+    assert_eq!(key_of(&two), None, "QDCOUNT 2");
+    assert_eq!(key_of(&q[..11]), None, "short");
+}
+
+#[test]
+fn ttl_offsets_find_every_record_but_opt() {
+    let bytes = reply(1, 300);
+    let offsets = ttl_offsets(&bytes).unwrap();
+    assert_eq!(offsets.len(), 3, "CNAME, A, SOA; not OPT");
+    for offset in offsets {
+        let offset = usize::from(offset);
+        assert_eq!(
+            u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()),
+            300
+        );
+    }
+    assert_eq!(
+        ttl_offsets(&bytes[..bytes.len() - 1]),
+        None,
+        "a cut message does not walk"
+    );
+    assert_eq!(ttl_offsets(&[0u8; 5]), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn generation_and_expiry_decide_and_ttls_count_down() {
+    let generation = Arc::new(Generation::default());
+    let table = FastTable::new(100, Arc::clone(&generation));
+    let now = Instant::now();
+    let local = Reply {
+        bytes: reply(1, 300),
+        validity: Validity::UntilReload,
+    };
+    let mut out = Vec::new();
+    table.store(&query(1, "www.example."), &local, generation.current(), now);
+    assert!(table.answer(&query(0xbeef, "www.example."), now, &mut out));
+    assert_eq!(&out[..2], &[0xbe, 0xef], "the ID is the new query's");
+    assert_eq!(out[2..], reply(1, 300)[2..]);
+    assert!(
+        !table.answer(&query(2, "WWW.example."), now, &mut out),
+        "another case is another key"
+    );
+    generation.bump();
+    assert!(
+        !table.answer(&query(3, "www.example."), now, &mut out),
+        "a reload invalidates"
+    );
+
+    // A cached answer: full TTLs (300) at `origin`, encoded 10 s later, reusable 200 s.
+    let origin = now;
+    let cached = Reply {
+        bytes: reply(1, 290),
+        validity: Validity::Until {
+            origin,
+            encoded_age: 10,
+            until: origin + Duration::from_secs(200),
+        },
+    };
+    table.store(
+        &query(1, "www.example."),
+        &cached,
+        generation.current(),
+        now + Duration::from_secs(10),
+    );
+    assert!(table.answer(
+        &query(4, "www.example."),
+        origin + Duration::from_millis(10_999),
+        &mut out
+    ));
+    assert_eq!(ttls(&out), [290, 290, 290]);
+    assert!(table.answer(
+        &query(5, "www.example."),
+        origin + Duration::from_secs(75),
+        &mut out
+    ));
+    assert_eq!(
+        ttls(&out),
+        [225, 225, 225],
+        "counted down as the cache counts: 300 - 75"
+    );
+    assert!(
+        !table.answer(
+            &query(6, "www.example."),
+            origin + Duration::from_secs(200),
+            &mut out
+        ),
+        "expired"
+    );
+
+    let never = Reply {
+        bytes: reply(1, 300),
+        validity: Validity::Never,
+    };
+    table.store(
+        &query(1, "other.example."),
+        &never,
+        generation.current(),
+        now,
+    );
+    assert!(
+        !table.answer(&query(7, "other.example."), now, &mut out),
+        "never stored"
+    );
+}

@@ -1,23 +1,26 @@
-//! The general query path, from the bytes of a query to the bytes of the reply, with no
-//! network: a regression in parsing, the chain or encoding shows here in `cargo bench`.
+//! The query path piece by piece, with no network, so a regression shows in `cargo bench`:
+//! parsing a query, building the cache key, a cache lookup, a local answer through the general
+//! path, the fast path's table lookup (everything it does per datagram but the syscalls), and
+//! the general path end to end for a hosts answer, a PTR, an NXDOMAIN and a FORMERR.
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use hearth::cache::{Cache, CacheConfig, CacheKey};
 use hearth::chain::order::parse_entry;
-use hearth::chain::{Chain, Source};
+use hearth::chain::{Answer, Chain, Question, Source};
+use hearth::server::fast::{FastTable, Generation};
 use hearth::server::{Engine, Transport};
 use hearth::sources::hosts::{parse, Hosts};
 
 fn query(name: &str, record_type: RecordType) -> Vec<u8> {
     let mut message = Message::new(0x1234, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
-    message
-        .queries
-        .push(Query::query(Name::from_ascii(name).unwrap(), record_type));
+    message.queries.push(Query::query(Name::from_ascii(name).unwrap(), record_type));
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
     message.edns = Some(edns);
@@ -27,48 +30,58 @@ fn query(name: &str, record_type: RecordType) -> Vec<u8> {
 /// A hosts file of `lines` entries: `10.x.y.z hostN.bench.example`.
 fn hosts_text(lines: u32) -> String {
     (0..lines)
-        .map(|i| {
-            format!(
-                "10.{}.{}.{} host{i}.bench.example\n",
-                i >> 16 & 255,
-                i >> 8 & 255,
-                i & 255
-            )
-        })
+        .map(|i| format!("10.{}.{}.{} host{i}.bench.example\n", i >> 16 & 255, i >> 8 & 255, i & 255))
         .collect()
 }
 
 fn benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let text = hosts_text(10_000);
-    c.bench_function("hosts_parse_10k_lines", |b| {
-        b.iter(|| parse::parse(text.as_bytes()))
-    });
+    c.bench_function("hosts_parse_10k_lines", |b| b.iter(|| parse::parse(text.as_bytes())));
+
+    let hit = query("host4242.bench.example.", RecordType::A);
+    c.bench_function("query_parse", |b| b.iter(|| Message::from_vec(&hit).unwrap()));
+
+    let question = Question::new(Name::from_ascii("Host4242.Bench.Example.").unwrap(), RecordType::A);
+    c.bench_function("cache_key", |b| b.iter(|| CacheKey::new(&question)));
+
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let now = tokio::time::Instant::now();
+    for i in 0..10_000 {
+        let name = Name::from_ascii(format!("name{i}.bench.example.")).unwrap();
+        let answer = Answer {
+            answers: vec![Record::from_rdata(name.clone(), 300, RData::A(A::new(10, 0, 0, 1)))],
+            ..Answer::default()
+        };
+        cache.insert(CacheKey::new(&Question::new(name, RecordType::A)), &answer, now);
+    }
+    let cached = CacheKey::new(&Question::new(Name::from_ascii("name4242.bench.example.").unwrap(), RecordType::A));
+    c.bench_function("cache_lookup_hit", |b| b.iter(|| cache.get(&cached, now)));
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hosts");
     std::fs::write(&path, &text).unwrap();
     let hosts: Arc<dyn Source> = Arc::new(Hosts::load(&[path], 3600));
-    let chain = Chain::new(&[parse_entry("files").unwrap()], &[hosts]);
-    let engine = Engine::new(chain);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let engine = Engine::new(Chain::new(&[parse_entry("files").unwrap()], &[hosts]));
 
-    let hit = query("host4242.bench.example.", RecordType::A);
-    c.bench_function("engine_hosts_answer", |b| {
+    c.bench_function("general_path_hosts_answer", |b| {
         b.iter(|| runtime.block_on(engine.handle(&hit, Transport::Udp)))
     });
     let ptr = query("66.16.0.10.in-addr.arpa.", RecordType::PTR);
-    c.bench_function("engine_hosts_ptr", |b| {
-        b.iter(|| runtime.block_on(engine.handle(&ptr, Transport::Udp)))
-    });
+    c.bench_function("general_path_hosts_ptr", |b| b.iter(|| runtime.block_on(engine.handle(&ptr, Transport::Udp))));
     let miss = query("absent.bench.example.", RecordType::A);
-    c.bench_function("engine_nxdomain", |b| {
-        b.iter(|| runtime.block_on(engine.handle(&miss, Transport::Udp)))
-    });
+    c.bench_function("general_path_nxdomain", |b| b.iter(|| runtime.block_on(engine.handle(&miss, Transport::Udp))));
     let malformed = hit[..20].to_vec();
-    c.bench_function("engine_formerr", |b| {
+    c.bench_function("general_path_formerr", |b| {
         b.iter(|| runtime.block_on(engine.handle(&malformed, Transport::Udp)))
+    });
+
+    let table = FastTable::new(65_536, Arc::new(Generation::default()));
+    let reply = runtime.block_on(engine.handle_reply(&hit, Transport::Udp)).unwrap();
+    table.store(&hit, &reply, table.generation(), tokio::time::Instant::now());
+    let mut out = Vec::with_capacity(1232);
+    c.bench_function("fast_path_hit", |b| {
+        b.iter(|| table.answer(&hit, tokio::time::Instant::now(), &mut out))
     });
 }
 

@@ -20,7 +20,9 @@ use hearth::sources::hosts::{parse, Hosts};
 fn query(name: &str, record_type: RecordType) -> Vec<u8> {
     let mut message = Message::new(0x1234, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
-    message.queries.push(Query::query(Name::from_ascii(name).unwrap(), record_type));
+    message
+        .queries
+        .push(Query::query(Name::from_ascii(name).unwrap(), record_type));
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
     message.edns = Some(edns);
@@ -30,19 +32,36 @@ fn query(name: &str, record_type: RecordType) -> Vec<u8> {
 /// A hosts file of `lines` entries: `10.x.y.z hostN.bench.example`.
 fn hosts_text(lines: u32) -> String {
     (0..lines)
-        .map(|i| format!("10.{}.{}.{} host{i}.bench.example\n", i >> 16 & 255, i >> 8 & 255, i & 255))
+        .map(|i| {
+            format!(
+                "10.{}.{}.{} host{i}.bench.example\n",
+                i >> 16 & 255,
+                i >> 8 & 255,
+                i & 255
+            )
+        })
         .collect()
 }
 
 fn benches(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let text = hosts_text(10_000);
-    c.bench_function("hosts_parse_10k_lines", |b| b.iter(|| parse::parse(text.as_bytes())));
+    c.bench_function("hosts_parse_10k_lines", |b| {
+        b.iter(|| parse::parse(text.as_bytes()))
+    });
 
     let hit = query("host4242.bench.example.", RecordType::A);
-    c.bench_function("query_parse", |b| b.iter(|| Message::from_vec(&hit).unwrap()));
+    c.bench_function("query_parse", |b| {
+        b.iter(|| Message::from_vec(&hit).unwrap())
+    });
 
-    let question = Question::new(Name::from_ascii("Host4242.Bench.Example.").unwrap(), RecordType::A);
+    let question = Question::new(
+        Name::from_ascii("Host4242.Bench.Example.").unwrap(),
+        RecordType::A,
+    );
     c.bench_function("cache_key", |b| b.iter(|| CacheKey::new(&question)));
 
     let cache = Cache::new(CacheConfig::default()).unwrap();
@@ -50,12 +69,23 @@ fn benches(c: &mut Criterion) {
     for i in 0..10_000 {
         let name = Name::from_ascii(format!("name{i}.bench.example.")).unwrap();
         let answer = Answer {
-            answers: vec![Record::from_rdata(name.clone(), 300, RData::A(A::new(10, 0, 0, 1)))],
+            answers: vec![Record::from_rdata(
+                name.clone(),
+                300,
+                RData::A(A::new(10, 0, 0, 1)),
+            )],
             ..Answer::default()
         };
-        cache.insert(CacheKey::new(&Question::new(name, RecordType::A)), &answer, now);
+        cache.insert(
+            CacheKey::new(&Question::new(name, RecordType::A)),
+            &answer,
+            now,
+        );
     }
-    let cached = CacheKey::new(&Question::new(Name::from_ascii("name4242.bench.example.").unwrap(), RecordType::A));
+    let cached = CacheKey::new(&Question::new(
+        Name::from_ascii("name4242.bench.example.").unwrap(),
+        RecordType::A,
+    ));
     c.bench_function("cache_lookup_hit", |b| b.iter(|| cache.get(&cached, now)));
 
     let dir = tempfile::tempdir().unwrap();
@@ -68,17 +98,28 @@ fn benches(c: &mut Criterion) {
         b.iter(|| runtime.block_on(engine.handle(&hit, Transport::Udp)))
     });
     let ptr = query("66.16.0.10.in-addr.arpa.", RecordType::PTR);
-    c.bench_function("general_path_hosts_ptr", |b| b.iter(|| runtime.block_on(engine.handle(&ptr, Transport::Udp))));
+    c.bench_function("general_path_hosts_ptr", |b| {
+        b.iter(|| runtime.block_on(engine.handle(&ptr, Transport::Udp)))
+    });
     let miss = query("absent.bench.example.", RecordType::A);
-    c.bench_function("general_path_nxdomain", |b| b.iter(|| runtime.block_on(engine.handle(&miss, Transport::Udp))));
+    c.bench_function("general_path_nxdomain", |b| {
+        b.iter(|| runtime.block_on(engine.handle(&miss, Transport::Udp)))
+    });
     let malformed = hit[..20].to_vec();
     c.bench_function("general_path_formerr", |b| {
         b.iter(|| runtime.block_on(engine.handle(&malformed, Transport::Udp)))
     });
 
     let table = FastTable::new(65_536, Arc::new(Generation::default()));
-    let reply = runtime.block_on(engine.handle_reply(&hit, Transport::Udp)).unwrap();
-    table.store(&hit, &reply, table.generation(), tokio::time::Instant::now());
+    let reply = runtime
+        .block_on(engine.handle_reply(&hit, Transport::Udp))
+        .unwrap();
+    table.store(
+        &hit,
+        &reply,
+        table.generation(),
+        tokio::time::Instant::now(),
+    );
     let mut out = Vec::with_capacity(1232);
     c.bench_function("fast_path_hit", |b| {
         b.iter(|| table.answer(&hit, tokio::time::Instant::now(), &mut out))

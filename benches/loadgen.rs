@@ -35,13 +35,20 @@
 //! A human-readable line, then one line of `key=value` pairs (starting with `sent=`) that the
 //! harness parses: `sent completed lost lost_pct mismatched qps elapsed_s lat_mean_us
 //! lat_p50_us lat_p99_us lat_max_us noerror nxdomain servfail refused other_rcode
-//! udp_rcvbuf_errors`. `qps` is completed queries divided by the time from the first send to
+//! udp_rcvbuf_errors cpu_pct`. `qps` is completed queries divided by the time from the first send to
 //! the last reply. `udp_rcvbuf_errors` is the machine-wide increase of `RcvbufErrors` in
 //! `/proc/net/snmp` during the run: datagrams some socket on the machine dropped because its
 //! receive buffer was full (this generator's own socket has a large buffer, so on an otherwise
-//! idle machine they are the server's drops).
+//! idle machine they are the server's drops). `cpu_pct` is the generator's own CPU time over
+//! the run, in percent of one core: near 100, the generator rather than the server may be
+//! what limits the rate.
 //!
 //! Traffic goes only to loopback: a `--server` outside 127.0.0.0/8 and ::1 is refused.
+//!
+//! `--reflect` turns it into the other end of a ceiling measurement: a batched UDP reflector
+//! (recvmmsg, set QR, sendmmsg; no DNS work) bound to `--server` for `--duration` seconds. What
+//! the generator measures against it is the most that one core can answer on this machine, the
+//! figure a server's rate is compared with.
 
 use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
@@ -73,8 +80,8 @@ struct Args {
     #[arg(short, long, default_value = "127.0.0.1:5353")]
     server: SocketAddr,
     /// Query file in dnsperf format: `name TYPE` per line (`#` comments, blank lines skipped).
-    #[arg(short = 'd', long)]
-    queries: PathBuf,
+    #[arg(short = 'd', long, required_unless_present = "reflect")]
+    queries: Option<PathBuf>,
     /// Run for this many seconds, cycling through the file.
     #[arg(short = 'l', long, default_value_t = 10.0)]
     duration: f64,
@@ -96,6 +103,11 @@ struct Args {
     /// Add an EDNS(0) OPT record (payload 1232) to every query (dnsperf: -e).
     #[arg(long)]
     edns: bool,
+    /// Instead of generating load, be the harness's "ceiling": a batched UDP reflector on
+    /// --server that echoes every datagram with QR set and does no DNS work, for --duration
+    /// seconds.
+    #[arg(long, conflicts_with_all = ["queries", "once"])]
+    reflect: bool,
 }
 
 /// One query of the file, encoded once with ID 0; `question_end` is where its question ends.
@@ -172,6 +184,11 @@ struct Counters {
     mismatched: u64,
     /// Replies by RCODE: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, anything else.
     rcodes: [u64; 5],
+    /// Machine-wide UDP receive-buffer drops during the run.
+    rcvbuf_errors: u64,
+    /// This generator's CPU time over the run's wall-clock time, in percent of one core: near
+    /// 100, the generator (not the server) may be the limit.
+    cpu_pct: f64,
 }
 
 /// Reads a dnsperf query file and encodes each line once.
@@ -219,6 +236,14 @@ fn load_queries(path: &PathBuf, edns: bool) -> Result<Vec<Encoded>, String> {
     Ok(out)
 }
 
+/// Nanoseconds this thread has run on a CPU (/proc/thread-self/schedstat; 0 if unreadable).
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `RcvbufErrors` of the `Udp:` line of /proc/net/snmp (0 if unreadable).
 fn udp_rcvbuf_errors() -> u64 {
     let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
@@ -256,19 +281,13 @@ fn open_socket(server: SocketAddr, recv_wait: Duration) -> io::Result<UdpSocket>
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    if !args.server.ip().is_loopback() {
-        return Err(format!(
-            "{}: not a loopback address; this generator only targets loopback",
-            args.server
-        ));
-    }
     let outstanding = args.outstanding;
     let batch = args.batch.clamp(1, 1024);
     let sockets = args.sockets.clamp(1, 64);
     if !(1..=32768).contains(&outstanding) {
         return Err("--outstanding must be between 1 and 32768".into());
     }
-    let queries = load_queries(&args.queries, args.edns)?;
+    let queries = load_queries(args.queries.as_ref().expect("required by clap"), args.edns)?;
     let total = queries.len() as u64;
 
     // IDs: the slot index in the low `slot_bits`, a generation in the rest.
@@ -304,6 +323,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut hist = Histogram::new();
     let timeout = Duration::from_secs_f64(args.timeout);
     let rcvbuf_before = udp_rcvbuf_errors();
+    let cpu_before = cpu_ns();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
     let mut last_reply = start;
@@ -311,6 +331,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut next_query: u64 = 0;
     let mut turn = 0usize;
     let mut idle_round = false;
+    let mut round_active = false;
 
     loop {
         let now = Instant::now();
@@ -450,27 +471,89 @@ fn run(args: &Args) -> Result<(), String> {
             hist.record(received_at.duration_since(sent).as_micros() as u64);
             last_reply = received_at;
         }
-        did_something |= received > 0;
-        // A whole round over the sockets with nothing done: the next read may wait.
+        // After a whole round over the sockets in which nothing was sent or received, the
+        // reads of the next round may wait a little.
+        round_active |= did_something || received > 0;
         if turn == 0 {
-            idle_round = !did_something;
-        } else if did_something {
-            idle_round = false;
+            idle_round = !round_active;
+            round_active = false;
         }
     }
 
     // Whatever is still in flight at the end (only after the grace period) is lost too.
     c.lost += (outstanding - free.len()) as u64;
-    report(
-        &c,
-        &hist,
-        last_reply.duration_since(start),
-        udp_rcvbuf_errors().saturating_sub(rcvbuf_before),
-    );
+    c.rcvbuf_errors = udp_rcvbuf_errors().saturating_sub(rcvbuf_before);
+    c.cpu_pct =
+        cpu_ns().saturating_sub(cpu_before) as f64 / start.elapsed().as_nanos() as f64 * 100.0;
+    report(&c, &hist, last_reply.duration_since(start));
     Ok(())
 }
 
-fn report(c: &Counters, hist: &Histogram, elapsed: Duration, rcvbuf_errors: u64) {
+/// The reflector: what one core does with recvmmsg/sendmmsg and no DNS work, the ceiling that a
+/// server's rate is compared with. Same batching as the generator; default socket buffers.
+fn reflect(args: &Args) -> Result<(), String> {
+    let socket = UdpSocket::bind(args.server).map_err(|e| format!("{}: {e}", args.server))?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let fd = socket.as_raw_fd();
+    let batch = args.batch.clamp(1, 1024);
+    let mut bufs = vec![[0u8; MAX_REPLY]; batch];
+    let mut lens = vec![0usize; batch];
+    let mut peers: Vec<Option<SockaddrStorage>> = vec![None; batch];
+    let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(batch, None);
+    let mut send_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(batch, None);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+    let mut echoed: u64 = 0;
+    while Instant::now() < deadline {
+        let n = {
+            let mut iovs: Vec<[IoSliceMut; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            match recvmmsg(
+                fd,
+                &mut recv_hdrs,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    let mut n = 0;
+                    for r in results {
+                        (lens[n], peers[n]) = (r.bytes, r.address);
+                        n += 1;
+                    }
+                    n
+                }
+                Err(Errno::EAGAIN) | Err(Errno::EINTR) => 0,
+                Err(e) => return Err(format!("recvmmsg: {e}")),
+            }
+        };
+        for (buf, &len) in bufs.iter_mut().zip(&lens[..n]) {
+            if len >= 12 {
+                buf[2] |= 0x80;
+            }
+        }
+        let iovs: Vec<[IoSlice; 1]> = (0..n)
+            .map(|i| [IoSlice::new(&bufs[i][..lens[i]])])
+            .collect();
+        if let Ok(results) = sendmmsg(
+            fd,
+            &mut send_hdrs,
+            &iovs,
+            &peers[..n],
+            [],
+            MsgFlags::empty(),
+        ) {
+            echoed += results.count() as u64;
+        }
+    }
+    eprintln!("hearth-loadgen: reflected {echoed} datagrams");
+    Ok(())
+}
+
+fn report(c: &Counters, hist: &Histogram, elapsed: Duration) {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let qps = c.completed as f64 / secs;
     let lost_pct = if c.sent == 0 {
@@ -486,14 +569,25 @@ fn report(c: &Counters, hist: &Histogram, elapsed: Duration, rcvbuf_errors: u64)
     let (p50, p99) = (hist.quantile(0.50), hist.quantile(0.99));
     println!(
         "{:.0} queries/s: {} sent, {} completed, {} lost ({:.4}%), {} mismatched in {:.2} s; \
-         latency mean {:.0} us, p50 {} us, p99 {} us, max {} us",
-        qps, c.sent, c.completed, c.lost, lost_pct, c.mismatched, secs, mean, p50, p99, hist.max_us
+         latency mean {:.0} us, p50 {} us, p99 {} us, max {} us; generator CPU {:.0}%",
+        qps,
+        c.sent,
+        c.completed,
+        c.lost,
+        lost_pct,
+        c.mismatched,
+        secs,
+        mean,
+        p50,
+        p99,
+        hist.max_us,
+        c.cpu_pct
     );
     let [noerror, nxdomain, servfail, refused, other] = c.rcodes;
     println!(
         "sent={} completed={} lost={} lost_pct={:.4} mismatched={} qps={:.0} elapsed_s={:.3} \
          lat_mean_us={:.1} lat_p50_us={} lat_p99_us={} lat_max_us={} noerror={} nxdomain={} \
-         servfail={} refused={} other_rcode={} udp_rcvbuf_errors={}",
+         servfail={} refused={} other_rcode={} udp_rcvbuf_errors={} cpu_pct={:.0}",
         c.sent,
         c.completed,
         c.lost,
@@ -510,13 +604,30 @@ fn report(c: &Counters, hist: &Histogram, elapsed: Duration, rcvbuf_errors: u64)
         servfail,
         refused,
         other,
-        rcvbuf_errors
+        c.rcvbuf_errors,
+        c.cpu_pct
     );
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
+    let positive = |x: f64| x.is_finite() && x > 0.0 && x < 1e6;
+    if !positive(args.duration) || !positive(args.timeout) {
+        eprintln!("hearth-loadgen: --duration and --timeout must be positive numbers of seconds");
+        return ExitCode::FAILURE;
+    }
+    if !args.server.ip().is_loopback() {
+        eprintln!(
+            "hearth-loadgen: {}: not a loopback address; only loopback is allowed",
+            args.server
+        );
+        return ExitCode::FAILURE;
+    }
+    match if args.reflect {
+        reflect(&args)
+    } else {
+        run(&args)
+    } {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hearth-loadgen: {e}");

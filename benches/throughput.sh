@@ -1,0 +1,537 @@
+#!/usr/bin/env bash
+# Throughput harness: Hearth side by side with Unbound, dnsdist, dnsmasq and NSD on loopback.
+#
+#   benches/throughput.sh [--quick] [--only SCENARIO[,SCENARIO...]] [--duration S]
+#                         [--repeat N] [--out FILE] [--keep]
+#
+# Scenarios: hit (cache hit), hosts (hosts-file answer), auth (authoritative zone), miss (cache
+# miss, one pass over 100k names on a fresh server), loss (500 queries outstanding),
+# crosscheck (hearth-loadgen and dnsperf at the same outstanding count). See benches/README.md.
+#
+# Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
+# CPU 0, and so does the NSD that forwarders use as their upstream. Everything listens on
+# 127.0.0.1; every run is bounded in time; every process started here is stopped on exit.
+set -euo pipefail
+
+usage() {
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+QUICK=0
+ONLY="hit,hosts,auth,miss,loss,crosscheck"
+OUT=""
+KEEP=0
+DURATION=""
+REPEAT=1
+CMDLINE="benches/throughput.sh${*:+ $*}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --only) ONLY="${2:?--only needs a scenario}"; shift ;;
+        --out) OUT="${2:?--out needs a file}"; shift ;;
+        --duration) DURATION="${2:?--duration needs seconds}"; shift ;;
+        --repeat) REPEAT="${2:?--repeat needs a count}"; shift ;;
+        --keep) KEEP=1 ;;
+        -h|--help) usage 0 ;;
+        *) echo "unknown option: $1" >&2; usage 2 >&2 ;;
+    esac
+    shift
+done
+for s in ${ONLY//,/ }; do
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+done
+# Length of one measured run, in seconds (PEERS.md used 15 s, median of 3: --repeat 3).
+[ -n "$DURATION" ] || DURATION=$([ "$QUICK" = 1 ] && echo 3 || echo 10)
+WARM=$([ "$QUICK" = 1 ] && echo 1 || echo 3)
+OUTSTANDING=200         # hearth-loadgen's queries in flight (cache hit, hosts, auth)
+DNSPERF_ARGS=(-c 16 -q 500)   # as in PEERS.md
+MISS_OUTSTANDING=100    # cache miss: both generators, as PEERS.md's dnsperf -c 4 -q 100
+SERVER_CPU=1
+CLIENT_CPU=0
+PORT_BASE=${HEARTH_BENCH_PORT_BASE:-53530}
+UPSTREAM_PORT=$PORT_BASE            # NSD, the upstream of every forwarder
+PORT=$((PORT_BASE + 1))             # the server under test
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+HEARTH="$ROOT/target/release/hearth"
+LOADGEN="$ROOT/target/release/hearth-loadgen"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- processes: every one started is recorded and stopped on exit --------------------------
+# tree PID: PID and its descendants (NSD's first process becomes xfrd; the server is a grandchild).
+tree() {
+    local c
+    echo "$1"
+    for c in $(pgrep -P "$1" || true); do tree "$c"; done
+}
+PIDS=()
+stop_pid() {
+    local pid=$1 procs i p alive
+    kill -0 "$pid" 2>/dev/null || return 0
+    procs=$(tree "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    # Wait (at most 5 s) for it and its descendants (NSD's main and server processes).
+    for i in $(seq 50); do
+        alive=""
+        for p in $procs; do kill -0 "$p" 2>/dev/null && alive+=" $p"; done
+        [ -n "$alive" ] || break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    [ -z "$alive" ] || kill -KILL $alive 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+WORK=""
+POLICY_RC=""
+cleanup() {
+    local pid
+    for pid in ${PIDS[@]+"${PIDS[@]}"}; do stop_pid "$pid"; done
+    [ -z "$POLICY_RC" ] || $SUDO rm -f "$POLICY_RC"
+    if [ -n "$WORK" ]; then
+        if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. the peers and the binaries -----------------------------------------------------------
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+missing=()
+for pair in unbound:/usr/sbin/unbound dnsmasq:/usr/sbin/dnsmasq nsd:/usr/sbin/nsd \
+            dnsdist:/usr/bin/dnsdist dnsperf:/usr/bin/dnsperf; do
+    [ -x "${pair#*:}" ] || missing+=("${pair%%:*}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    # Keep the packages' own services (each would listen on port 53) from starting.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        POLICY_RC=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY_RC" >/dev/null
+        $SUDO chmod +x "$POLICY_RC"
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ -z "$POLICY_RC" ] || { $SUDO rm -f "$POLICY_RC"; POLICY_RC=""; }
+fi
+command -v taskset >/dev/null || die "taskset (util-linux) is needed"
+[ "$(nproc --all)" -ge 2 ] || die "needs 2 CPUs (server on CPU $SERVER_CPU, load on CPU $CLIENT_CPU)"
+
+log "building hearth and hearth-loadgen (release)"
+(cd "$ROOT" && cargo build --release --quiet &&
+    cargo build --release --quiet --features loadgen --bin hearth-loadgen)
+
+# --- 2. data ---------------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hearth-bench.XXXXXX")
+chmod 755 "$WORK"   # dnsmasq and unbound may read it after dropping privileges
+mkdir -p "$WORK/zones"
+log "generating data in $WORK"
+# bench.test: SOA, NS, and 100,000 A records name0..name99999. TTLs are a day, so nothing
+# expires during a run.
+awk 'BEGIN {
+    print "$ORIGIN bench.test.\n$TTL 86400"
+    print "@ SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 864000 3600"
+    print "@ NS ns.bench.test.\nns A 127.0.0.1"
+    for (i = 0; i < 100000; i++)
+        printf "name%d A 10.%d.%d.%d\n", i, int(i / 65536) % 256, int(i / 256) % 256, i % 256
+}' >"$WORK/zones/bench.test.zone"
+# 1,000 hot names and all 100,000 as cold names, each scattered over the zone (i*97 and
+# i*7919 modulo 100,000 are permutations).
+awk 'BEGIN { for (i = 0; i < 1000; i++) printf "name%d.bench.test A\n", (i * 97) % 100000 }' >"$WORK/hot.txt"
+awk 'BEGIN { for (i = 0; i < 100000; i++) printf "name%d.bench.test A\n", (i * 7919) % 100000 }' >"$WORK/cold.txt"
+# A 10,000-line hosts file, and 1,000 of its names as the hot hosts names.
+awk 'BEGIN { for (i = 0; i < 10000; i++) printf "10.99.%d.%d host%d.lan.test\n", int(i / 256), i % 256, i }' >"$WORK/hosts"
+awk 'BEGIN { for (i = 0; i < 1000; i++) printf "host%d.lan.test A\n", (i * 97) % 10000 }' >"$WORK/hot-hosts.txt"
+echo "name0.bench.test A" >"$WORK/probe-zone.txt"
+echo "probe.bench.test A" >"$WORK/probe-miss.txt"   # in no query set: NXDOMAIN
+echo "host0.lan.test A" >"$WORK/probe-hosts.txt"
+
+# --- 3. the servers --------------------------------------------------------------------------
+nsd_conf() { # nsd_conf NAME PORT
+    local d="$WORK/$1"
+    mkdir -p "$d"
+    cat >"$d/nsd.conf" <<EOF
+server:
+  ip-address: 127.0.0.1@$2
+  port: $2
+  server-count: 1
+  zonesdir: "$WORK/zones"
+  pidfile: "$d/nsd.pid"
+  database: ""
+  username: ""
+  chroot: ""
+  logfile: "$d/nsd.log"
+  xfrdfile: "$d/xfrd.state"
+  zonelistfile: "$d/zone.list"
+  verbosity: 0
+  hide-version: yes
+  # Response rate limiting is on by default (200 q/s per source): every query here comes
+  # from 127.0.0.1, so it would drop answers.
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: "bench.test"
+  zonefile: "bench.test.zone"
+EOF
+    echo "$d/nsd.conf"
+}
+
+unbound_conf() {
+    cat >"$WORK/unbound.conf" <<EOF
+server:
+  interface: 127.0.0.1
+  port: $PORT
+  num-threads: 1
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$WORK"
+  pidfile: "$WORK/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  # The upstream is on loopback.
+  do-not-query-localhost: no
+  # A forwarding cache: no DNSSEC validation (no trust anchor is configured either).
+  module-config: "iterator"
+  # Large enough for every name of the runs (100k cold names).
+  msg-cache-size: 128m
+  rrset-cache-size: 256m
+  prefetch: no
+  minimal-responses: yes
+  qname-minimisation: no
+  # test. is one of Unbound's default local zones (RFC 6761): let bench.test through.
+  local-zone: "test." nodefault
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@$UPSTREAM_PORT
+  forward-first: no
+EOF
+    echo "$WORK/unbound.conf"
+}
+
+dnsdist_conf() {
+    cat >"$WORK/dnsdist.conf" <<EOF
+setLocal("127.0.0.1:$PORT")
+setSecurityPollSuffix("")
+newServer({address="127.0.0.1:$UPSTREAM_PORT", checkName="bench.test.", checkType="SOA", mustResolve=true})
+pc = newPacketCache(200000, {maxTTL=86400, minTTL=0, temporaryFailureTTL=60, staleTTL=60, dontAge=false})
+getPool(""):setCache(pc)
+EOF
+    echo "$WORK/dnsdist.conf"
+}
+
+hearth_conf() { # hearth_conf NAME [hosts] [zones]
+    local f="$WORK/hearth-$1.toml" paths="[]" zones=""
+    case " $* " in *" hosts "*) paths="[\"$WORK/hosts\"]" ;; esac
+    case " $* " in *" zones "*) zones=$'[zones]\ndirectory = "'"$WORK/zones"'"' ;; esac
+    cat >"$f" <<EOF
+[server]
+listen = ["127.0.0.1:$PORT"]
+[resolve]
+order = ["files", "zones", "dns"]
+[files]
+paths = $paths
+[forward]
+upstreams = ["127.0.0.1:$UPSTREAM_PORT"]
+[cache]
+capacity = 200000
+$zones
+EOF
+    echo "$f"
+}
+
+DNSMASQ_BASE=(--keep-in-foreground --conf-file=/dev/null --pid-file --user=root
+    --listen-address=127.0.0.1 --bind-interfaces --port="$PORT" --no-resolv --no-hosts
+    --server="127.0.0.1#$UPSTREAM_PORT")
+
+# server_cmd SERVER: the command line of a server under test (on $PORT).
+server_cmd() {
+    case "$1" in
+        hearth)        echo "$HEARTH serve --config $(hearth_conf fwd)" ;;
+        hearth-hosts)  echo "$HEARTH serve --config $(hearth_conf hosts hosts)" ;;
+        hearth-zone)   echo "$HEARTH serve --config $(hearth_conf zone zones)" ;;
+        unbound)       echo "/usr/sbin/unbound -d -c $(unbound_conf)" ;;
+        dnsdist)       echo "/usr/bin/dnsdist --supervised --disable-syslog -C $(dnsdist_conf)" ;;
+        dnsmasq)       echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000" ;;
+        dnsmasq-hosts) echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000 --addn-hosts=$WORK/hosts" ;;
+        # dnsmasq's documented limit is 10,000 names, and once its cache is full it slows to
+        # ~10k q/s; 2.90 accepts more, so that a pass over 100k names is not measured full.
+        dnsmasq-150k)  echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=150000" ;;
+        # The ceiling: recvmmsg, set QR, sendmmsg, no DNS work.
+        reflector)     echo "$LOADGEN --reflect --server 127.0.0.1:$PORT --duration 3600" ;;
+        nsd)           echo "/usr/sbin/nsd -d -c $(nsd_conf nsd-auth "$PORT")" ;;
+        *) die "unknown server $1" ;;
+    esac
+}
+
+# start CPU NAME PORT PROBEFILE CMD...: starts CMD pinned to CPU and waits (at most 30 s) until
+# it answers the probe query; its pid is left in $STARTED (and in $PIDS, for the exit trap).
+STARTED=""
+start() {
+    local cpu=$1 name=$2 port=$3 probe=$4 pid i out
+    shift 4
+    HEARTH_LOG=warn taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 </dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    for i in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || { tail -20 "$WORK/$name.log" >&2; die "$name exited at start"; }
+        out=$("$LOADGEN" --server "127.0.0.1:$port" --queries "$probe" --once -q 1 \
+            --duration 0.2 --timeout 0.2 2>/dev/null | grep '^sent=' || true)
+        case " $out " in *" completed=1 "*) STARTED=$pid; return 0 ;; esac
+        sleep 0.2
+    done
+    tail -20 "$WORK/$name.log" >&2
+    die "$name did not answer on port $port within 30 s"
+}
+
+# --- 4. measuring ----------------------------------------------------------------------------
+# field KEY LINE: the value of KEY in a key=value line.
+field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
+
+# loadgen ARGS...: runs the generator pinned to the client CPU, bounded; prints its key=value line.
+loadgen() {
+    local out
+    out=$(timeout -k 5 $((DURATION * 2 + 150)) taskset -c "$CLIENT_CPU" "$LOADGEN" \
+        --server "127.0.0.1:$PORT" "$@") || die "hearth-loadgen failed: $out"
+    echo "$out" >>"$WORK/loadgen.log"
+    grep '^sent=' <<<"$out"
+}
+
+# loadgen_median ARGS...: $REPEAT runs; prints the key=value line of the one with the median q/s.
+loadgen_median() {
+    local i lines=()
+    for i in $(seq "$REPEAT"); do lines+=("$(loadgen "$@")"); done
+    printf '%s\n' "${lines[@]}" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^qps=/) print substr($i, 5), $0 }' |
+        sort -n -k1,1 | sed -n "$(((REPEAT + 1) / 2))p" | cut -d' ' -f2-
+}
+
+# dnsperf_run ARGS...: dnsperf pinned to the client CPU, bounded; prints "qps lost_pct avg_us".
+dnsperf_run() {
+    local out
+    out=$(timeout -k 5 $((DURATION * 2 + 150)) taskset -c "$CLIENT_CPU" dnsperf \
+        -s 127.0.0.1 -p "$PORT" "$@" 2>&1) || die "dnsperf failed: $out"
+    echo "$out" >>"$WORK/dnsperf.log"
+    awk '/Queries per second:/ { q = $4 }
+         /Queries lost:/ { gsub(/[()%]/, "", $4); l = $4 }
+         /Average Latency/ { a = $4 * 1e6 }
+         END { printf "%.0f %s %.0f\n", q, l, a }' <<<"$out"
+}
+
+# rss_kb PID: the largest RSS among the process and its descendants (NSD answers from one).
+rss_kb() {
+    local p
+    for p in $(tree "$1"); do ps -o rss= -p "$p" 2>/dev/null || true; done | sort -n | tail -1 | tr -d ' '
+}
+
+# busiest: how busy (percent) the busiest CPU was over the next second, from /proc/stat.
+cpu_sample() { awk '/^cpu[0-9]/ { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat; }
+busiest() {
+    local a b
+    a=$(cpu_sample); sleep 1; b=$(cpu_sample)
+    paste -d' ' <(echo "$a") <(echo "$b") |
+        awk '{ d = $4 - $2; if (d > 0) { p = 100 * (1 - ($3 - $1) / d); if (p > m) m = p } } END { printf "%.0f\n", m }'
+}
+# wait_quiet: before a server starts, wait (at most a minute) until no CPU is more than 10% busy;
+# other work on the machine (a build, a test suite) would be measured as the server's slowness.
+BUSY_NOTE=""
+wait_quiet() {
+    local i b=0
+    BUSY_NOTE=""
+    for i in $(seq 30); do
+        b=$(busiest)
+        [ "$b" -le 10 ] && return 0
+        [ "$i" != 1 ] || log "waiting for the machine to be quiet (a CPU is ${b}% busy)"
+        sleep 1
+    done
+    log "warning: the machine stays busy (${b}%); this result is suspect"
+    BUSY_NOTE="machine busy (${b}% before the run)"
+}
+# after_run: the same check right after a run, so that load that came during it is noted.
+after_run() {
+    local b
+    b=$(busiest)
+    [ "$b" -le 10 ] || BUSY_NOTE="${BUSY_NOTE:+$BUSY_NOTE, }machine busy (${b}% after the run)"
+}
+# core_ticks CPU: "idle total" jiffies of one CPU, from /proc/stat.
+core_ticks() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat; }
+# measured PID CMD...: runs CMD (output in $WORK/measured.out), leaving in $SRV_CPU and $GEN_CPU
+# how busy the server's and the generators' CPUs were meanwhile, in percent, softirq and
+# interrupt time included (with loopback traffic much of the work is done there, outside the
+# processes' own threads). The generators' CPU also runs the upstream NSD.
+SRV_CPU=""
+GEN_CPU=""
+busy_pct() { echo "$1 $2" | awk '{ d = $4 - $2; printf "%.0f", (d > 0 ? 100 * (1 - ($3 - $1) / d) : 0) }'; }
+measured() {
+    local s0 g0
+    shift
+    s0=$(core_ticks "$SERVER_CPU"); g0=$(core_ticks "$CLIENT_CPU")
+    "$@" >"$WORK/measured.out"
+    SRV_CPU=$(busy_pct "$s0" "$(core_ticks "$SERVER_CPU")")
+    GEN_CPU=$(busy_pct "$g0" "$(core_ticks "$CLIENT_CPU")")
+}
+
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+# record SCENARIO SERVER KVLINE DNSPERF_QPS RSS_KB [EXPECTED_RCODE]
+record() {
+    local scen=$1 server=$2 kv=$3 dp=$4 rss=$5 expect=${6:-noerror} notes="" n completed k
+    completed=$(field completed "$kv")
+    for k in noerror nxdomain servfail refused other_rcode; do
+        [ "$k" = "$expect" ] && continue
+        n=$(field "$k" "$kv")
+        if [ "${n:-0}" -gt 0 ] && [ "$completed" -gt 0 ]; then
+            notes+="$(awk -v n="$n" -v c="$completed" 'BEGIN { printf "%.2f%%", 100 * n / c }') $k; "
+        fi
+    done
+    n=$(field mismatched "$kv"); [ "${n:-0}" = 0 ] || notes+="$n mismatched; "
+    n=$(field udp_rcvbuf_errors "$kv"); [ "${n:-0}" = 0 ] || notes+="$n rcvbuf drops; "
+    [ -z "$BUSY_NOTE" ] || notes+="$BUSY_NOTE; "
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$server" "$(field qps "$kv")" "$dp" \
+        "$(field lat_p50_us "$kv")" "$(field lat_p99_us "$kv")" "$(field lost_pct "$kv")" \
+        "$rss" "${SRV_CPU:-?}/${GEN_CPU:-?}" "${notes%; }" >>"$RESULTS"
+    log "  $server: $(field qps "$kv") q/s (dnsperf ${dp:-—}), p50 $(field lat_p50_us "$kv") us, p99 $(field lat_p99_us "$kv") us, lost $(field lost_pct "$kv")%, RSS ${rss} KB, CPU server/generator ${SRV_CPU:-?}/${GEN_CPU:-?}% ${notes:+($notes)}"
+}
+
+# warm FILE: the cache fills from two passes and a short run.
+warm() {
+    loadgen --queries "$1" --once -q 50 >/dev/null
+    loadgen --queries "$1" --once -q 50 >/dev/null
+    loadgen --queries "$1" --duration "$WARM" -q "$OUTSTANDING" >/dev/null
+}
+
+# launch SERVER PROBE: waits for a quiet machine, starts SERVER on $PORT pinned to the server
+# CPU, and waits until it answers PROBE; its pid is left in $STARTED.
+launch() {
+    wait_quiet
+    # shellcheck disable=SC2046 # the command line is split on purpose
+    start "$SERVER_CPU" "$1" "$PORT" "$2" $(server_cmd "$1")
+}
+
+# finish SCENARIO SERVER PID KV DNSPERF_QPS: RSS, stop, quiet check, record.
+finish() {
+    local rss
+    rss=$(rss_kb "$3")
+    stop_pid "$3"
+    after_run
+    record "$1" "$2" "$4" "$5" "$rss"
+}
+
+# steady SCENARIO SERVER QUERIES PROBE: start, warm, measure with both generators, stop.
+steady() {
+    local scen=$1 server=$2 queries=$3 probe=$4 pid kv dp
+    log "$scen: $server"
+    launch "$server" "$probe"
+    pid=$STARTED
+    warm "$queries"
+    measured "$pid" loadgen_median --queries "$queries" --duration "$DURATION" -q "$OUTSTANDING"
+    kv=$(cat "$WORK/measured.out")
+    dp=$(dnsperf_run -d "$queries" -l "$DURATION" "${DNSPERF_ARGS[@]}" | cut -d' ' -f1)
+    finish "$scen" "$server" "$pid" "$kv" "$dp"
+}
+
+# miss SERVER: one pass over the 100k cold names on a fresh server, for each generator.
+miss() {
+    local server=$1 pid kv dp
+    log "miss: $server"
+    launch "$server" "$WORK/probe-miss.txt"
+    pid=$STARTED
+    dp=$(dnsperf_run -d "$WORK/cold.txt" -n 1 -l 120 -c 4 -q "$MISS_OUTSTANDING" | cut -d' ' -f1)
+    stop_pid "$pid"
+    launch "$server" "$WORK/probe-miss.txt"
+    pid=$STARTED
+    measured "$pid" loadgen --queries "$WORK/cold.txt" --once -q "$MISS_OUTSTANDING" --duration 120
+    kv=$(cat "$WORK/measured.out")
+    finish miss "$server" "$pid" "$kv" "$dp"
+}
+
+# loss SERVER QUERIES PROBE: 500 queries outstanding, the batched generator only.
+loss() {
+    local server=$1 queries=$2 probe=$3 pid kv
+    log "loss: $server"
+    launch "$server" "$probe"
+    pid=$STARTED
+    warm "$queries"
+    measured "$pid" loadgen --queries "$queries" --duration "$DURATION" -q 500
+    kv=$(cat "$WORK/measured.out")
+    finish "loss@500" "$server" "$pid" "$kv" ""
+}
+
+# crosscheck SERVER: both generators closed-loop with 100 queries outstanding on one socket.
+crosscheck() {
+    local server=$1 pid kv dp
+    log "crosscheck: $server"
+    launch "$server" "$WORK/probe-zone.txt"
+    pid=$STARTED
+    warm "$WORK/hot.txt"
+    measured "$pid" loadgen_median --queries "$WORK/hot.txt" --duration "$DURATION" -q 100
+    kv=$(cat "$WORK/measured.out")
+    dp=$(dnsperf_run -d "$WORK/hot.txt" -l "$DURATION" -c 1 -q 100 | cut -d' ' -f1)
+    finish "crosscheck q=100" "$server" "$pid" "$kv" "$dp"
+}
+
+# --- 5. the runs -----------------------------------------------------------------------------
+# The upstream NSD shares the client CPU: the server under test has CPU 1 to itself.
+start "$CLIENT_CPU" nsd-upstream "$UPSTREAM_PORT" "$WORK/probe-zone.txt" \
+    /usr/sbin/nsd -d -c "$(nsd_conf nsd-upstream "$UPSTREAM_PORT")"
+NSD_UP=$STARTED
+if "$LOADGEN" --server "127.0.0.1:$PORT" --queries "$WORK/probe-zone.txt" --once -q 1 \
+    --duration 0.2 --timeout 0.3 | grep -q ' completed=1 '; then
+    die "something already answers on 127.0.0.1:$PORT (set HEARTH_BENCH_PORT_BASE)"
+fi
+HIT=("$WORK/hot.txt" "$WORK/probe-zone.txt")
+for scen in ${ONLY//,/ }; do
+    case "$scen" in
+        hit) for s in reflector hearth unbound dnsdist dnsmasq; do steady hit "$s" "${HIT[@]}"; done ;;
+        hosts) for s in hearth-hosts dnsmasq-hosts; do
+                   steady hosts "$s" "$WORK/hot-hosts.txt" "$WORK/probe-hosts.txt"; done ;;
+        auth) for s in hearth-zone nsd; do steady auth "$s" "${HIT[@]}"; done ;;
+        miss) for s in hearth unbound dnsmasq dnsmasq-150k; do miss "$s"; done ;;
+        loss) for s in hearth unbound dnsdist dnsmasq; do loss "$s" "${HIT[@]}"; done
+              for s in hearth-zone nsd; do loss "$s" "${HIT[@]}"; done ;;
+        crosscheck) for s in dnsmasq hearth; do crosscheck "$s"; done ;;
+    esac
+done
+stop_pid "$NSD_UP"
+
+# --- 6. the table ----------------------------------------------------------------------------
+# Hearth's ratio to each peer in the same scenario, by the batched generator's q/s.
+TABLE=$(awk -F'\t' '
+    { row[NR] = $0; if ($2 ~ /^hearth/) h[$1] = $3 }
+    END {
+        print "| scenario | server | q/s (loadgen) | q/s (dnsperf) | p50 µs | p99 µs | lost % | RSS MB | CPU % srv/gen | Hearth ÷ this | notes |"
+        print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        for (i = 1; i <= NR; i++) {
+            split(row[i], f, "\t")
+            ratio = (f[2] !~ /^hearth/ && (f[1] in h) && f[3] > 0) ? sprintf("%.2fx", h[f[1]] / f[3]) : ""
+            printf "| %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s | %s |\n", f[1], f[2],
+                f[3], f[4], f[5], f[6], f[7], f[8] / 1024, f[9], ratio, f[10]
+        }
+    }' "$RESULTS")
+echo
+echo "$TABLE"
+if [ -n "$OUT" ]; then
+    {
+        echo
+        echo "### $(date -u '+%Y-%m-%d %H:%M UTC'): \`$CMDLINE\`"
+        echo
+        echo "hearth $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)');" \
+            "unbound $(unbound -V 2>/dev/null | awk 'NR == 1 { print $2 }'), nsd $(nsd -v 2>&1 | awk 'NR == 1 { print $3 }')," \
+            "dnsmasq $(dnsmasq -v | awk 'NR == 1 { print $3 }'), dnsdist $(dnsdist --version 2>/dev/null | awk 'NR == 1 { print $2 }')," \
+            "dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }'); $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r);" \
+            "server on CPU $SERVER_CPU, generators on CPU $CLIENT_CPU; ${DURATION} s runs, median of $REPEAT;" \
+            "hearth-loadgen -q $OUTSTANDING -b 32, dnsperf ${DNSPERF_ARGS[*]} (miss: both 100 outstanding, one pass)."
+        echo
+        echo "$TABLE"
+    } >>"$OUT"
+    log "appended to $OUT"
+fi

@@ -42,17 +42,18 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::process::CommandExt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::external::{
+    dns_query, free_port, read_or_empty, require, toml_path, tool_path, udp_exchange, Process,
+};
 use common::{name, start_server, udp_client, PATIENCE};
 use hickory_net::client::ClientHandle;
 use hickory_proto::op::{Message, ResponseCode};
@@ -313,7 +314,7 @@ const KNOWN_DIFFERENCES: &[(&str, RecordType, &str)] = &[];
 
 #[tokio::test]
 async fn hearth_and_nsd_answer_alike() {
-    if !require_nsd() {
+    if !require("nsd") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -607,49 +608,8 @@ async fn wait_for_hearth(addr: SocketAddr, zones: &[ZoneFile]) {
     }
 }
 
-fn toml_path(path: &Path) -> String {
-    format!("{:?}", path.display().to_string())
-}
-
 // ---------------------------------------------------------------------------------------------
 // NSD.
-
-/// Where nsd is: on PATH, or in /usr/sbin where Debian puts it.
-fn nsd_path() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("nsd"))
-            .find(|candidate| candidate.is_file())
-    });
-    on_path.or_else(|| {
-        let sbin = PathBuf::from("/usr/sbin/nsd");
-        sbin.is_file().then_some(sbin)
-    })
-}
-
-/// Whether nsd is installed. When it is not: a panic if `HEARTH_REQUIRE_EXTERNAL=1`, else a
-/// loud SKIPPED line, and the test returns early.
-fn require_nsd() -> bool {
-    if nsd_path().is_some() {
-        return true;
-    }
-    let current = thread::current();
-    let test = current.name().unwrap_or("unnamed test");
-    if std::env::var("HEARTH_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-        panic!(
-            "{test}: nsd is not installed (Debian package nsd: apt-get install nsd), and \
-             HEARTH_REQUIRE_EXTERNAL=1 makes that a failure"
-        );
-    }
-    // Written to stderr directly rather than with eprintln!, which libtest captures and then
-    // throws away for a passing test: a skip must show in a plain `cargo test`.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {test}: nsd not installed (apt-get install nsd); set \
-         HEARTH_REQUIRE_EXTERNAL=1 to make this a failure"
-    );
-    false
-}
 
 /// A running NSD, killed (with its children) when dropped.
 struct Nsd {
@@ -694,7 +654,7 @@ fn start_nsd(dir: &Path, zones_dir: &Path, zones: &[ZoneFile]) -> Nsd {
         let _ = std::fs::remove_file(dir.join("nsd.pid"));
         let _ = std::fs::remove_file(&log);
         let output = File::create(&stderr).unwrap();
-        let mut command = Command::new(nsd_path().expect("nsd is installed"));
+        let mut command = Command::new(tool_path("nsd").expect("nsd is installed"));
         command
             .arg("-d")
             .arg("-c")
@@ -708,7 +668,7 @@ fn start_nsd(dir: &Path, zones_dir: &Path, zones: &[ZoneFile]) -> Nsd {
         let probes: Vec<Vec<u8>> = zones
             .iter()
             .enumerate()
-            .map(|(i, zone)| dns_query(0x4e00 + i as u16, &zone.origin, 6))
+            .map(|(i, zone)| dns_query(0x4e00 + i as u16, &zone.origin, 6, 1))
             .collect();
         let deadline = Instant::now() + READY_WITHIN;
         let ready = loop {
@@ -742,113 +702,4 @@ fn start_nsd(dir: &Path, zones_dir: &Path, zones: &[ZoneFile]) -> Nsd {
         }
     }
     unreachable!("the last attempt returns or panics")
-}
-
-/// A query for `name`/`qtype` (class IN, RD set), as bytes.
-fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut packet = Vec::new();
-    packet.extend_from_slice(&id.to_be_bytes());
-    packet.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.trim_end_matches('.').split('.') {
-        packet.push(label.len() as u8);
-        packet.extend_from_slice(label.as_bytes());
-    }
-    packet.push(0);
-    packet.extend_from_slice(&qtype.to_be_bytes());
-    packet.extend_from_slice(&1u16.to_be_bytes());
-    packet
-}
-
-/// Sends `query` over UDP to 127.0.0.1:`port`; the reply (QR set, same ID) if one comes within
-/// 300 ms.
-fn udp_exchange(port: u16, query: &[u8]) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .ok()?;
-    socket.connect(("127.0.0.1", port)).ok()?;
-    socket.send(query).ok()?;
-    let mut buffer = [0u8; 4096];
-    let length = socket.recv(&mut buffer).ok()?;
-    let reply = &buffer[..length];
-    (length >= 12 && reply[..2] == query[..2] && reply[2] & 0x80 != 0).then(|| reply.to_vec())
-}
-
-fn read_or_empty(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// A loopback port free for both UDP and TCP right now, never handed out twice by this binary.
-/// NSD needs the port in its configuration; [`start_nsd`] retries with another if someone takes
-/// it first.
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Option<HashSet<u16>>> = std::sync::Mutex::new(None);
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on 127.0.0.1");
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_err() {
-            continue;
-        }
-        let mut given = GIVEN.lock().unwrap();
-        if given.get_or_insert_with(HashSet::new).insert(port) {
-            return port;
-        }
-    }
-    panic!("no loopback port free for both UDP and TCP");
-}
-
-/// A child process (and its process group) that is stopped when dropped, so no server outlives
-/// its test, whether the test passes or panics.
-struct Process {
-    child: Child,
-    name: &'static str,
-}
-
-impl Process {
-    /// Starts `command` in a process group of its own, so [`Drop`] reaches its children too
-    /// (nsd forks server processes).
-    fn spawn(name: &'static str, mut command: Command) -> Self {
-        command.process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
-        Self { child, name }
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
-    fn signal(&self, args: &[&str]) {
-        let _ = Command::new("kill")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let pid = self.child.id();
-        if self.exited().is_none() {
-            // The leader first, so it can stop and reap its own children (nsd does).
-            self.signal(&["-TERM", &pid.to_string()]);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while self.exited().is_none() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(20));
-            }
-            if self.exited().is_none() {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{} (pid {pid}) ignored SIGTERM; killing it",
-                    self.name
-                );
-            }
-        }
-        // Also reaches children left behind in the group; harmless if there are none.
-        self.signal(&["-KILL", "--", &format!("-{pid}")]);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

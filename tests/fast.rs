@@ -55,7 +55,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
     upstream.add_a("www.example.net.", Ipv4Addr::new(198, 51, 100, 1));
     upstream.add_cname("alias.example.net.", "www.example.net.");
 
-    let hosts: Arc<dyn Source> = Arc::new(Hosts::load(&[hosts_path.clone()], 3600));
+    let hosts: Arc<dyn Source> = Arc::new(Hosts::load(std::slice::from_ref(&hosts_path), 3600));
     let zones: Arc<dyn Source> = Arc::new(Zones::load(
         &ZonesConfig {
             directory: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")),

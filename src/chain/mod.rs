@@ -490,7 +490,13 @@ mod tests {
     async fn every_status_and_action() {
         use Status::*;
         // (order, files status, dns status) -> (final status, files asked, dns asked)
-        let cases: &[(&[&str], Status, Status, (Status, usize, usize))] = &[
+        type Case = (
+            &'static [&'static str],
+            Status,
+            Status,
+            (Status, usize, usize),
+        );
+        let cases: &[Case] = &[
             (&["files", "dns"], Success, Success, (Success, 1, 0)),
             (&["files", "dns"], NotFound, Success, (Success, 1, 1)),
             (&["files", "dns"], Unavail, NotFound, (NotFound, 1, 1)),

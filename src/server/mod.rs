@@ -110,12 +110,16 @@ struct Rejected {
 }
 
 impl Request {
-    fn parse(packet: &[u8]) -> Result<Self, Rejected> {
-        let reject = |error, metadata, message: Option<&Message>| Rejected {
-            error,
-            metadata,
-            query: message.and_then(|m| m.queries.first().cloned()),
-            edns: message.and_then(|m| m.edns.clone()),
+    /// The checked request, or what is known of a rejected one (boxed: the error path is the
+    /// rare one, and should not make every `Result` as large as a question and an OPT record).
+    fn parse(packet: &[u8]) -> Result<Self, Box<Rejected>> {
+        let reject = |error, metadata, message: Option<&Message>| {
+            Box::new(Rejected {
+                error,
+                metadata,
+                query: message.and_then(|m| m.queries.first().cloned()),
+                edns: message.and_then(|m| m.edns.clone()),
+            })
         };
         let header = Header::read(&mut BinDecoder::new(packet))
             .map_err(|_| reject(RequestError::TooShort, None, None))?;
@@ -236,7 +240,7 @@ impl Engine {
             Ok(request) => request,
             Err(rejected) => {
                 tracing::debug!(error = %rejected.error, "query rejected");
-                return error_reply(rejected).map(|bytes| Reply {
+                return error_reply(*rejected).map(|bytes| Reply {
                     bytes,
                     validity: Validity::Never,
                 });

@@ -197,9 +197,9 @@ impl Zones {
         for path in &load.failed {
             if let Some(previous) = state.last_good.get(path) {
                 let origin = LowerName::new(previous.origin());
-                if !by_origin.contains_key(&origin) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = by_origin.entry(origin) {
                     tracing::warn!(file = %path.display(), origin = %previous.origin(), "zone file has errors; its previous version keeps serving");
-                    by_origin.insert(origin, Arc::clone(previous));
+                    slot.insert(Arc::clone(previous));
                     last_good.insert(path.clone(), Arc::clone(previous));
                 }
             }

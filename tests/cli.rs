@@ -373,16 +373,7 @@ fn start_nsd(dir: &Path) -> Nsd {
             ),
         );
         let _ = std::fs::remove_file(dir.join("nsd.pid"));
-        let output = File::create(&stderr).unwrap();
-        let mut command = Command::new(tool("nsd"));
-        command
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output);
-        let mut process = Process::spawn("nsd", command);
+        let mut process = spawn_nsd(&conf, &stderr);
         let logs = || format!("{}{}", read_or_empty(&stderr), read_or_empty(&log));
         // Ready when the zone is loaded: the SOA query answered NOERROR with one answer.
         let probe = dns_query(0x4e53, "example.net", 6, 1);

@@ -43,16 +43,14 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::external::{
-    dns_query, free_port, read_or_empty, require, toml_path, tool_path, udp_exchange, Process,
+    dns_query, free_port, read_or_empty, require, spawn_nsd, toml_path, udp_exchange, Process,
 };
 use common::{name, start_server, udp_client, PATIENCE};
 use hickory_net::client::ClientHandle;
@@ -653,16 +651,7 @@ fn start_nsd(dir: &Path, zones_dir: &Path, zones: &[ZoneFile]) -> Nsd {
         std::fs::write(&conf_path, conf).unwrap();
         let _ = std::fs::remove_file(dir.join("nsd.pid"));
         let _ = std::fs::remove_file(&log);
-        let output = File::create(&stderr).unwrap();
-        let mut command = Command::new(tool_path("nsd").expect("nsd is installed"));
-        command
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output);
-        let mut process = Process::spawn("nsd", command);
+        let mut process = spawn_nsd(&conf_path, &stderr);
         let logs = || format!("{}{}", read_or_empty(&stderr), read_or_empty(&log));
         // Ready when every zone is loaded: its SOA answered NOERROR with one answer.
         let probes: Vec<Vec<u8>> = zones

@@ -216,3 +216,18 @@ pub fn wait_until(
 pub fn read_or_empty(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// Starts `nsd -d -c conf` (in the foreground, so the guard owns it), its stdout and stderr
+/// written to `output`.
+pub fn spawn_nsd(conf: &Path, output: &Path) -> Process {
+    let output = std::fs::File::create(output).expect("create nsd's output file");
+    let mut command = Command::new(tool_path("nsd").expect("nsd is installed"));
+    command
+        .arg("-d")
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(output.try_clone().expect("clone a file handle"))
+        .stderr(output);
+    Process::spawn("nsd", command)
+}

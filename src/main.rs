@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use hearth::config::{values::ListenAddr, Config, Overrides};
+use hearth::config::{values::ListenAddr, Config, KubernetesFeed, Overrides};
 use hearth::sources::{hosts, kubernetes, zones};
 
 /// sysexits.h EX_USAGE: the configuration (or the command line) is wrong.
@@ -158,8 +158,9 @@ fn check(config_path: Option<&Path>) -> ExitCode {
     if let Some(directory) = &config.zones.directory {
         problems.extend(zones::check_directory(directory));
     }
-    if let Some(kubernetes) = &config.kubernetes {
-        match kubernetes::objects::read_dir(&kubernetes.manifests) {
+    if let Some(KubernetesFeed::Manifests(directory)) = config.kubernetes.as_ref().map(|k| &k.feed)
+    {
+        match kubernetes::objects::read_dir(directory) {
             Ok((_, manifest_problems)) => {
                 problems.extend(manifest_problems.iter().map(ToString::to_string))
             }

@@ -44,6 +44,10 @@ const MAX_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// significant bit zero"; values with that bit set are treated as zero by resolvers.
 pub const MAX_TTL: u32 = i32::MAX as u32;
 
+/// The longest lameduck; Kubernetes' default grace period is 30 s, and the pod must exit
+/// within it.
+const MAX_LAMEDUCK: Duration = Duration::from_secs(300);
+
 // ---------------------------------------------------------------------------------------------
 // The file as written.
 
@@ -63,6 +67,22 @@ struct ConfigFile {
     kubernetes: Option<KubernetesTable>,
     #[serde(default)]
     cache: CacheTable,
+    admin: Option<AdminTable>,
+    #[serde(default)]
+    log: LogTable,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminTable {
+    listen: SocketAddr,
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogTable {
+    queries: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +103,7 @@ struct ServerTable {
     tcp_idle_timeout: Option<HumanDuration>,
     tcp_max_connections: Option<usize>,
     fast_path: Option<bool>,
+    lameduck: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,7 +143,8 @@ struct ZonesTable {
 #[serde(deny_unknown_fields)]
 struct KubernetesTable {
     domain: Option<DomainName>,
-    manifests: PathBuf,
+    manifests: Option<PathBuf>,
+    api: Option<String>,
     pods: Option<PodMode>,
     ttl: Option<u32>,
 }
@@ -143,6 +165,26 @@ pub struct Config {
     pub zones: ZonesConfig,
     /// `[kubernetes]`, when present.
     pub kubernetes: Option<KubernetesConfig>,
+    /// `[admin]`, when present: the HTTP endpoints (`/health`, `/ready`, `/metrics`).
+    pub admin: Option<AdminConfig>,
+    /// `[log]`.
+    pub log: LogConfig,
+}
+
+/// `[admin]`: health, readiness and Prometheus metrics over HTTP.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// The prefix of every metric name (`hearth_requests_total`).
+    pub namespace: String,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Default)]
+pub struct LogConfig {
+    /// One line per query (client, name, type, RCODE, duration, source), at INFO. Off by default:
+    /// at hundreds of thousands of queries a second the log would cost more than the answers.
+    pub queries: bool,
 }
 
 /// `[zones]`.
@@ -172,10 +214,30 @@ impl Default for ZonesConfig {
 pub struct KubernetesConfig {
     /// The cluster domain, fully qualified (`cluster.local.`).
     pub domain: hickory_proto::rr::Name,
-    /// A directory of Service, EndpointSlice, Pod and Namespace objects (JSON or YAML).
-    pub manifests: PathBuf,
+    /// Where the Service, EndpointSlice, Pod and Namespace objects come from.
+    pub feed: KubernetesFeed,
     pub pods: PodMode,
     pub ttl: u32,
+}
+
+/// The two feeds of the cluster zone; one record builder serves both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KubernetesFeed {
+    /// A directory of objects (JSON or YAML), polled for changes.
+    Manifests(PathBuf),
+    /// A live list-and-watch of a Kubernetes API server.
+    Api(KubernetesApi),
+}
+
+/// How to reach the Kubernetes API (`kubernetes.api`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KubernetesApi {
+    /// `"in-cluster"`: the pod's service account (token, CA and `KUBERNETES_SERVICE_HOST`).
+    InCluster,
+    /// A kubeconfig file, at its current context.
+    Kubeconfig(PathBuf),
+    /// A plain `http://` or `https://` URL, unauthenticated (`kubectl proxy`, tests).
+    Url(String),
 }
 
 /// Pod records, as CoreDNS's `pods` option.
@@ -202,6 +264,9 @@ pub struct ServerConfig {
     pub tcp_max_connections: usize,
     /// Answer UDP through the batched fast path (`server::fast`); off: one datagram at a time.
     pub fast_path: bool,
+    /// On SIGTERM/SIGINT, how long `/ready` fails while queries are still answered, so load
+    /// balancers and kube-proxy stop sending before the listeners close (CoreDNS's `lameduck`).
+    pub lameduck: Duration,
 }
 
 /// `[files]`.
@@ -373,7 +438,37 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
         zones,
         kubernetes,
         cache,
+        admin,
+        log,
     } = parsed;
+
+    // [admin]
+    let admin = match admin {
+        None => None,
+        Some(table) => {
+            let namespace = table.namespace.unwrap_or_else(|| "hearth".to_owned());
+            // Prometheus metric names are [a-zA-Z_:][a-zA-Z0-9_:]*; the namespace is their
+            // prefix, and colons are reserved for recording rules.
+            let valid = namespace
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && namespace
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(ConfigError::invalid(
+                    file,
+                    "admin.namespace",
+                    format!("{namespace:?} is not a Prometheus name: use letters, digits and _, not starting with a digit"),
+                ));
+            }
+            Some(AdminConfig {
+                listen: table.listen,
+                namespace,
+            })
+        }
+    };
 
     // [server]
     let listen: Vec<SocketAddr> = if overrides.listen.is_empty() {
@@ -419,6 +514,20 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
         )?,
         tcp_max_connections,
         fast_path: server.fast_path.unwrap_or(true),
+        lameduck: match server.lameduck {
+            None => Duration::from_secs(5),
+            Some(HumanDuration(duration)) if duration > MAX_LAMEDUCK => {
+                return Err(ConfigError::invalid(
+                    file,
+                    "server.lameduck",
+                    format!(
+                        "must be at most {}",
+                        humantime::format_duration(MAX_LAMEDUCK)
+                    ),
+                ))
+            }
+            Some(HumanDuration(duration)) => duration,
+        },
     };
 
     // [resolve]
@@ -607,9 +716,27 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
                     "the root cannot be the cluster domain",
                 ));
             }
+            let feed = match (table.manifests, table.api) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        file,
+                        "kubernetes.api",
+                        "set either kubernetes.manifests or kubernetes.api, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(ConfigError::invalid(
+                        file,
+                        "kubernetes",
+                        "needs kubernetes.manifests (a directory of objects) or kubernetes.api (\"in-cluster\", a kubeconfig path or a URL)",
+                    ))
+                }
+                (Some(directory), None) => KubernetesFeed::Manifests(directory),
+                (None, Some(api)) => KubernetesFeed::Api(parse_api(&api, file)?),
+            };
             Some(KubernetesConfig {
                 domain,
-                manifests: table.manifests,
+                feed,
                 pods: table.pods.unwrap_or(PodMode::Insecure),
                 ttl,
             })
@@ -624,7 +751,47 @@ fn validate(parsed: ConfigFile, file: &str, overrides: &Overrides) -> Result<Con
         forward,
         zones,
         kubernetes,
+        admin,
+        log: LogConfig {
+            queries: log.queries.unwrap_or(false),
+        },
     })
+}
+
+/// `kubernetes.api`: `"in-cluster"`, an `http(s)://` URL, or else a kubeconfig path.
+fn parse_api(value: &str, file: &str) -> Result<KubernetesApi, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ConfigError::invalid(
+            file,
+            "kubernetes.api",
+            "is empty: use \"in-cluster\", a kubeconfig path or a URL",
+        ));
+    }
+    if value == "in-cluster" {
+        return Ok(KubernetesApi::InCluster);
+    }
+    if let Some(rest) = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+    {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(ConfigError::invalid(
+                file,
+                "kubernetes.api",
+                format!("{value:?} has no host"),
+            ));
+        }
+        return Ok(KubernetesApi::Url(value.to_owned()));
+    }
+    if value.contains("://") {
+        return Err(ConfigError::invalid(
+            file,
+            "kubernetes.api",
+            format!("{value:?}: only http:// and https:// URLs are supported"),
+        ));
+    }
+    Ok(KubernetesApi::Kubeconfig(PathBuf::from(value)))
 }
 
 /// A duration that must be above zero, or the default when absent.

@@ -24,7 +24,7 @@ use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
 use super::zone::Zone;
 use crate::chain::{Answer, Outcome, Question, Validity};
-use crate::config::{KubernetesConfig, PodMode as ConfigPodMode};
+use crate::config::{KubernetesConfig, KubernetesFeed, PodMode as ConfigPodMode};
 use crate::sources::kubernetes::objects;
 use crate::sources::kubernetes::records::{self, ClusterSettings, PodMode};
 use crate::sources::watch::{self, Reload, Snapshot};
@@ -42,14 +42,17 @@ struct ClusterState {
 pub struct Cluster {
     settings: ClusterSettings,
     domain: LowerName,
-    manifests: PathBuf,
+    /// The manifests directory; `None` when the objects come from the API (`kubernetes.api`),
+    /// whose watch calls [`Cluster::install`] instead.
+    manifests: Option<PathBuf>,
     /// `None` until the objects have loaded once.
     state: ArcSwapOption<ClusterState>,
     snapshot: Mutex<Option<Snapshot>>,
 }
 
 impl Cluster {
-    /// Reads the manifests now.
+    /// Reads the manifests now; with an API feed, starts empty (SERVFAIL) until
+    /// [`Cluster::install`] is first called.
     pub fn load(config: &KubernetesConfig) -> Self {
         let cluster = Self {
             settings: ClusterSettings {
@@ -62,7 +65,10 @@ impl Cluster {
                 },
             },
             domain: LowerName::new(&config.domain),
-            manifests: config.manifests.clone(),
+            manifests: match &config.feed {
+                KubernetesFeed::Manifests(directory) => Some(directory.clone()),
+                KubernetesFeed::Api(_) => None,
+            },
             state: ArcSwapOption::empty(),
             snapshot: Mutex::new(None),
         };
@@ -76,14 +82,17 @@ impl Cluster {
     }
 
     fn reload(&self) -> bool {
+        let Some(manifests) = &self.manifests else {
+            return false;
+        };
         let mut snapshot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
-        let files = watch::files_in(&self.manifests, MANIFEST_EXTENSIONS).unwrap_or_default();
-        let now = watch::snapshot(files.into_iter().chain([self.manifests.clone()]));
+        let files = watch::files_in(manifests, MANIFEST_EXTENSIONS).unwrap_or_default();
+        let now = watch::snapshot(files.into_iter().chain([manifests.clone()]));
         if snapshot.as_ref() == Some(&now) {
             return false;
         }
         *snapshot = Some(now);
-        let (objects, problems) = match objects::read_dir(&self.manifests) {
+        let (objects, problems) = match objects::read_dir(manifests) {
             Ok(read) => read,
             Err(problem) => {
                 tracing::warn!("{problem}; the cluster zone keeps its last state");
@@ -93,6 +102,13 @@ impl Cluster {
         for problem in &problems {
             tracing::warn!("{problem}");
         }
+        self.install(&objects)
+    }
+
+    /// Builds the zone from `objects` and swaps it in whole; queries see the old version or
+    /// the new, never a mix. Both feeds end here: the manifests poll and the API watch.
+    /// Returns false (and keeps the last state) if the objects give no zone.
+    pub fn install(&self, objects: &objects::ClusterObjects) -> bool {
         let built = records::build(&objects, &self.settings);
         let soa = built
             .records

@@ -7,16 +7,19 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chain::{Chain, Source};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, Overrides};
+use crate::metrics::Metrics;
 use crate::server::fast::{self, FastTable, Generation};
 use crate::server::tcp::{self, TcpLimits};
 use crate::server::{udp, Engine};
@@ -41,15 +44,57 @@ pub enum StartError {
         source: io::Error,
         hint: &'static str,
     },
+    #[error("{origin}: admin.listen: cannot listen on {address}/tcp: {source}{hint}")]
+    AdminBind {
+        origin: String,
+        address: SocketAddr,
+        source: io::Error,
+        hint: &'static str,
+    },
 }
 
 /// A server that is answering queries.
 pub struct Running {
     local_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    state: Arc<State>,
+}
+
+/// What the listeners, the admin endpoints and reloads share.
+pub struct State {
+    engine: Arc<Engine>,
+    /// Bumped when local data changes, so the fast path drops replies computed from old data.
+    generation: Arc<Generation>,
+    table: Arc<FastTable>,
+    metrics: Arc<Metrics>,
+    /// The sources serving now, replaced whole by a reload.
+    sources: ArcSwap<Sources>,
+    /// Set on SIGTERM/SIGINT: `/ready` fails while queries are still answered.
+    lameduck: AtomicBool,
+    /// Released once every source has loaded; never taken back (a later failed reload keeps
+    /// the last good data serving, which is still ready).
+    ready_latch: AtomicBool,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// The sources built from one configuration.
+pub struct Sources {
+    config: Config,
+    hosts: Arc<Hosts>,
+    zones: Arc<Zones>,
     forwarder: Arc<Forwarder>,
-    fast_table: Arc<FastTable>,
+    /// Stops this set's polls when a reload replaces it. This and the two below are children
+    /// of the shutdown token, so shutdown stops them all.
+    polls: CancellationToken,
+    /// Stops the forwarder's loop probe when a reload replaces the forwarder.
+    forwarder_tasks: CancellationToken,
+    /// Stops the cluster's API watch when a reload replaces the cluster.
+    cluster_tasks: CancellationToken,
 }
 
 impl Running {
@@ -59,19 +104,47 @@ impl Running {
         &self.local_addrs
     }
 
-    /// The `dns` source: its cache and upstream counters.
-    pub fn forwarder(&self) -> &Forwarder {
-        &self.forwarder
+    /// The admin endpoint's address, with the port actually bound, if `[admin]` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The `dns` source serving now: its cache and upstream counters.
+    pub fn forwarder(&self) -> Arc<Forwarder> {
+        Arc::clone(&self.state.sources.load().forwarder)
     }
 
     /// The UDP fast path's counters.
     pub fn fast_stats(&self) -> &crate::server::fast::FastStats {
-        self.fast_table.stats()
+        self.state.table.stats()
+    }
+
+    /// What the admin endpoints read.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Re-reads the configuration at `path` (the embedded default when `None`) and every
+    /// source. Atomic: if the configuration does not load, nothing changes; queries in flight
+    /// finish on the sources they started with.
+    pub async fn reload(
+        &self,
+        path: Option<&std::path::Path>,
+        overrides: &Overrides,
+    ) -> Result<(), ConfigError> {
+        self.state.reload(path, overrides).await
+    }
+
+    /// Lameduck: `/ready` fails from now on, so load balancers stop sending; queries are still
+    /// answered until [`Running::shutdown`].
+    pub fn enter_lameduck(&self) {
+        self.state.lameduck.store(true, Ordering::Release);
     }
 
     /// Stops taking queries and waits up to `deadline` for those in flight. Returns whether all
     /// finished in time.
     pub async fn shutdown(self, deadline: Duration) -> bool {
+        self.state.lameduck.store(true, Ordering::Release);
         self.shutdown.cancel();
         self.tracker.close();
         tokio::time::timeout(deadline, self.tracker.wait())
@@ -80,38 +153,254 @@ impl Running {
     }
 }
 
+impl State {
+    /// Whether every source has loaded, and if not, what is missing.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        if self.lameduck.load(Ordering::Acquire) {
+            return Err(vec!["shutting down (lameduck)".to_owned()]);
+        }
+        if self.ready_latch.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let sources = self.sources.load();
+        let mut waiting = Vec::new();
+        if let Some(cluster) = sources.zones.cluster() {
+            if !cluster.is_loaded() {
+                waiting.push(format!(
+                    "kubernetes: the objects of {} have not loaded yet",
+                    cluster.domain()
+                ));
+            }
+        }
+        if waiting.is_empty() {
+            self.ready_latch.store(true, Ordering::Release);
+            Ok(())
+        } else {
+            Err(waiting)
+        }
+    }
+
+    /// The Prometheus text of every metric, under `namespace`.
+    pub fn render_metrics(&self, namespace: &str) -> String {
+        let sources = self.sources.load();
+        crate::metrics::Scrape {
+            namespace: namespace.to_owned(),
+            metrics: Arc::clone(&self.metrics),
+            fast: Arc::clone(&self.table),
+            hosts: Arc::clone(&sources.hosts),
+            zones: Arc::clone(&sources.zones),
+            forwarder: Arc::clone(&sources.forwarder),
+            ready: self.readiness().is_ok(),
+        }
+        .render()
+    }
+
+    async fn reload(
+        &self,
+        path: Option<&std::path::Path>,
+        overrides: &Overrides,
+    ) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let config = {
+            let path = path.map(std::path::Path::to_path_buf);
+            let overrides = overrides.clone();
+            // Reading the file (and an nsswitch.conf it names) is blocking I/O.
+            tokio::task::spawn_blocking(move || Config::load(path.as_deref(), &overrides))
+                .await
+                .unwrap_or_else(|error| {
+                    Err(ConfigError::Read {
+                        file: "configuration".to_owned(),
+                        source: std::io::Error::other(error),
+                    })
+                })
+        };
+        let config = match config {
+            Ok(config) => config,
+            Err(error) => {
+                self.metrics.config_reloads.record(false);
+                tracing::error!("{error}; the running configuration keeps serving");
+                return Err(error);
+            }
+        };
+        let old = self.sources.load_full();
+        warn_about_restart_only_keys(&old.config, &config);
+        let sources = Arc::new(build_sources(&config, Some(&old), &self.shutdown).await);
+        self.engine.replace_chain(chain_for(&config, &sources));
+        self.engine.set_log_queries(config.log.queries);
+        self.sources.store(Arc::clone(&sources));
+        self.generation.bump();
+        // The old set's tasks stop; what was carried over keeps its own.
+        old.polls.cancel();
+        if !Arc::ptr_eq(&old.forwarder, &sources.forwarder) {
+            old.forwarder_tasks.cancel();
+        }
+        if old.zones.cluster().map(Arc::as_ptr) != sources.zones.cluster().map(Arc::as_ptr) {
+            old.cluster_tasks.cancel();
+        }
+        self.spawn_background(&sources, !Arc::ptr_eq(&old.forwarder, &sources.forwarder));
+        self.metrics.config_reloads.record(true);
+        tracing::info!(config = %config.origin, "configuration reloaded");
+        Ok(())
+    }
+
+    /// Starts the polls of `sources`, and the loop probe of a new forwarder.
+    fn spawn_background(&self, sources: &Sources, new_forwarder: bool) {
+        self.tracker.spawn(poll(
+            Arc::clone(&sources.hosts),
+            sources.config.files.reload_interval,
+            Arc::clone(&self.generation),
+            sources.polls.clone(),
+        ));
+        self.tracker.spawn(poll(
+            Arc::clone(&sources.zones),
+            sources.config.zones.reload_interval,
+            Arc::clone(&self.generation),
+            sources.polls.clone(),
+        ));
+        // The live Kubernetes API feed; returns at once for manifests or a cluster already
+        // watched (carried over by a reload).
+        if let Some(cluster) = sources.zones.cluster() {
+            self.tracker.spawn(crate::sources::kubernetes::api::watch(
+                Arc::clone(cluster),
+                Arc::clone(&self.generation),
+                sources.cluster_tasks.clone(),
+            ));
+        }
+        // Listeners are up: a loop probe that comes back can now be seen.
+        let uses_dns = sources
+            .config
+            .order
+            .iter()
+            .any(|e| e.source == crate::chain::SourceKind::Dns);
+        if uses_dns && new_forwarder {
+            let cancelled = sources.forwarder_tasks.clone();
+            let forwarder = Arc::clone(&sources.forwarder);
+            self.tracker.spawn(async move {
+                tokio::select! {
+                    _ = cancelled.cancelled() => {}
+                    _ = forwarder.check_for_loops() => {}
+                }
+            });
+        }
+    }
+}
+
+/// Keys that a reload reads but cannot apply: sockets are bound once.
+fn warn_about_restart_only_keys(old: &Config, new: &Config) {
+    let server_changed = old.server.listen != new.server.listen
+        || old.server.fast_path != new.server.fast_path
+        || old.server.tcp_idle_timeout != new.server.tcp_idle_timeout
+        || old.server.tcp_max_connections != new.server.tcp_max_connections;
+    if server_changed {
+        tracing::warn!(config = %new.origin, "[server] changed: listeners are bound at start; restart to apply");
+    }
+    if old.admin.as_ref().map(|a| (a.listen, &a.namespace))
+        != new.admin.as_ref().map(|a| (a.listen, &a.namespace))
+    {
+        tracing::warn!(config = %new.origin, "[admin] changed: the admin endpoint is bound at start; restart to apply");
+    }
+}
+
+/// The chain for `config` over `sources`.
+fn chain_for(config: &Config, sources: &Sources) -> Chain {
+    let list: Vec<Arc<dyn Source>> = vec![
+        Arc::clone(&sources.hosts) as Arc<dyn Source>,
+        Arc::clone(&sources.zones) as Arc<dyn Source>,
+        Arc::clone(&sources.forwarder) as Arc<dyn Source>,
+    ];
+    Chain::new(&config.order, &list)
+}
+
+/// Builds the sources of `config`. On a reload (`previous`), a source whose configuration did
+/// not change is kept and re-read, so the answer cache, upstream health and a live cluster
+/// watch survive, and a file that no longer parses keeps its last good version; a source
+/// whose configuration changed is built anew.
+async fn build_sources(
+    config: &Config,
+    previous: Option<&Sources>,
+    shutdown: &CancellationToken,
+) -> Sources {
+    // Reading files is blocking I/O: keep it off the runtime's worker threads.
+    let hosts = match previous.filter(|p| p.config.files == config.files) {
+        Some(previous) => {
+            let hosts = Arc::clone(&previous.hosts);
+            let reread = Arc::clone(&hosts);
+            let _ = tokio::task::spawn_blocking(move || reread.reread()).await;
+            hosts
+        }
+        None => {
+            let paths = config.files.paths.clone();
+            let ttl = config.files.ttl;
+            let loaded = {
+                let paths = paths.clone();
+                tokio::task::spawn_blocking(move || Hosts::load(&paths, ttl)).await
+            };
+            Arc::new(loaded.unwrap_or_else(|_| Hosts::unavailable(&paths, ttl)))
+        }
+    };
+    let previous_cluster = previous
+        .filter(|p| p.config.kubernetes == config.kubernetes)
+        .and_then(|p| p.zones.cluster().cloned());
+    let cluster_tasks = match (&previous_cluster, previous) {
+        (Some(_), Some(previous)) => previous.cluster_tasks.clone(),
+        _ => shutdown.child_token(),
+    };
+    let zones = match previous
+        .filter(|p| p.config.zones == config.zones && p.config.kubernetes == config.kubernetes)
+    {
+        Some(previous) => {
+            let zones = Arc::clone(&previous.zones);
+            let reread = Arc::clone(&zones);
+            let _ = tokio::task::spawn_blocking(move || reread.reread()).await;
+            zones
+        }
+        None => {
+            let zones_config = config.zones.clone();
+            let kubernetes = config.kubernetes.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let cluster = previous_cluster
+                    .or_else(|| kubernetes.as_ref().map(|k| Arc::new(Cluster::load(k))));
+                Zones::load(&zones_config, cluster)
+            })
+            .await;
+            Arc::new(loaded.unwrap_or_else(|_| Zones::load(&Default::default(), None)))
+        }
+    };
+    let (forwarder, forwarder_tasks) = match previous.filter(|p| p.config.forward == config.forward)
+    {
+        Some(previous) => (
+            Arc::clone(&previous.forwarder),
+            previous.forwarder_tasks.clone(),
+        ),
+        None => (
+            Arc::new(Forwarder::new(&config.forward)),
+            shutdown.child_token(),
+        ),
+    };
+    Sources {
+        config: config.clone(),
+        hosts,
+        zones,
+        forwarder,
+        polls: shutdown.child_token(),
+        forwarder_tasks,
+        cluster_tasks,
+    }
+}
+
 /// Starts serving `config`. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let hosts = {
-        let paths = config.files.paths.clone();
-        let ttl = config.files.ttl;
-        // Reading files is blocking I/O: keep it off the runtime's worker threads.
-        let loaded = {
-            let paths = paths.clone();
-            tokio::task::spawn_blocking(move || Hosts::load(&paths, ttl)).await
-        };
-        Arc::new(loaded.unwrap_or_else(|_| Hosts::unavailable(&paths, ttl)))
-    };
-    let zones = {
-        let zones_config = config.zones.clone();
-        let kubernetes = config.kubernetes.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let cluster = kubernetes.as_ref().map(|k| Arc::new(Cluster::load(k)));
-            Zones::load(&zones_config, cluster)
-        })
-        .await;
-        Arc::new(loaded.unwrap_or_else(|_| Zones::load(&Default::default(), None)))
-    };
-    let forwarder = Arc::new(Forwarder::new(&config.forward));
-    let sources: Vec<Arc<dyn Source>> = vec![
-        Arc::clone(&hosts) as Arc<dyn Source>,
-        Arc::clone(&zones) as Arc<dyn Source>,
-        Arc::clone(&forwarder) as Arc<dyn Source>,
-    ];
-    let engine = Arc::new(Engine::new(Chain::new(&config.order, &sources)));
+    let sources = build_sources(config, None, &shutdown).await;
+    let metrics = Arc::new(Metrics::new());
+    metrics.config_reloads.mark_loaded();
+    let engine = Arc::new(Engine::with_metrics(
+        chain_for(config, &sources),
+        Arc::clone(&metrics),
+        config.log.queries,
+    ));
 
     // Bind everything before serving anything, so a failure leaves nothing half-started.
     // With the fast path, one UDP socket per core (SO_REUSEPORT), each drained by its own task.
@@ -125,6 +414,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     for address in &config.server.listen {
         sockets.push(bind_pair(*address, &config.origin, fast, per_address)?);
     }
+    let admin_listener =
+        match &config.admin {
+            Some(admin) => Some(TcpListener::bind(admin.listen).await.map_err(|source| {
+                StartError::AdminBind {
+                    origin: config.origin.clone(),
+                    address: admin.listen,
+                    hint: hint_for(&source, admin.listen),
+                    source,
+                }
+            })?),
+            None => None,
+        };
     let limits = TcpLimits {
         idle_timeout: config.server.tcp_idle_timeout,
         max_connections: config.server.tcp_max_connections,
@@ -160,38 +461,36 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             tracker.clone(),
         ));
     }
-    tracker.spawn(poll(
-        hosts,
-        config.files.reload_interval,
-        Arc::clone(&generation),
-        shutdown.clone(),
-    ));
-    tracker.spawn(poll(
-        zones,
-        config.zones.reload_interval,
-        Arc::clone(&generation),
-        shutdown.clone(),
-    ));
-    // Listeners are up: a loop probe that comes back can now be seen.
-    let uses_dns = config
-        .order
-        .iter()
-        .any(|e| e.source == crate::chain::SourceKind::Dns);
-    if uses_dns {
-        let cancelled = shutdown.clone();
-        let forwarder = Arc::clone(&forwarder);
-        tracker.spawn(async move {
-            tokio::select! {
-                _ = cancelled.cancelled() => {}
-                _ = forwarder.check_for_loops() => {}
-            }
-        });
+
+    let state = Arc::new(State {
+        engine,
+        generation,
+        table,
+        metrics,
+        sources: ArcSwap::from_pointee(sources),
+        lameduck: AtomicBool::new(false),
+        ready_latch: AtomicBool::new(false),
+        reloading: tokio::sync::Mutex::new(()),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    });
+    state.spawn_background(&state.sources.load(), true);
+    let mut admin_addr = None;
+    if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
+        admin_addr = listener.local_addr().ok();
+        tracker.spawn(crate::admin::serve(
+            listener,
+            Arc::clone(&state),
+            admin.namespace.clone(),
+            shutdown.clone(),
+        ));
     }
 
     let order: Vec<String> = config.order.iter().map(ToString::to_string).collect();
     tracing::info!(
         config = %config.origin,
         listen = ?local_addrs,
+        admin = ?admin_addr,
         order = ?order,
         upstreams = ?config.forward.upstreams,
         upstreams_from = ?config.forward.upstreams_from,
@@ -199,10 +498,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     );
     Ok(Running {
         local_addrs,
+        admin_addr,
         shutdown,
         tracker,
-        forwarder,
-        fast_table: table,
+        state,
     })
 }
 

@@ -24,9 +24,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod chain;
 pub mod config;
+pub mod metrics;
 pub mod server;
 pub mod sources;

@@ -109,7 +109,38 @@ fn serve(config_path: Option<&Path>, listen: Vec<ListenAddr>, log_format: LogFor
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        let signal = wait_for_signal().await;
+        let mut signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(error) => {
+                eprintln!("hearth: cannot install signal handlers: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let signal = loop {
+            match signals.next().await {
+                Signal::Reload => {
+                    tracing::info!("SIGHUP: reloading the configuration and every source");
+                    // Errors are logged (file:line: reason) and counted by `reload`; the
+                    // running configuration keeps serving.
+                    let _ = running.reload(config_path, &overrides).await;
+                }
+                Signal::Stop(name) => break name,
+            }
+        };
+        let lameduck = config.server.lameduck;
+        if !lameduck.is_zero() {
+            running.enter_lameduck();
+            tracing::info!(signal, ?lameduck, "lameduck: /ready fails, queries are still answered");
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(lameduck) => break,
+                    next = signals.next() => if let Signal::Stop(again) = next {
+                        tracing::info!(signal = again, "second signal: lameduck cut short");
+                        break;
+                    },
+                }
+            }
+        }
         tracing::info!(signal, "shutting down");
         if running.shutdown(SHUTDOWN_DEADLINE).await {
             tracing::info!("stopped");
@@ -120,26 +151,37 @@ fn serve(config_path: Option<&Path>, listen: Vec<ListenAddr>, log_format: LogFor
     })
 }
 
-/// Waits for SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> &'static str {
-    #[cfg(unix)]
-    {
+/// What a signal asks of the server.
+enum Signal {
+    /// SIGHUP: re-read the configuration and every source.
+    Reload,
+    /// SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C): lameduck, then stop.
+    Stop(&'static str),
+}
+
+/// The signals the server listens to, installed once so none is lost between two waits.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.terminate.recv() => Signal::Stop("SIGTERM"),
+            _ = self.interrupt.recv() => Signal::Stop("SIGINT"),
+            _ = self.hangup.recv() => Signal::Reload,
+        }
     }
 }
 

@@ -130,7 +130,8 @@ async fn expired_answers_are_served_stale_during_an_outage() {
         ["flaky.example.net. 30 IN A 198.51.100.3"],
         "RFC 8767: TTL 30"
     );
-    let stats = server.running().forwarder().cache_stats().unwrap();
+    let forwarder = server.running().forwarder();
+    let stats = forwarder.cache_stats().unwrap();
     assert!(stats.stale_answers.load(Ordering::Relaxed) >= 1);
 
     // The upstream comes back: a fresh answer replaces the stale one.
@@ -168,7 +169,8 @@ async fn a_failing_upstream_is_marked_down_skipped_and_probed_back() {
         first.queries()
     );
     assert_eq!(second.queries(), 10);
-    let stats = server.running().forwarder().upstream_stats();
+    let forwarder = server.running().forwarder();
+    let stats = forwarder.upstream_stats();
     assert!(stats[0].1.is_down());
 
     // It answers again: the health check (`. NS`) marks it up, and it is first again.

@@ -864,6 +864,198 @@ fn sigterm_stops_the_server_with_status_0() {
     assert_eq!(status.code(), Some(0), "stderr:\n{}", hearth.log());
 }
 
+/// `GET path` from the admin endpoint on 127.0.0.1:`port`: the status and the body, or `None`
+/// when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// A hearth serving [`HOSTS`] with the admin endpoint on a free port and the tables `extra`
+/// added to its config; the admin port and the config's path.
+fn hearth_with_admin(dir: &Path, extra: &str) -> (Hearth, u16, PathBuf) {
+    let hosts = write(dir, "hosts", HOSTS);
+    let admin_port = free_port();
+    let config = write(
+        dir,
+        "hearth.toml",
+        &format!(
+            "{extra}{}[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
+            hearth_config(&hosts, &["files", "zones", "dns"], dead_port(), "300ms")
+        ),
+    );
+    let hearth = start_hearth(&config);
+    (hearth, admin_port, config)
+}
+
+/// The A records of `name`, by a raw query: for loops that poll.
+fn a_records(port: u16, name: &str) -> Option<Vec<[u8; 4]>> {
+    let reply = udp_exchange(port, &dns_query(0x0a0a, name, 1, 1))?;
+    // Our replies to these queries are header, question, then uncompressed-pointer A records:
+    // each record's last 4 bytes are the address.
+    let answers = usize::from(u16::from_be_bytes([reply[6], reply[7]]));
+    let question_end = 12 + name.trim_end_matches('.').len() + 2 + 4;
+    let mut addresses = Vec::new();
+    let mut position = question_end;
+    for _ in 0..answers {
+        position += 2 + 2 + 2 + 4; // pointer, type, class, TTL
+        let length = usize::from(u16::from_be_bytes([reply[position], reply[position + 1]]));
+        position += 2;
+        if length == 4 {
+            addresses.push(reply[position..position + 4].try_into().ok()?);
+        }
+        position += length;
+    }
+    Some(addresses)
+}
+
+#[test]
+fn sighup_reloads_the_config_and_a_broken_one_keeps_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut hearth, admin_port, config) = hearth_with_admin(dir.path(), "");
+    assert_eq!(
+        a_records(hearth.port, "web.example.org."),
+        Some(vec![[192, 0, 2, 10]])
+    );
+
+    // A new hosts file through a new config, applied by SIGHUP.
+    let other = write(dir.path(), "other-hosts", "192.0.2.99 web.example.org\n");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&toml_path(&dir.path().join("hosts")), &toml_path(&other));
+    std::fs::write(&config, &text).unwrap();
+    hearth.process.signal_group("-HUP");
+    let reloaded = wait_until(
+        &mut hearth.process,
+        "the reload",
+        &|| read_or_empty(&hearth.log),
+        &|| a_records(hearth.port, "web.example.org.") == Some(vec![[192, 0, 2, 99]]),
+    );
+    assert!(
+        reloaded.is_ok(),
+        "hearth exited on SIGHUP:\n{}",
+        hearth.log()
+    );
+
+    // A broken config: refused with file:line, logged, counted; the last one keeps serving.
+    std::fs::write(
+        &config,
+        format!("{text}\n[files]\nttl = \"not a number\"\n"),
+    )
+    .unwrap();
+    hearth.process.signal_group("-HUP");
+    let logged = wait_until(
+        &mut hearth.process,
+        "the failed reload",
+        &|| read_or_empty(&hearth.log),
+        &|| {
+            http_get(admin_port, "/metrics").is_some_and(|(_, body)| {
+                body.contains("hearth_config_reloads_total{result=\"failure\"} 1")
+            })
+        },
+    );
+    assert!(logged.is_ok());
+    let log = hearth.log();
+    assert!(
+        log.contains(&format!("{}:", config.display()))
+            && log.contains("running configuration keeps serving"),
+        "{log}"
+    );
+    assert_eq!(
+        a_records(hearth.port, "web.example.org."),
+        Some(vec![[192, 0, 2, 99]])
+    );
+    assert!(hearth.process.exited().is_none());
+}
+
+#[test]
+fn sigterm_enters_lameduck_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut hearth, admin_port, _config) =
+        hearth_with_admin(dir.path(), "[server]\nlameduck = \"3s\"\n");
+    let ready = wait_until(
+        &mut hearth.process,
+        "/ready",
+        &|| read_or_empty(&hearth.log),
+        &|| http_get(admin_port, "/ready").is_some_and(|(status, _)| status == 200),
+    );
+    assert!(ready.is_ok());
+
+    hearth.process.signal_group("-TERM");
+    let lameduck = wait_until(
+        &mut hearth.process,
+        "lameduck",
+        &|| read_or_empty(&hearth.log),
+        &|| http_get(admin_port, "/ready").is_some_and(|(status, _)| status == 503),
+    );
+    assert!(
+        lameduck.is_ok(),
+        "exited before lameduck:\n{}",
+        hearth.log()
+    );
+    // In lameduck: still alive, still answering.
+    assert_eq!(http_get(admin_port, "/health").map(|(s, _)| s), Some(200));
+    assert_eq!(
+        a_records(hearth.port, "web.example.org."),
+        Some(vec![[192, 0, 2, 10]])
+    );
+    let status = hearth
+        .process
+        .wait_for_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still running after lameduck:\n{}", hearth.log()));
+    assert_eq!(status.code(), Some(0), "{}", hearth.log());
+    assert!(hearth.log().contains("lameduck"), "{}", hearth.log());
+}
+
+#[test]
+fn the_query_log_names_client_name_type_rcode_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hearth, _admin_port, _config) = hearth_with_admin(dir.path(), "[log]\nqueries = true\n");
+    // Twice: the second is answered by the fast path, which logs too.
+    for _ in 0..2 {
+        assert_eq!(
+            a_records(hearth.port, "web.example.org."),
+            Some(vec![[192, 0, 2, 10]])
+        );
+    }
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = hearth.log();
+        if log.matches("web.example.org.").count() >= 2 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("query") && line.contains("web.example.org."))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for line in lines {
+        for field in [
+            "client=127.0.0.1:",
+            "record_type=A",
+            "rcode=NOERROR",
+            "source=files",
+            "protocol=udp",
+            "duration_us=",
+        ] {
+            assert!(line.contains(field), "{field} missing from {line}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // serve: forwarding to NSD, and the resolution order.
 

@@ -188,7 +188,7 @@ pub struct LogConfig {
 }
 
 /// `[zones]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZonesConfig {
     /// Every `*.zone` file in it is one zone; `None`: no zone files.
     pub directory: Option<PathBuf>,
@@ -210,7 +210,7 @@ impl Default for ZonesConfig {
 }
 
 /// `[kubernetes]`: the cluster zone built from Kubernetes objects.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KubernetesConfig {
     /// The cluster domain, fully qualified (`cluster.local.`).
     pub domain: hickory_proto::rr::Name,
@@ -270,7 +270,7 @@ pub struct ServerConfig {
 }
 
 /// `[files]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilesConfig {
     pub paths: Vec<PathBuf>,
     pub ttl: u32,
@@ -279,7 +279,7 @@ pub struct FilesConfig {
 }
 
 /// `[forward]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardConfig {
     pub upstreams: Vec<SocketAddr>,
     /// Where `upstreams` came from, for the startup log.

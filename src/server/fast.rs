@@ -49,8 +49,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use hickory_proto::rr::Name;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+
 use super::{Engine, Reply, Transport};
-use crate::chain::Validity;
+use crate::chain::{SourceKind, Validity};
+use crate::metrics::Observation;
 
 /// Datagrams per recvmmsg/sendmmsg: PEERS.md's generator uses 32; larger batches gain little
 /// and hold replies back longer under light load (a batch is sent when the socket runs dry).
@@ -86,6 +90,8 @@ struct Entry {
     countdown: Option<Countdown>,
     /// Where each record's TTL is in `reply` (the OPT record's "TTL" field is not one).
     ttl_offsets: Box<[u16]>,
+    /// The source that gave the answer, for the query log.
+    source: Option<SourceKind>,
 }
 
 /// For a reply from the cache: when its TTLs were full, how old they were when encoded, and
@@ -132,9 +138,19 @@ impl FastTable {
 
     /// Writes the reply to `query` into `out` if the table has a valid one.
     pub fn answer(&self, query: &[u8], now: Instant, out: &mut Vec<u8>) -> bool {
+        self.answer_hit(query, now, out).is_some()
+    }
+
+    /// [`FastTable::answer`], telling on a hit which source the stored answer came from.
+    pub fn answer_hit(
+        &self,
+        query: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<Option<SourceKind>> {
         let Some(entry) = key_of(query).and_then(|key| self.entries.get(key)) else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return None;
         };
         let fresh = entry.generation == self.generation.current()
             && entry
@@ -142,7 +158,7 @@ impl FastTable {
                 .is_none_or(|countdown| now < countdown.until);
         if !fresh {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            return false;
+            return None;
         }
         out.clear();
         out.extend_from_slice(&entry.reply);
@@ -165,7 +181,7 @@ impl FastTable {
             }
         }
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        true
+        Some(entry.source)
     }
 
     /// Stores `reply` as the answer to `query` if its validity allows; `generation` is the one
@@ -200,6 +216,7 @@ impl FastTable {
                 generation,
                 countdown,
                 ttl_offsets: ttl_offsets.into_boxed_slice(),
+                source: reply.source,
             }),
         );
     }
@@ -211,6 +228,20 @@ fn key_of(query: &[u8]) -> Option<&[u8]> {
     let standard_query = flags & 0x80 == 0 && (flags >> 3) & 0x0f == 0;
     let one_question = query.get(4..6)? == [0, 1];
     (standard_query && one_question && query.len() > 12).then(|| &query[2..])
+}
+
+/// The QTYPE of a query, 0 if it has none we can find.
+fn query_type(query: &[u8]) -> u16 {
+    skip_name(query, 12)
+        .and_then(|end| query.get(end..end + 2))
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// The QNAME of a query, for the query log only (not on the hot path unless the log is on).
+fn query_name(query: &[u8]) -> Option<Name> {
+    let mut decoder = BinDecoder::new(query);
+    decoder.read_slice(12).ok()?;
+    Name::read(&mut decoder).ok()
 }
 
 /// Skips a (possibly compressed) name at `position`; the position after it.
@@ -272,6 +303,9 @@ pub async fn serve(
     let mut received: Vec<(usize, Option<SockaddrStorage>, bool)> = Vec::with_capacity(BATCH);
     let mut replies: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
     let mut destinations: Vec<Option<SockaddrStorage>> = vec![None; BATCH];
+    // What the metrics need of each hit in the batch: its index in `buffers`, and its source.
+    let mut hits: Vec<(usize, Option<SourceKind>)> = Vec::with_capacity(BATCH);
+    let metrics = Arc::clone(engine.metrics());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -317,13 +351,15 @@ pub async fn serve(
             }
             let now = Instant::now();
             let mut ready = 0;
+            hits.clear();
             for (index, (length, address, truncated)) in received.iter().enumerate() {
                 let (Some(address), false) = (address, *truncated) else {
                     continue;
                 };
                 let query = &buffers[index][..*length];
-                if table.answer(query, now, &mut replies[ready]) {
+                if let Some(source) = table.answer_hit(query, now, &mut replies[ready]) {
                     destinations[ready] = Some(*address);
+                    hits.push((index, source));
                     ready += 1;
                     continue;
                 }
@@ -339,7 +375,7 @@ pub async fn serve(
                 tracker.spawn(async move {
                     let _permit = permit;
                     let generation = table.generation();
-                    if let Some(reply) = engine.handle_reply(&packet, Transport::Udp).await {
+                    if let Some(reply) = engine.answer(&packet, Transport::Udp, peer).await {
                         if let Err(error) = socket.send_to(&reply.bytes, peer).await {
                             tracing::debug!(%peer, %error, "UDP send error");
                         }
@@ -348,6 +384,35 @@ pub async fn serve(
                 });
             }
             send_batch(&socket, &replies[..ready], &destinations[..ready]).await;
+            // Every hit of the batch waited for the whole batch: that is its duration.
+            let elapsed = now.elapsed();
+            let log = engine.log_queries();
+            for (slot, (index, source)) in hits.iter().enumerate() {
+                let query = &buffers[*index][..received[*index].0];
+                let destination = destinations[slot].as_ref();
+                let ipv6 = destination.is_some_and(|d| d.as_sockaddr_in6().is_some());
+                let response_code = u16::from(replies[slot].get(3).map_or(0, |b| b & 0x0F));
+                metrics.record(Observation {
+                    transport: Transport::Udp,
+                    ipv6,
+                    query_type: query_type(query),
+                    response_code: Some(response_code),
+                    elapsed,
+                });
+                if log {
+                    if let Some(peer) = destination.and_then(socket_addr) {
+                        super::log_query(
+                            peer,
+                            Transport::Udp,
+                            query_name(query).as_ref(),
+                            query_type(query),
+                            Some(response_code),
+                            elapsed,
+                            source.map(SourceKind::name),
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -20,17 +20,21 @@ pub mod fast;
 pub mod tcp;
 pub mod udp;
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{
     Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
-use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
 use thiserror::Error;
 
-use crate::chain::{Answer, Chain, Question, Validity};
+use crate::chain::{Answer, Chain, Question, SourceKind, Validity};
+use crate::metrics::{Metrics, Observation};
 
 /// The UDP payload size we advertise and the most we send over UDP to an EDNS client: the DNS
 /// Flag Day 2020 value (RFC 9715), which fits in one unfragmented packet on nearly every path.
@@ -45,6 +49,15 @@ const CLASSIC_UDP_PAYLOAD: u16 = 512;
 pub enum Transport {
     Udp,
     Tcp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
 }
 
 /// Why a message is not answered from the chain. Each maps to the RCODE of the reply, or to no
@@ -212,18 +225,82 @@ fn size_limit(transport: Transport, edns: Option<&Edns>) -> usize {
 pub struct Engine {
     /// Swapped whole on reload, so a query runs on one chain from start to end.
     chain: ArcSwap<Chain>,
+    metrics: Arc<Metrics>,
+    /// `log.queries`: one INFO line per query. Changed by a reload.
+    log_queries: AtomicBool,
+}
+
+/// What the engine did with one message, for the metrics and the query log.
+struct Handled {
+    reply: Option<Reply>,
+    query_type: u16,
+    name: Option<Name>,
+    source: Option<SourceKind>,
 }
 
 impl Engine {
+    /// An engine with metrics of its own and no query log (tests, benchmarks).
     pub fn new(chain: Chain) -> Self {
+        Self::with_metrics(chain, Arc::new(Metrics::new()), false)
+    }
+
+    pub fn with_metrics(chain: Chain, metrics: Arc<Metrics>, log_queries: bool) -> Self {
         Self {
             chain: ArcSwap::from_pointee(chain),
+            metrics,
+            log_queries: AtomicBool::new(log_queries),
         }
     }
 
-    /// Puts a new chain in place for the queries that start from now on.
+    /// Puts a new chain in place for the queries that start from now on; queries already
+    /// running finish on the chain they started with.
     pub fn replace_chain(&self, chain: Chain) {
         self.chain.store(Arc::new(chain));
+    }
+
+    pub fn set_log_queries(&self, on: bool) {
+        self.log_queries.store(on, Ordering::Relaxed);
+    }
+
+    pub fn log_queries(&self) -> bool {
+        self.log_queries.load(Ordering::Relaxed)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The reply to a message from `peer`, counted in the metrics and, when `log.queries` is
+    /// on, logged. What the listeners call.
+    pub async fn answer(
+        &self,
+        packet: &[u8],
+        transport: Transport,
+        peer: SocketAddr,
+    ) -> Option<Reply> {
+        let started = Instant::now();
+        let handled = self.process(packet, transport).await;
+        let response_code = handled.reply.as_ref().map(|r| reply_rcode(&r.bytes));
+        let elapsed = started.elapsed();
+        self.metrics.record(Observation {
+            transport,
+            ipv6: peer.is_ipv6(),
+            query_type: handled.query_type,
+            response_code,
+            elapsed,
+        });
+        if self.log_queries() {
+            log_query(
+                peer,
+                transport,
+                handled.name.as_ref(),
+                handled.query_type,
+                response_code,
+                elapsed,
+                handled.source.map(SourceKind::name),
+            );
+        }
+        handled.reply
     }
 
     /// The reply to `packet`, or `None` when the message must not be answered (and, over TCP,
@@ -235,15 +312,32 @@ impl Engine {
     }
 
     /// [`Engine::handle`], with how long the same query bytes would get the same reply.
+    /// Neither counted nor logged: [`Engine::answer`] is.
     pub async fn handle_reply(&self, packet: &[u8], transport: Transport) -> Option<Reply> {
+        self.process(packet, transport).await.reply
+    }
+
+    async fn process(&self, packet: &[u8], transport: Transport) -> Handled {
         let request = match Request::parse(packet) {
             Ok(request) => request,
             Err(rejected) => {
                 tracing::debug!(error = %rejected.error, "query rejected");
-                return error_reply(*rejected).map(|bytes| Reply {
+                let query_type = rejected
+                    .query
+                    .as_ref()
+                    .map_or(0, |q| u16::from(q.query_type()));
+                let name = rejected.query.as_ref().map(|q| q.name().clone());
+                let reply = error_reply(*rejected).map(|bytes| Reply {
                     bytes,
                     validity: Validity::Never,
+                    source: None,
                 });
+                return Handled {
+                    reply,
+                    query_type,
+                    name,
+                    source: None,
+                };
             }
         };
         let question = request.question();
@@ -266,13 +360,20 @@ impl Engine {
         } else {
             Validity::Never
         };
+        let source = resolution.source;
         let bytes = encode_answer(&request, resolution.answer, transport);
         // A truncated reply is not reused: the same query over TCP must get the whole answer.
         let truncated = bytes.get(2).is_some_and(|flags| flags & 0x02 != 0);
-        Some(Reply {
-            bytes,
-            validity: if truncated { Validity::Never } else { validity },
-        })
+        Handled {
+            reply: Some(Reply {
+                bytes,
+                validity: if truncated { Validity::Never } else { validity },
+                source,
+            }),
+            query_type: u16::from(question.record_type),
+            name: Some(question.name),
+            source,
+        }
     }
 }
 
@@ -281,6 +382,53 @@ impl Engine {
 pub struct Reply {
     pub bytes: Vec<u8>,
     pub validity: Validity,
+    /// The source whose answer this is (for the query log), if the chain answered.
+    pub source: Option<SourceKind>,
+}
+
+/// The RCODE of an encoded reply: the header's four bits, plus the OPT record's upper eight
+/// (RFC 6891 §6.1.3) when that is the only additional record, as in every reply we build
+/// with an extended RCODE (BADVERS: header, question, OPT).
+pub fn reply_rcode(reply: &[u8]) -> u16 {
+    let low = u16::from(reply.get(3).map_or(0, |b| b & 0x0F));
+    let counts = |at: usize| {
+        reply
+            .get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    if counts(6) == 0 && counts(8) == 0 && counts(10) == 1 && reply.len() >= 11 {
+        // The OPT record ends the message: root name (1), TYPE (2), CLASS (2), then the
+        // extended RCODE, version, flags (4) and RDLENGTH (2).
+        let opt = reply.len() - 11;
+        if reply[opt] == 0 && reply[opt + 1..opt + 3] == [0, 41] {
+            return (u16::from(reply[opt + 5]) << 4) | low;
+        }
+    }
+    low
+}
+
+/// The `log.queries` line. CoreDNS's `log` plugin logs the same facts.
+pub fn log_query(
+    peer: SocketAddr,
+    transport: Transport,
+    name: Option<&Name>,
+    query_type: u16,
+    response_code: Option<u16>,
+    elapsed: std::time::Duration,
+    source: Option<&str>,
+) {
+    let record_type = RecordType::from(query_type);
+    tracing::info!(
+        target: "hearth::query",
+        client = %peer,
+        protocol = %transport.name(),
+        name = %name.map_or_else(|| "-".to_owned(), ToString::to_string),
+        record_type = %record_type,
+        rcode = %response_code.map_or(std::borrow::Cow::Borrowed("dropped"), crate::metrics::rcode_name),
+        duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        source = %source.unwrap_or("-"),
+        "query"
+    );
 }
 
 /// The header of every reply: the request's ID, opcode, RD and CD copied (RFC 1035 §4.1.1,

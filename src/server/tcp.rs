@@ -151,9 +151,9 @@ async fn serve_connection(
         let close = close.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            match engine.handle(&message, Transport::Tcp).await {
+            match engine.answer(&message, Transport::Tcp, peer).await {
                 Some(reply) => {
-                    let _ = replies.send(reply).await;
+                    let _ = replies.send(reply.bytes).await;
                 }
                 None => close.cancel(),
             }

@@ -97,8 +97,8 @@ pub async fn serve(
         let socket = Arc::clone(&socket);
         tracker.spawn(async move {
             let _permit = permit;
-            if let Some(reply) = engine.handle(&packet, Transport::Udp).await {
-                if let Err(error) = socket.send_to(&reply, peer).await {
+            if let Some(reply) = engine.answer(&packet, Transport::Udp, peer).await {
+                if let Err(error) = socket.send_to(&reply.bytes, peer).await {
                     tracing::debug!(%peer, %error, "UDP send error");
                 }
             }

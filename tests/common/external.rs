@@ -118,6 +118,13 @@ impl Drop for Process {
             let _ = Command::new("kill")
                 .args(["-TERM", &self.pid().to_string()])
                 .status();
+            // Hearth answers a first SIGTERM with lameduck (5 s by default); a second one
+            // cuts it short.
+            if self.wait_for_exit(Duration::from_millis(300)).is_none() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &self.pid().to_string()])
+                    .status();
+            }
             if self.wait_for_exit(Duration::from_secs(5)).is_none() {
                 eprintln!(
                     "{} (pid {}) ignored SIGTERM; killing it",

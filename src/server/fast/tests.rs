@@ -108,6 +108,7 @@ async fn generation_and_expiry_decide_and_ttls_count_down() {
     let table = FastTable::new(100, Arc::clone(&generation));
     let now = Instant::now();
     let local = Reply {
+        source: None,
         bytes: reply(1, 300),
         validity: Validity::UntilReload,
     };
@@ -129,6 +130,7 @@ async fn generation_and_expiry_decide_and_ttls_count_down() {
     // A cached answer: full TTLs (300) at `origin`, encoded 10 s later, reusable 200 s.
     let origin = now;
     let cached = Reply {
+        source: None,
         bytes: reply(1, 290),
         validity: Validity::Until {
             origin,
@@ -168,6 +170,7 @@ async fn generation_and_expiry_decide_and_ttls_count_down() {
     );
 
     let never = Reply {
+        source: None,
         bytes: reply(1, 300),
         validity: Validity::Never,
     };

@@ -24,7 +24,7 @@ use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind, Validity};
-use crate::sources::watch::{Fingerprint, Reload};
+use crate::sources::watch::{Fingerprint, Reload, ReloadStats};
 use parse::{HostsLine, LineProblem, ParsedHosts};
 
 /// The most names a PTR answer gives for one address. glibc's `gethostbyaddr` returns one line's
@@ -171,6 +171,7 @@ pub struct Hosts {
     table: ArcSwap<HostsTable>,
     files: Mutex<Vec<FileState>>,
     ttl: u32,
+    reload_stats: ReloadStats,
 }
 
 impl Hosts {
@@ -190,6 +191,7 @@ impl Hosts {
                     .collect(),
             ),
             ttl,
+            reload_stats: ReloadStats::default(),
         };
         hosts.reload(true);
         hosts
@@ -210,6 +212,7 @@ impl Hosts {
                 continue;
             }
             file.fingerprint = fingerprint;
+            self.reload_stats.record(read.is_ok());
             match read {
                 Ok(parsed) => {
                     log_problems(&file.path, &parsed.problems);
@@ -263,7 +266,19 @@ impl Hosts {
             table: ArcSwap::from_pointee(table),
             files: Mutex::new(files),
             ttl,
+            reload_stats: ReloadStats::default(),
         }
+    }
+
+    /// Re-reads every file, changed or not (SIGHUP). A file that cannot be read keeps its
+    /// last good contents. Returns whether the table was rebuilt.
+    pub fn reread(&self) -> bool {
+        self.reload(true)
+    }
+
+    /// How the file reads went.
+    pub fn reload_stats(&self) -> &ReloadStats {
+        &self.reload_stats
     }
 
     /// The table queries see now.

@@ -27,7 +27,7 @@ use hickory_proto::rr::LowerName;
 
 use crate::chain::{Outcome, Question, Source, SourceError, SourceKind};
 use crate::config::ZonesConfig;
-use crate::sources::watch::{self, Reload, Snapshot};
+use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
 use cluster::Cluster;
 use master::ZoneProblem;
 use zone::Zone;
@@ -136,6 +136,7 @@ pub struct Zones {
     fallthrough: Vec<LowerName>,
     state: Mutex<ReloadState>,
     cluster: Option<Arc<Cluster>>,
+    reload_stats: ReloadStats,
 }
 
 impl Zones {
@@ -147,9 +148,34 @@ impl Zones {
             fallthrough: config.fallthrough.iter().map(LowerName::new).collect(),
             state: Mutex::new(ReloadState::default()),
             cluster,
+            reload_stats: ReloadStats::default(),
         };
         zones.reload(true);
         zones
+    }
+
+    /// Re-reads the zone directory and the cluster's manifests, changed or not (SIGHUP). A
+    /// file that no longer loads keeps its last good version serving.
+    pub fn reread(&self) -> bool {
+        if self.directory.is_some() {
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .snapshot = Snapshot::default();
+        }
+        let files = self.reload(false);
+        let cluster = self.cluster.as_ref().is_some_and(|c| c.reread());
+        files || cluster
+    }
+
+    /// How the zone directory loads went.
+    pub fn reload_stats(&self) -> &ReloadStats {
+        &self.reload_stats
+    }
+
+    /// The cluster zone, when `[kubernetes]` is configured.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// How many zones are served from files.
@@ -173,6 +199,7 @@ impl Zones {
             Ok(load) => load,
             Err(problem) => {
                 tracing::warn!("{problem}");
+                self.reload_stats.record(false);
                 if first {
                     self.set.store(Arc::new(ZoneSet {
                         by_origin: HashMap::new(),
@@ -186,6 +213,7 @@ impl Zones {
         for problem in &load.problems {
             tracing::warn!("{problem}");
         }
+        self.reload_stats.record(load.failed.is_empty());
         let mut by_origin = HashMap::new();
         let mut last_good = HashMap::new();
         for (path, zone) in load.zones {

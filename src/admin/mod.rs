@@ -1,0 +1,78 @@
+//! The admin endpoints, on `[admin] listen`: what Kubernetes probes and Prometheus scrape.
+//!
+//! | path       | answers                                                                  |
+//! |------------|--------------------------------------------------------------------------|
+//! | `/health`  | 200 while the process runs, lameduck included: liveness, so a restart is |
+//! |            | only ever for a process that stopped answering HTTP at all               |
+//! | `/ready`   | 503 until every source has loaded, and again from SIGTERM on (lameduck); |
+//! |            | 200 otherwise. The body says what is missing                             |
+//! | `/metrics` | Prometheus/OpenMetrics text ([`crate::metrics`])                         |
+//!
+//! Why `/health` stays 200 in lameduck, as CoreDNS's `health` plugin does: a failing liveness
+//! probe makes the kubelet kill the container, which would cut the lameduck short and drop
+//! the queries it exists to finish.
+//!
+//! The server is axum over hyper's HTTP/1: three routes, no TLS (the port is meant for the
+//! pod network or loopback, as CoreDNS's `:8080` and `:9153`).
+
+use std::sync::Arc;
+
+use axum::extract::State as Extract;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::State;
+
+struct Admin {
+    state: Arc<State>,
+    namespace: String,
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    namespace: String,
+    shutdown: CancellationToken,
+) {
+    let admin = Arc::new(Admin { state, namespace });
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(admin);
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(%error, "the admin endpoint stopped");
+    }
+}
+
+async fn health() -> &'static str {
+    "OK\n"
+}
+
+async fn ready(Extract(admin): Extract<Arc<Admin>>) -> Response {
+    match admin.state.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(waiting) => {
+            let mut body = String::from("not ready:\n");
+            for reason in waiting {
+                body.push_str("- ");
+                body.push_str(&reason);
+                body.push('\n');
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        }
+    }
+}
+
+async fn metrics(Extract(admin): Extract<Arc<Admin>>) -> Response {
+    let text = admin.state.render_metrics(&admin.namespace);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+}

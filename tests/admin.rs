@@ -1,0 +1,220 @@
+//! The admin endpoints through the real server: `/health`, `/ready` (the latch, a cluster not
+//! yet synced, lameduck) and `/metrics` (every metric name and help text, the namespace, the
+//! counters moving with real queries).
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use hearth::metrics::NAMES;
+use hickory_proto::rr::RecordType;
+
+use common::*;
+
+/// A server with a hosts file, a local upstream and the admin endpoint on a loopback port.
+async fn server_with_admin(extra: &str) -> (TestServer, FakeUpstream, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = hosts_file(dir.path(), "192.0.2.10 web.example.org\n");
+    let upstream = FakeUpstream::start().await;
+    upstream.add_a("far.example.net.", Ipv4Addr::new(198, 51, 100, 7));
+    let toml = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        config(&hosts, &[upstream.addr], &["files", "zones", "dns"])
+    );
+    (start_server(&toml).await, upstream, dir)
+}
+
+fn admin(server: &TestServer) -> std::net::SocketAddr {
+    server.running().admin_addr().expect("[admin] is set")
+}
+
+/// The value of the sample line `name{labels}` (labels exactly as printed, or none).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn health_and_ready_answer_200_when_everything_has_loaded() {
+    let (server, _upstream, _dir) = server_with_admin("").await;
+    let (status, body) = http_get(admin(&server), "/health").await;
+    assert_eq!((status, body.as_str()), (200, "OK\n"));
+    let (status, body) = http_get(admin(&server), "/ready").await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let (status, _) = http_get(admin(&server), "/nothing-here").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn every_metric_is_exported_with_its_help_text() {
+    let (server, _upstream, _dir) = server_with_admin("").await;
+    // Traffic of each kind: a local answer, a forwarded one (then a cache hit), a refusal.
+    ask(server.addr, "web.example.org.", RecordType::A).await;
+    ask(server.addr, "far.example.net.", RecordType::A).await;
+    ask(server.addr, "far.example.net.", RecordType::A).await;
+    let (status, text) = http_get(admin(&server), "/metrics").await;
+    assert_eq!(status, 200);
+    for (name, kind, help) in NAMES {
+        // OpenMetrics names a family without its sample suffix: `_total` for counters,
+        // `_info` for info metrics.
+        let family = match *kind {
+            "counter" => name.trim_end_matches("_total"),
+            "info" => name.trim_end_matches("_info"),
+            _ => name,
+        };
+        let help_line = format!("# HELP hearth_{family} {help}");
+        assert!(
+            text.lines().any(|line| line == help_line),
+            "missing {help_line:?} in:\n{text}"
+        );
+        let type_line = format!("# TYPE hearth_{family} {kind}");
+        assert!(
+            text.lines().any(|line| line == type_line),
+            "missing {type_line:?}"
+        );
+        let sample_prefix = match *kind {
+            "histogram" => format!("hearth_{family}_bucket"),
+            _ => format!("hearth_{name}"),
+        };
+        assert!(
+            text.lines().any(|line| line.starts_with(&sample_prefix)),
+            "no sample of {sample_prefix} in:\n{text}"
+        );
+    }
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+    // Each name follows Prometheus conventions: lowercase snake case, units spelled out.
+    for (name, _, _) in NAMES {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn counters_follow_the_queries() {
+    let (server, upstream, _dir) = server_with_admin("").await;
+    for _ in 0..3 {
+        ask(server.addr, "web.example.org.", RecordType::A).await;
+    }
+    ask(server.addr, "web.example.org.", RecordType::AAAA).await;
+    ask(server.addr, "far.example.net.", RecordType::A).await;
+    ask(server.addr, "far.example.net.", RecordType::A).await;
+    ask(server.addr, "missing.example.net.", RecordType::A).await;
+    let (_, text) = http_get(admin(&server), "/metrics").await;
+
+    let a = sample(
+        &text,
+        "hearth_requests_total{protocol=\"udp\",family=\"ipv4\",type=\"A\"}",
+    );
+    assert_eq!(a, Some(6.0), "{text}");
+    let aaaa = sample(
+        &text,
+        "hearth_requests_total{protocol=\"udp\",family=\"ipv4\",type=\"AAAA\"}",
+    );
+    assert_eq!(aaaa, Some(1.0));
+    assert_eq!(
+        sample(&text, "hearth_responses_total{rcode=\"NOERROR\"}"),
+        Some(6.0)
+    );
+    assert_eq!(
+        sample(&text, "hearth_responses_total{rcode=\"NXDOMAIN\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "hearth_request_duration_seconds_count{protocol=\"udp\"}"
+        ),
+        Some(7.0)
+    );
+    assert_eq!(sample(&text, "hearth_cache_hits_total"), Some(1.0));
+    assert_eq!(sample(&text, "hearth_cache_entries"), Some(2.0));
+    let upstream_label = format!("{{upstream=\"{}\"}}", upstream.addr);
+    // Two misses, and the loop probe if it has gone out by now.
+    let upstream_requests = sample(
+        &text,
+        &format!("hearth_upstream_requests_total{upstream_label}"),
+    )
+    .unwrap();
+    assert!(
+        (2.0..=3.0).contains(&upstream_requests),
+        "{upstream_requests}"
+    );
+    assert_eq!(
+        sample(&text, &format!("hearth_upstream_healthy{upstream_label}")),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "hearth_hosts_entries"), Some(1.0));
+    assert_eq!(
+        sample(&text, "hearth_hosts_reloads_total{result=\"success\"}"),
+        Some(1.0)
+    );
+    assert!(sample(&text, "hearth_hosts_last_reload_timestamp_seconds").unwrap() > 1.7e9);
+    assert_eq!(sample(&text, "hearth_ready"), Some(1.0));
+    assert!(text.contains(&format!(
+        "hearth_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+}
+
+#[tokio::test]
+async fn the_namespace_prefixes_every_name() {
+    let (server, _upstream, _dir) = server_with_admin("namespace = \"dns_edge\"\n").await;
+    let (_, text) = http_get(admin(&server), "/metrics").await;
+    let names: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .collect();
+    assert!(!names.is_empty());
+    for line in names {
+        assert!(line.starts_with("dns_edge_"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn lameduck_fails_ready_but_not_health_and_queries_are_still_answered() {
+    let (server, _upstream, _dir) = server_with_admin("").await;
+    server.running().enter_lameduck();
+    let (status, body) = http_get(admin(&server), "/ready").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("lameduck"), "{body}");
+    let (status, _) = http_get(admin(&server), "/health").await;
+    assert_eq!(status, 200);
+    let response = ask(server.addr, "web.example.org.", RecordType::A).await;
+    assert_eq!(rdata(&response), ["192.0.2.10"]);
+}
+
+#[tokio::test]
+async fn a_cluster_not_yet_synced_is_not_ready_and_its_names_fail() {
+    // An API server that is never reached: 127.0.0.1:9 (discard) refuses connections.
+    let (server, _upstream, _dir) = server_with_admin(
+        "[kubernetes]\ndomain = \"cluster.local\"\napi = \"http://127.0.0.1:9\"\n",
+    )
+    .await;
+    let (status, body) = http_get(admin(&server), "/ready").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("kubernetes"), "{body}");
+    assert!(body.contains("cluster.local"), "{body}");
+    let response = ask(
+        server.addr,
+        "kubernetes.default.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(
+        response.metadata.response_code,
+        hickory_proto::op::ResponseCode::ServFail
+    );
+    // Everything else is answered meanwhile.
+    let response = ask(server.addr, "web.example.org.", RecordType::A).await;
+    assert_eq!(rdata(&response), ["192.0.2.10"]);
+    let (_, text) = http_get(admin(&server), "/metrics").await;
+    assert_eq!(sample(&text, "hearth_ready"), Some(0.0));
+    assert_eq!(sample(&text, "hearth_kubernetes_ready"), Some(0.0));
+}

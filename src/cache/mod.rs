@@ -20,6 +20,14 @@
 //! - **Prefetch**: a hit on an entry asked for more than once, in the last tenth of its TTL,
 //!   asks the caller to refresh it in the background ([`Lookup::Fresh`]'s `prefetch`).
 //!
+//! - **Memory**: an entry is kept in wire form, not as hickory `Record`s (about 200 bytes of
+//!   structure per record, more than the record itself): the key is the case-folded name's
+//!   wire bytes with the type, class and flags packed in front, and the answer is its records
+//!   encoded one after the other. Measured with `cargo test --release --lib
+//!   cache::tests::memory_per_entry -- --ignored --nocapture` (see BENCHMARKS.md). A hit
+//!   decodes the records again, about a microsecond; the UDP fast path, which answers most
+//!   hits, never asks the cache at all.
+//!
 //! Time is `tokio::time::Instant`, passed in, so tests drive it with paused time.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -27,7 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
+use hickory_proto::rr::{RData, Record};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 use tokio::time::Instant;
@@ -63,25 +72,84 @@ impl Default for CacheConfig {
     }
 }
 
-/// What makes two questions the same question for the cache.
+/// What makes two questions the same question for the cache: the DO and CD bits, the type and
+/// the class, then the case-folded name in wire form, in one allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CacheKey {
-    name: LowerName,
-    record_type: RecordType,
-    class: DNSClass,
-    dnssec_ok: bool,
-    checking_disabled: bool,
-}
+pub struct CacheKey(Box<[u8]>);
 
 impl CacheKey {
     pub fn new(question: &Question) -> Self {
-        Self {
-            name: question.lower_name.clone(),
-            record_type: question.record_type,
-            class: question.class,
-            dnssec_ok: question.dnssec_ok,
-            checking_disabled: question.checking_disabled,
+        let name = question.lower_name.to_bytes().unwrap_or_default();
+        let mut key = Vec::with_capacity(5 + name.len());
+        key.push(u8::from(question.dnssec_ok) | (u8::from(question.checking_disabled) << 1));
+        key.extend_from_slice(&u16::from(question.record_type).to_be_bytes());
+        key.extend_from_slice(&u16::from(question.class).to_be_bytes());
+        key.extend_from_slice(&name);
+        Self(key.into_boxed_slice())
+    }
+}
+
+/// An answer's three sections in wire form: each record as RFC 1035 §4.1.3 encodes it, names
+/// compressed against earlier records of the same entry, TTLs as stored (after clamping).
+#[derive(Debug)]
+struct WireAnswer {
+    records: Box<[u8]>,
+    /// Records in the answer, authority and additional sections.
+    counts: [u16; 3],
+    response_code: u16,
+    authoritative: bool,
+    authentic_data: bool,
+}
+
+impl WireAnswer {
+    /// `None` if a record cannot be encoded (then the answer is not cached).
+    fn encode(answer: &Answer) -> Option<Self> {
+        let mut bytes = Vec::with_capacity(64);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        let mut counts = [0u16; 3];
+        for (count, section) in
+            counts
+                .iter_mut()
+                .zip([&answer.answers, &answer.authorities, &answer.additionals])
+        {
+            for record in section {
+                record.emit(&mut encoder).ok()?;
+            }
+            *count = u16::try_from(section.len()).ok()?;
         }
+        Some(Self {
+            records: bytes.into_boxed_slice(),
+            counts,
+            response_code: u16::from(answer.response_code),
+            authoritative: answer.authoritative,
+            authentic_data: answer.authentic_data,
+        })
+    }
+
+    /// The answer, every record's TTL mapped by `ttl`; `None` if the bytes do not decode
+    /// (they were encoded by [`WireAnswer::encode`], so only a bug could cause it).
+    fn decode(&self, ttl: impl Fn(u32) -> u32) -> Option<Answer> {
+        let mut decoder = BinDecoder::new(&self.records);
+        let mut sections: [Vec<Record>; 3] = Default::default();
+        for (section, count) in sections.iter_mut().zip(self.counts) {
+            section.reserve_exact(usize::from(count));
+            for _ in 0..count {
+                let mut record = Record::read(&mut decoder).ok()?;
+                record.ttl = ttl(record.ttl);
+                section.push(record);
+            }
+        }
+        let [answers, authorities, additionals] = sections;
+        Some(Answer {
+            response_code: <ResponseCode as From<u16>>::from(self.response_code),
+            authoritative: self.authoritative,
+            authentic_data: self.authentic_data,
+            answers,
+            authorities,
+            additionals,
+            chase: None,
+            validity: Validity::Never,
+        })
     }
 }
 
@@ -89,7 +157,7 @@ impl CacheKey {
 #[derive(Debug)]
 struct Entry {
     /// The answer with its TTLs as they were when stored (after clamping).
-    answer: Answer,
+    answer: WireAnswer,
     stored: Instant,
     /// Seconds the entry is fresh.
     ttl: u32,
@@ -199,7 +267,12 @@ impl Cache {
                 && entry.ttl >= 10
                 && remaining <= entry.ttl / 10
                 && !entry.prefetch_started.swap(true, Ordering::Relaxed);
-            let mut answer = with_ttls(&entry.answer, |ttl| ttl.saturating_sub(age_seconds));
+            let Some(mut answer) = entry.answer.decode(|ttl| ttl.saturating_sub(age_seconds))
+            else {
+                self.entries.remove(key);
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Miss;
+            };
             // Reusable until it expires, or until the point where a hit may ask for a prefetch,
             // so that a reuse never hides the hit that keeps a popular entry fresh.
             let reusable_for = if self.config.prefetch && entry.ttl >= 10 {
@@ -215,9 +288,9 @@ impl Cache {
             return Lookup::Fresh { answer, prefetch };
         }
         if age < Duration::from_secs(u64::from(entry.ttl)) + self.config.serve_stale {
-            return Lookup::Stale {
-                answer: with_ttls(&entry.answer, |_| STALE_TTL),
-            };
+            if let Some(answer) = entry.answer.decode(|_| STALE_TTL) {
+                return Lookup::Stale { answer };
+            }
         }
         self.entries.remove(key);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -227,6 +300,9 @@ impl Cache {
     /// Stores `answer` for `key` if it may be cached; returns whether it was.
     pub fn insert(&self, key: CacheKey, answer: &Answer, now: Instant) -> bool {
         let Some((ttl, stored)) = self.cacheable(answer) else {
+            return false;
+        };
+        let Some(stored) = WireAnswer::encode(&stored) else {
             return false;
         };
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);

@@ -273,3 +273,59 @@ async fn capacity_holds_under_a_flood_and_the_popular_name_stays() {
     );
     assert!(cache.stats().evictions.load(Ordering::Relaxed) >= 98_000);
 }
+
+/// Resident memory of this process, in bytes (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Issue 5's memory figure: bytes per cached answer beyond its own wire size. A measurement,
+/// not a check (it prints; run it with `--ignored --nocapture`, in release).
+#[test]
+#[ignore]
+fn memory_per_entry() {
+    const ENTRIES: usize = 100_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let cache = Cache::new(CacheConfig {
+            capacity: ENTRIES,
+            ..CacheConfig::default()
+        })
+        .unwrap();
+        let names: Vec<String> = (0..ENTRIES)
+            .map(|i| format!("host-{i:06}.example.com."))
+            .collect();
+        let answers: Vec<Answer> = names
+            .iter()
+            .map(|owner| Answer {
+                answers: vec![a(owner, 3600)],
+                ..Answer::default()
+            })
+            .collect();
+        let keys: Vec<CacheKey> = names.iter().map(|owner| key(owner)).collect();
+        // What a reply carrying the answer section would hold on the wire: the records.
+        let wire: usize = answers
+            .iter()
+            .map(|answer| WireAnswer::encode(answer).unwrap().records.len())
+            .sum();
+        let before = resident_bytes().unwrap_or(0);
+        let now = Instant::now();
+        for (key, answer) in keys.into_iter().zip(&answers) {
+            cache.insert(key, answer, now);
+        }
+        let after = resident_bytes().unwrap_or(0);
+        let per_entry = (after.saturating_sub(before)) as f64 / ENTRIES as f64;
+        let wire_per_entry = wire as f64 / ENTRIES as f64;
+        println!(
+            "{} entries: {per_entry:.0} bytes resident per entry, of which {wire_per_entry:.0} \
+             are the answer's wire size: {:.0} bytes of overhead",
+            cache.len(),
+            per_entry - wire_per_entry
+        );
+    });
+}

@@ -117,6 +117,11 @@ pub const NAMES: &[(&str, &str, &str)] = &[
     ("zones_reloads_total", "counter", "Zone directory loads, by result (failure: any file had errors)."),
     ("kubernetes_ready", "gauge", "1 once the cluster zone has loaded its objects."),
     ("kubernetes_reloads_total", "counter", "Cluster object loads (manifests or API), by result."),
+    ("kubernetes_api_connected", "gauge", "1 while the Kubernetes API feeds the cluster zone; 0 before the first sync and while it is unreachable (the last state keeps serving)."),
+    ("kubernetes_api_watch_errors_total", "counter", "Failed Kubernetes API lists and watches: refused or cut connections, ERROR events, expired watches (410 Gone)."),
+    ("kubernetes_api_events_total", "counter", "Objects received from the Kubernetes API: listed, added, modified or deleted."),
+    ("kubernetes_api_lists_total", "counter", "Complete lists of one kind from the Kubernetes API (at start, and after a watch expired)."),
+    ("kubernetes_api_last_sync_timestamp_seconds", "gauge", "Up to when the cluster zone is known to match the API (Unix time); 0 before the first sync."),
     ("config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result."),
     ("config_last_reload_timestamp_seconds", "gauge", "When the configuration was last loaded successfully (Unix time)."),
     ("ready", "gauge", "1 when /ready answers 200."),
@@ -509,6 +514,35 @@ impl Collector for Collected {
             &mut encoder,
             "kubernetes_reloads_total",
             cluster.map_or(&empty, |c| c.reload_stats()),
+        )?;
+
+        let api = cluster.and_then(|c| c.api_status());
+        gauge(
+            &mut encoder,
+            "kubernetes_api_connected",
+            i64::from(api.is_some_and(|a| a.connected())),
+        )?;
+        counter(
+            &mut encoder,
+            "kubernetes_api_watch_errors_total",
+            api.map_or(0, |a| a.watch_errors_total()),
+        )?;
+        counter(
+            &mut encoder,
+            "kubernetes_api_events_total",
+            api.map_or(0, |a| a.events_total()),
+        )?;
+        counter(
+            &mut encoder,
+            "kubernetes_api_lists_total",
+            api.map_or(0, |a| a.lists_total()),
+        )?;
+        gauge(
+            &mut encoder,
+            "kubernetes_api_last_sync_timestamp_seconds",
+            api.map_or(0, |a| {
+                i64::try_from(a.last_sync_unix_seconds()).unwrap_or(i64::MAX)
+            }),
         )?;
 
         reloads(

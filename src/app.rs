@@ -29,9 +29,11 @@ use crate::sources::watch::Reload;
 use crate::sources::zones::cluster::Cluster;
 use crate::sources::zones::Zones;
 
-/// Encoded replies kept for the UDP fast path: the hot set, not every name (misses take the
-/// general path and are then stored).
-const FAST_TABLE_CAPACITY: usize = 65_536;
+/// Memory for the UDP fast path's encoded replies: the hot set, not every name (misses take
+/// the general path and are then stored). 4 MiB holds about 16,000 typical replies; with a
+/// 65,536-entry count instead, a scan over cold names grew a 100,000-record zone's server from
+/// 37 MB to 72 MB (BENCHMARKS.md).
+const FAST_TABLE_BYTES: u64 = 4 << 20;
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
@@ -431,7 +433,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         max_connections: config.server.tcp_max_connections,
     };
     let generation = Arc::new(Generation::default());
-    let table = Arc::new(FastTable::new(FAST_TABLE_CAPACITY, Arc::clone(&generation)));
+    let table = Arc::new(FastTable::with_memory(
+        FAST_TABLE_BYTES,
+        Arc::clone(&generation),
+    ));
     let mut local_addrs = Vec::new();
     for (udp_sockets, tcp_listener, address) in sockets {
         local_addrs.push(address);

@@ -111,20 +111,81 @@ pub struct FastStats {
     pub stored: AtomicU64,
 }
 
+/// How the table's size is counted.
+#[derive(Clone)]
+enum Weight {
+    /// Each reply counts 1: the capacity is a number of replies.
+    Unit,
+    /// Each reply counts its bytes and the table's own structure: the capacity is memory.
+    Bytes,
+}
+
+/// What one entry costs besides its key, reply and TTL offsets, counted: the `Arc`'d [`Entry`]
+/// (128 with malloc's rounding), three more allocations' headers (48), quick_cache's slot and
+/// index (48).
+const ENTRY_OVERHEAD: u64 = 224;
+
+impl quick_cache::Weighter<Box<[u8]>, Arc<Entry>> for Weight {
+    fn weight(&self, key: &Box<[u8]>, entry: &Arc<Entry>) -> u64 {
+        match self {
+            Self::Unit => 1,
+            Self::Bytes => {
+                (key.len() + entry.reply.len() + 2 * entry.ttl_offsets.len()) as u64
+                    + ENTRY_OVERHEAD
+            }
+        }
+    }
+}
+
 /// The encoded replies, keyed by the query's bytes after its ID.
 pub struct FastTable {
-    entries: QuickCache<Box<[u8]>, Arc<Entry>>,
+    entries: QuickCache<Box<[u8]>, Arc<Entry>, Weight>,
     generation: Arc<Generation>,
     stats: FastStats,
 }
 
 impl FastTable {
+    /// A table of at most `capacity` replies.
     pub fn new(capacity: usize, generation: Arc<Generation>) -> Self {
+        let capacity = capacity.max(1);
+        Self::with(capacity, capacity as u64, Weight::Unit, generation)
+    }
+
+    /// A table of at most about `bytes` of memory: as many replies as fit. The table is for
+    /// the hot set; a reply that does not fit is answered by the general path, which is
+    /// correct, only slower. A count alone would let large replies (or a scan over many cold
+    /// names) grow it to tens of megabytes.
+    pub fn with_memory(bytes: u64, generation: Arc<Generation>) -> Self {
+        let estimated = usize::try_from(bytes / 256).unwrap_or(usize::MAX).max(1);
+        Self::with(estimated, bytes.max(1), Weight::Bytes, generation)
+    }
+
+    fn with(estimated: usize, capacity: u64, weight: Weight, generation: Arc<Generation>) -> Self {
         Self {
-            entries: QuickCache::new(capacity.max(1)),
+            entries: QuickCache::with(
+                estimated,
+                capacity,
+                weight,
+                Default::default(),
+                Default::default(),
+            ),
             generation,
             stats: FastStats::default(),
         }
+    }
+
+    /// Replies held now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// What the table holds, in its capacity's unit (replies, or bytes).
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
     }
 
     pub fn stats(&self) -> &FastStats {

@@ -185,3 +185,27 @@ async fn generation_and_expiry_decide_and_ttls_count_down() {
         "never stored"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_memory_budget_bounds_the_table_whatever_the_traffic() {
+    let generation = Arc::new(Generation::default());
+    let table = FastTable::with_memory(64 * 1024, Arc::clone(&generation));
+    let now = Instant::now();
+    let local = Reply {
+        source: None,
+        bytes: reply(1, 300),
+        validity: Validity::UntilReload,
+    };
+    // A scan over 5,000 names, each stored once.
+    for index in 0..5_000 {
+        let name = format!("host{index}.example.");
+        table.store(&query(1, &name), &local, generation.current(), now);
+    }
+    assert!(table.weight() <= 64 * 1024, "{} bytes", table.weight());
+    // Each entry weighs its bytes and overhead: a few hundred fit, not 5,000.
+    assert!(
+        (100..1_000).contains(&table.len()),
+        "{} entries",
+        table.len()
+    );
+}

@@ -218,3 +218,22 @@ async fn a_cluster_not_yet_synced_is_not_ready_and_its_names_fail() {
     assert_eq!(sample(&text, "hearth_ready"), Some(0.0));
     assert_eq!(sample(&text, "hearth_kubernetes_ready"), Some(0.0));
 }
+
+#[test]
+fn the_readme_documents_every_metric_with_its_help_text() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for (name, kind, help) in NAMES {
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with(&format!("| `hearth_{name}` |")))
+            .unwrap_or_else(|| panic!("README.md has no row for hearth_{name}"));
+        assert!(row.contains(&format!("| {kind} |")), "{row}");
+        assert!(row.contains(help), "README's text for hearth_{name} differs from the help text: {row}");
+    }
+    let rows = readme
+        .lines()
+        .filter(|line| line.starts_with("| `hearth_"))
+        .count();
+    assert_eq!(rows, NAMES.len(), "a README row for a metric that does not exist");
+}

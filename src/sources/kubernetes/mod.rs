@@ -3,9 +3,12 @@
 //! Kubernetes API serves them, with CoreDNS's behaviour where the specification is silent.
 //!
 //! ```text
-//!   manifests (*.yaml, *.yml, *.json: one object, `---` documents, or a List)
-//!        │  objects::read_dir / objects::parse_manifest        problems: `file:line: reason`
-//!        ▼
+//!   manifests (*.yaml, *.yml, *.json: one object,     the Kubernetes API (kubernetes.api)
+//!   `---` documents, or a List)                       api::watch: list-then-watch per kind,
+//!        │  objects::read_dir / parse_manifest        re-list on 410 Gone, backoff; a store
+//!        │  problems: `file:line: reason`             per kind, rebuilt at most every 100 ms
+//!        └──────────────────────┬───────────────────────────┘
+//!                               ▼
 //!   ClusterObjects { services, endpoint_slices, pods, namespaces }
 //!        │  records::build (pure: same objects, same records)
 //!        ▼
@@ -16,5 +19,6 @@
 //! `pods insecure` names (`1-2-3-4.<ns>.pod.<domain>`) are not records: any address can be
 //! written that way, so they are answered on demand by [`records::pod_name_address`].
 
+pub mod api;
 pub mod objects;
 pub mod records;

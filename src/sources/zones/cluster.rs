@@ -11,6 +11,8 @@
 //! - The manifests directory is polled like zone files; a reload builds a whole new zone and
 //!   swaps it in. A manifest that no longer parses is logged as `file:line: reason` and the
 //!   rest loads.
+//! - With `kubernetes.api`, the watch of [`crate::sources::kubernetes::api`] installs a new
+//!   zone after each burst of changes; [`Cluster::api_status`] says how the watch is doing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,10 +26,11 @@ use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
 use super::zone::Zone;
 use crate::chain::{Answer, Outcome, Question, Validity};
-use crate::config::{KubernetesConfig, KubernetesFeed, PodMode as ConfigPodMode};
+use crate::config::{KubernetesApi, KubernetesConfig, KubernetesFeed, PodMode as ConfigPodMode};
+use crate::sources::kubernetes::api::ApiStatus;
 use crate::sources::kubernetes::objects;
 use crate::sources::kubernetes::records::{self, ClusterSettings, PodMode};
-use crate::sources::watch::{self, Reload, Snapshot};
+use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
 
 /// The manifest files read.
 const MANIFEST_EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
@@ -48,6 +51,11 @@ pub struct Cluster {
     /// `None` until the objects have loaded once.
     state: ArcSwapOption<ClusterState>,
     snapshot: Mutex<Option<Snapshot>>,
+    /// How the loads of objects went (manifests read, or API states installed).
+    reload_stats: ReloadStats,
+    /// With an API feed: how to reach the API, and how its watch is doing (`None` with
+    /// manifests).
+    api: Option<(KubernetesApi, ApiStatus)>,
 }
 
 impl Cluster {
@@ -71,14 +79,55 @@ impl Cluster {
             },
             state: ArcSwapOption::empty(),
             snapshot: Mutex::new(None),
+            reload_stats: ReloadStats::default(),
+            api: match &config.feed {
+                KubernetesFeed::Manifests(_) => None,
+                KubernetesFeed::Api(api) => Some((api.clone(), ApiStatus::default())),
+            },
         };
         cluster.reload();
         cluster
     }
 
-    /// Whether the objects have loaded (for readiness).
+    /// The cluster domain.
+    pub fn domain(&self) -> &hickory_proto::rr::Name {
+        &self.settings.domain
+    }
+
+    /// Re-reads the manifests, changed or not (SIGHUP); nothing to do for an API feed, whose
+    /// watch is always current.
+    pub fn reread(&self) -> bool {
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.reload()
+    }
+
+    /// How the loads of objects went, for the metrics.
+    pub fn reload_stats(&self) -> &ReloadStats {
+        &self.reload_stats
+    }
+
+    /// Whether the objects have loaded (for readiness). With an API feed: every watched kind
+    /// has been listed once and the zone built from them is served.
     pub fn is_loaded(&self) -> bool {
         self.state.load().is_some()
+    }
+
+    /// How the watch of the Kubernetes API is doing, for metrics; `None` with manifests.
+    pub fn api_status(&self) -> Option<&ApiStatus> {
+        self.api.as_ref().map(|(_, status)| status)
+    }
+
+    /// Where the objects come from when it is the API (`kubernetes.api`).
+    pub(crate) fn api(&self) -> Option<&KubernetesApi> {
+        self.api.as_ref().map(|(api, _)| api)
+    }
+
+    /// Whether the records need Pod objects from the API: only `pods = "verified"` answers from
+    /// them. Row 12's `<hostname>.<subdomain>` names come from the EndpointSlice, where the
+    /// EndpointSlice controller writes the pod's hostname when its subdomain names a headless
+    /// service (records::build only falls back on pods for manifests that lack that slice).
+    pub(crate) fn needs_pods(&self) -> bool {
+        self.settings.pods == PodMode::Verified
     }
 
     fn reload(&self) -> bool {
@@ -96,6 +145,7 @@ impl Cluster {
             Ok(read) => read,
             Err(problem) => {
                 tracing::warn!("{problem}; the cluster zone keeps its last state");
+                self.reload_stats.record(false);
                 return false;
             }
         };
@@ -109,7 +159,7 @@ impl Cluster {
     /// the new, never a mix. Both feeds end here: the manifests poll and the API watch.
     /// Returns false (and keeps the last state) if the objects give no zone.
     pub fn install(&self, objects: &objects::ClusterObjects) -> bool {
-        let built = records::build(&objects, &self.settings);
+        let built = records::build(objects, &self.settings);
         let soa = built
             .records
             .iter()
@@ -117,6 +167,7 @@ impl Cluster {
             .cloned();
         let Some(soa) = soa else {
             tracing::error!(domain = %self.settings.domain, "the cluster records have no SOA; not served");
+            self.reload_stats.record(false);
             return false;
         };
         let mut reverse: HashMap<LowerName, Vec<Record>> = HashMap::new();
@@ -132,16 +183,24 @@ impl Cluster {
             built.records,
             &built.empty_names,
         );
-        tracing::info!(
-            domain = %self.settings.domain,
-            services = objects.services.len(),
-            endpoint_slices = objects.endpoint_slices.len(),
-            pods = objects.pods.len(),
-            names = zone.len(),
-            "cluster zone loaded"
+        // A live cluster changes every few seconds: after its first load, the API feed's
+        // installs are logged at debug (`reload_stats` counts them).
+        let routine = self.api.is_some() && self.is_loaded();
+        let names = zone.len();
+        let (services, endpoint_slices, pods) = (
+            objects.services.len(),
+            objects.endpoint_slices.len(),
+            objects.pods.len(),
         );
+        let domain = &self.settings.domain;
+        if routine {
+            tracing::debug!(%domain, services, endpoint_slices, pods, names, "cluster zone loaded");
+        } else {
+            tracing::info!(%domain, services, endpoint_slices, pods, names, "cluster zone loaded");
+        }
         self.state
             .store(Some(Arc::new(ClusterState { zone, reverse })));
+        self.reload_stats.record(true);
         true
     }
 

@@ -229,11 +229,18 @@ fn the_readme_documents_every_metric_with_its_help_text() {
             .find(|line| line.starts_with(&format!("| `hearth_{name}` |")))
             .unwrap_or_else(|| panic!("README.md has no row for hearth_{name}"));
         assert!(row.contains(&format!("| {kind} |")), "{row}");
-        assert!(row.contains(help), "README's text for hearth_{name} differs from the help text: {row}");
+        assert!(
+            row.contains(help),
+            "README's text for hearth_{name} differs from the help text: {row}"
+        );
     }
     let rows = readme
         .lines()
         .filter(|line| line.starts_with("| `hearth_"))
         .count();
-    assert_eq!(rows, NAMES.len(), "a README row for a metric that does not exist");
+    assert_eq!(
+        rows,
+        NAMES.len(),
+        "a README row for a metric that does not exist"
+    );
 }

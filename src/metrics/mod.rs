@@ -209,6 +209,37 @@ impl Metrics {
         shard.duration_nanos[protocol].fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// Counts a batch of answered queries that share one duration (the UDP fast path's
+    /// batches): the shard and the bucket are found once for the batch. Each item is
+    /// (IPv6, query type, RCODE).
+    pub fn record_batch(
+        &self,
+        transport: Transport,
+        elapsed: Duration,
+        queries: impl Iterator<Item = (bool, u16, u16)>,
+    ) {
+        let shard = self.shard();
+        let protocol = protocol_slot(transport);
+        let mut count = 0u64;
+        for (ipv6, query_type, response_code) in queries {
+            shard.requests[protocol][usize::from(ipv6)][type_slot(query_type)]
+                .fetch_add(1, Ordering::Relaxed);
+            shard.responses[rcode_slot(response_code)].fetch_add(1, Ordering::Relaxed);
+            count += 1;
+        }
+        if count == 0 {
+            return;
+        }
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        shard.durations[protocol][bucket].fetch_add(count, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        shard.duration_nanos[protocol].fetch_add(nanos.saturating_mul(count), Ordering::Relaxed);
+    }
+
     fn sum(&self, read: impl Fn(&Shard) -> &AtomicU64) -> u64 {
         self.shards
             .iter()

@@ -78,3 +78,26 @@ fn every_name_is_listed_once_with_a_type_and_help() {
         assert_eq!(*kind == "info", name.ends_with("_info"), "{name}");
     }
 }
+
+#[test]
+fn a_batch_counts_each_query_and_shares_one_duration() {
+    let metrics = Metrics::new();
+    let batch = [(false, 1u16, 0u16), (true, 28, 3), (false, 1, 0)];
+    metrics.record_batch(Transport::Udp, Duration::from_micros(40), batch.into_iter());
+    assert_eq!(metrics.sum(|s| &s.requests[0][0][type_slot(1)]), 2);
+    assert_eq!(metrics.sum(|s| &s.requests[0][1][type_slot(28)]), 1);
+    assert_eq!(metrics.sum(|s| &s.responses[rcode_slot(3)]), 1);
+    // 40 µs: the 50 µs bucket, three times.
+    assert_eq!(metrics.sum(|s| &s.durations[0][1]), 3);
+    assert_eq!(metrics.sum(|s| &s.duration_nanos[0]), 120_000);
+    metrics.record_batch(
+        Transport::Udp,
+        Duration::from_micros(40),
+        std::iter::empty(),
+    );
+    assert_eq!(
+        metrics.sum(|s| &s.durations[0][1]),
+        3,
+        "an empty batch counts nothing"
+    );
+}

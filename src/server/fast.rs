@@ -54,7 +54,6 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::{Engine, Reply, Transport};
 use crate::chain::{SourceKind, Validity};
-use crate::metrics::Observation;
 
 /// Datagrams per recvmmsg/sendmmsg: PEERS.md's generator uses 32; larger batches gain little
 /// and hold replies back longer under light load (a batch is sent when the socket runs dry).
@@ -447,20 +446,24 @@ pub async fn serve(
             send_batch(&socket, &replies[..ready], &destinations[..ready]).await;
             // Every hit of the batch waited for the whole batch: that is its duration.
             let elapsed = now.elapsed();
-            let log = engine.log_queries();
-            for (slot, (index, source)) in hits.iter().enumerate() {
-                let query = &buffers[*index][..received[*index].0];
+            let hit_info = |slot: usize, index: usize| {
+                let query = &buffers[index][..received[index].0];
                 let destination = destinations[slot].as_ref();
                 let ipv6 = destination.is_some_and(|d| d.as_sockaddr_in6().is_some());
                 let response_code = u16::from(replies[slot].get(3).map_or(0, |b| b & 0x0F));
-                metrics.record(Observation {
-                    transport: Transport::Udp,
-                    ipv6,
-                    query_type: query_type(query),
-                    response_code: Some(response_code),
-                    elapsed,
-                });
-                if log {
+                (query, destination, ipv6, response_code)
+            };
+            metrics.record_batch(
+                Transport::Udp,
+                elapsed,
+                hits.iter().enumerate().map(|(slot, (index, _))| {
+                    let (query, _, ipv6, response_code) = hit_info(slot, *index);
+                    (ipv6, query_type(query), response_code)
+                }),
+            );
+            if engine.log_queries() {
+                for (slot, (index, source)) in hits.iter().enumerate() {
+                    let (query, destination, _, response_code) = hit_info(slot, *index);
                     if let Some(peer) = destination.and_then(socket_addr) {
                         super::log_query(
                             peer,

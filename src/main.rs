@@ -10,6 +10,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hearth::config::{values::ListenAddr, Config, KubernetesFeed, Overrides};
 use hearth::sources::{hosts, kubernetes, zones};
 
+/// mimalloc instead of glibc's malloc. Measured on a 100,000-record zone (BENCHMARKS.md):
+/// glibc keeps what a load frees in the arena of the thread that loaded it (a blocking-pool
+/// thread), while the query threads grow arenas of their own, so RSS after a reload or a pass
+/// over cold names stays far above what is in use. mimalloc returns freed pages to the system
+/// and shares them across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sysexits.h EX_USAGE: the configuration (or the command line) is wrong.
 const EXIT_CONFIG: u8 = 64;
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Throughput harness: Hearth side by side with Unbound, dnsdist, dnsmasq and NSD on loopback.
 #
-#   benches/throughput.sh [--quick] [--only SCENARIO[,SCENARIO...]] [--duration S]
-#                         [--repeat N] [--out FILE] [--keep]
+#   benches/throughput.sh [--quick] [--only SCENARIO[,SCENARIO...]] [--servers NAME[,NAME...]]
+#                         [--duration S] [--repeat N] [--out FILE] [--keep]
 #
 # Scenarios: hit (cache hit), hosts (hosts-file answer), auth (authoritative zone), miss (cache
 # miss, one pass over 100k names on a fresh server), loss (500 queries outstanding),
-# crosscheck (hearth-loadgen and dnsperf at the same outstanding count). See benches/README.md.
+# crosscheck (hearth-loadgen and dnsperf at the same outstanding count). --servers keeps only
+# the named rows of each scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
 # Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
 # CPU 0, and so does the NSD that forwarders use as their upstream. Everything listens on
@@ -14,12 +15,13 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
 QUICK=0
 ONLY="hit,hosts,auth,miss,loss,crosscheck"
+SERVERS=""
 OUT=""
 KEEP=0
 DURATION=""
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --only) ONLY="${2:?--only needs a scenario}"; shift ;;
+        --servers) SERVERS="${2:?--servers needs a server name}"; shift ;;
         --out) OUT="${2:?--out needs a file}"; shift ;;
         --duration) DURATION="${2:?--duration needs seconds}"; shift ;;
         --repeat) REPEAT="${2:?--repeat needs a count}"; shift ;;
@@ -311,7 +314,11 @@ loadgen() {
 loadgen_median() {
     local i lines=()
     for i in $(seq "$REPEAT"); do lines+=("$(loadgen "$@")"); done
-    printf '%s\n' "${lines[@]}" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^qps=/) print substr($i, 5), $0 }' |
+    printf '%s\n' "${lines[@]}" | median_line
+}
+# median_line: of key=value lines on stdin, the one with the median qps.
+median_line() {
+    awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^qps=/) print substr($i, 5), $0 }' |
         sort -n -k1,1 | sed -n "$(((REPEAT + 1) / 2))p" | cut -d' ' -f2-
 }
 
@@ -439,18 +446,27 @@ steady() {
     finish "$scen" "$server" "$pid" "$kv" "$dp"
 }
 
-# miss SERVER: one pass over the 100k cold names on a fresh server, for each generator.
+# miss SERVER: one pass over the 100k cold names on a fresh server, for each generator; the
+# batched one makes $REPEAT passes, each on a fresh server, and the median pass is shown.
 miss() {
-    local server=$1 pid kv dp
+    local server=$1 pid kv dp i notes="" runs=()
     log "miss: $server"
     launch "$server" "$WORK/probe-miss.txt"
     pid=$STARTED
     dp=$(dnsperf_run -d "$WORK/cold.txt" -n 1 -l 120 -c 4 -q "$MISS_OUTSTANDING" | cut -d' ' -f1)
     stop_pid "$pid"
-    launch "$server" "$WORK/probe-miss.txt"
-    pid=$STARTED
-    measured "$pid" loadgen --queries "$WORK/cold.txt" --once -q "$MISS_OUTSTANDING" --duration 120
-    kv=$(cat "$WORK/measured.out")
+    for i in $(seq "$REPEAT"); do
+        launch "$server" "$WORK/probe-miss.txt"
+        pid=$STARTED
+        [ -z "$BUSY_NOTE" ] || notes=$BUSY_NOTE
+        measured "$pid" loadgen --queries "$WORK/cold.txt" --once -q "$MISS_OUTSTANDING" --duration 120
+        runs+=("$(cat "$WORK/measured.out") srv_cpu=$SRV_CPU gen_cpu=$GEN_CPU")
+        [ "$i" = "$REPEAT" ] || stop_pid "$pid"
+    done
+    kv=$(printf '%s\n' "${runs[@]}" | median_line)
+    SRV_CPU=$(field srv_cpu "$kv")
+    GEN_CPU=$(field gen_cpu "$kv")
+    [ -n "$BUSY_NOTE" ] || BUSY_NOTE=$notes
     finish miss "$server" "$pid" "$kv" "$dp"
 }
 
@@ -489,16 +505,19 @@ if "$LOADGEN" --server "127.0.0.1:$PORT" --queries "$WORK/probe-zone.txt" --once
     die "something already answers on 127.0.0.1:$PORT (set HEARTH_BENCH_PORT_BASE)"
 fi
 HIT=("$WORK/hot.txt" "$WORK/probe-zone.txt")
+# picked SERVER: whether --servers (if given) names SERVER.
+picked() { [ -z "$SERVERS" ] || case ",$SERVERS," in *",$1,"*) true ;; *) false ;; esac; }
 for scen in ${ONLY//,/ }; do
     case "$scen" in
-        hit) for s in reflector hearth unbound dnsdist dnsmasq; do steady hit "$s" "${HIT[@]}"; done ;;
+        hit) for s in reflector hearth unbound dnsdist dnsmasq; do
+                 picked "$s" || continue; steady hit "$s" "${HIT[@]}"; done ;;
         hosts) for s in hearth-hosts dnsmasq-hosts; do
-                   steady hosts "$s" "$WORK/hot-hosts.txt" "$WORK/probe-hosts.txt"; done ;;
-        auth) for s in hearth-zone nsd; do steady auth "$s" "${HIT[@]}"; done ;;
-        miss) for s in hearth unbound dnsmasq dnsmasq-150k; do miss "$s"; done ;;
-        loss) for s in hearth unbound dnsdist dnsmasq; do loss "$s" "${HIT[@]}"; done
-              for s in hearth-zone nsd; do loss "$s" "${HIT[@]}"; done ;;
-        crosscheck) for s in dnsmasq hearth; do crosscheck "$s"; done ;;
+                   picked "$s" || continue; steady hosts "$s" "$WORK/hot-hosts.txt" "$WORK/probe-hosts.txt"; done ;;
+        auth) for s in hearth-zone nsd; do picked "$s" || continue; steady auth "$s" "${HIT[@]}"; done ;;
+        miss) for s in hearth unbound dnsmasq dnsmasq-150k; do picked "$s" || continue; miss "$s"; done ;;
+        loss) for s in hearth unbound dnsdist dnsmasq hearth-zone nsd; do
+                  picked "$s" || continue; loss "$s" "${HIT[@]}"; done ;;
+        crosscheck) for s in dnsmasq hearth; do picked "$s" || continue; crosscheck "$s"; done ;;
     esac
 done
 stop_pid "$NSD_UP"

@@ -15,11 +15,11 @@
 //! ```
 //!
 //! Each query tries each upstream at most once, each attempt (TCP retry included) bounded by
-//! `timeout`, so a query gives up within `timeout × upstreams`. The exchange is hickory-net's
-//! `UdpClientStream`, which does what RFC 5452 asks of a forwarder: a fresh socket on a random
-//! port and a random ID for every query, and a reply with the wrong source, ID or question is
-//! ignored, so it is never answered nor cached. A truncated reply (TC=1) is asked again over
-//! TCP (RFC 1035 §4.2.1, RFC 7766 §5).
+//! `timeout`, so a query gives up within `timeout × upstreams`. Over UDP, each upstream has a
+//! pool of connected sockets on random ports, renewed as they are used, shared by all queries
+//! (`pool`): a random ID per query, and a reply with the wrong source, ID or question is
+//! dropped and counted, so it is never answered nor cached (RFC 5452). A truncated reply (TC=1)
+//! is asked again over TCP (RFC 1035 §4.2.1, RFC 7766 §5), with hickory-net.
 //!
 //! How upstream replies map onto the chain's statuses:
 //!
@@ -41,6 +41,7 @@
 //! disabled with a loud error, and the process keeps running (CoreDNS's `loop` plugin exits
 //! instead, which crash-loops a pod).
 
+mod pool;
 mod upstream;
 
 use std::collections::HashMap;
@@ -92,8 +93,8 @@ struct Inner {
     concurrency: Semaphore,
     /// Random, per process: the first label of this process's loop probes.
     loop_nonce: String,
-    /// hickory-net keeps the background tasks of its exchanges in the provider: it must live
-    /// as long as the exchanges do, or their tasks are aborted.
+    /// For the TCP retries (hickory-net), which keep their background tasks in it: it must
+    /// live as long as the exchanges do, or their tasks are aborted.
     provider: TokioRuntimeProvider,
 }
 
@@ -104,7 +105,7 @@ impl Forwarder {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|address| Upstream::new(*address, config.timeout, &provider))
+            .map(|address| Upstream::new(*address))
             .collect();
         let inner = Arc::new(Inner {
             upstreams,
@@ -136,7 +137,7 @@ impl Forwarder {
         self.inner
             .upstreams
             .iter()
-            .map(|u| (u.address, &u.stats))
+            .map(|u| (u.address, &*u.stats))
             .collect()
     }
 
@@ -177,15 +178,13 @@ impl Inner {
     /// The indexes of the upstreams, in the order this query tries them: not looping, the
     /// healthy ones (or all, when none is healthy), in the policy's order.
     fn attempt_order(&self) -> Vec<usize> {
-        let usable: Vec<usize> = (0..self.upstreams.len())
-            .filter(|i| !self.upstreams[*i].stats.is_looping())
+        let usable = |i: &usize| !self.upstreams[*i].stats.is_looping();
+        let mut order: Vec<usize> = (0..self.upstreams.len())
+            .filter(|i| usable(i) && !self.upstreams[*i].stats.is_down())
             .collect();
-        let healthy: Vec<usize> = usable
-            .iter()
-            .copied()
-            .filter(|i| !self.upstreams[*i].stats.is_down())
-            .collect();
-        let mut order = if healthy.is_empty() { usable } else { healthy };
+        if order.is_empty() {
+            order = (0..self.upstreams.len()).filter(usable).collect();
+        }
         match self.policy {
             Policy::Sequential => {}
             Policy::RoundRobin => {
@@ -205,7 +204,7 @@ impl Inner {
             let upstream = &self.upstreams[index];
             match upstream.ask(question, self.timeout, &self.provider).await {
                 Ok(response) => {
-                    let response_code = response.response_code;
+                    let response_code = response.metadata.response_code;
                     let answer = upstream::answer_from(response, question.dnssec_ok);
                     match response_code {
                         ResponseCode::NoError => return Outcome::Success(answer),

@@ -2,22 +2,19 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
-use hickory_net::udp::UdpClientStream;
-use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
+use hickory_net::xfer::{DnsHandle, FirstAnswer};
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::time::Instant;
 
+use super::pool::{ExchangeError, Pool, UPSTREAM_PAYLOAD};
 use super::MAX_FAILS;
 use crate::chain::{Answer, Question, SourceError};
-
-/// The EDNS payload size we advertise upstream: the DNS Flag Day 2020 value, which avoids IP
-/// fragmentation on almost every path (RFC 9715).
-const UPSTREAM_PAYLOAD: u16 = 1232;
 
 /// How an attempt at one upstream ended, when it did not give an answer to pass on.
 pub enum Failure {
@@ -36,11 +33,18 @@ pub struct UpstreamStats {
     /// Sum of the latencies of the attempts that got a reply, in microseconds.
     pub latency_micros: AtomicU64,
     pub replies: AtomicU64,
+    /// UDP datagrams from the upstream's address and port whose ID is that of no query in
+    /// flight: a reply that came after its query gave up, or a forgery that guessed the port
+    /// but not the ID (RFC 5452 §9.1). Dropped.
+    pub unmatched_replies: AtomicU64,
+    /// UDP datagrams with the ID of a query in flight that are not a reply to it: another
+    /// question, not a response, or undecodable (RFC 5452 §9.1). Dropped; the query keeps
+    /// waiting for its genuine reply. Many of these mean someone is guessing.
+    pub mismatched_replies: AtomicU64,
     consecutive_failures: AtomicU32,
     down: AtomicBool,
     looping: AtomicBool,
 }
-
 impl UpstreamStats {
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
@@ -75,22 +79,20 @@ impl UpstreamStats {
 /// One upstream resolver.
 pub struct Upstream {
     pub address: SocketAddr,
-    /// hickory-net's UDP exchange; it opens a new random-port socket per query, so one exchange
-    /// serves all concurrent queries to this upstream.
-    udp: DnsExchange<TokioRuntimeProvider>,
-    pub stats: UpstreamStats,
+    /// The UDP sockets every query to this upstream shares (see `pool`).
+    udp: Pool,
+    /// Shared with the pool's receive tasks, which count the replies they drop.
+    pub stats: Arc<UpstreamStats>,
 }
 
 impl Upstream {
-    pub fn new(address: SocketAddr, timeout: Duration, provider: &TokioRuntimeProvider) -> Self {
+    /// Must run inside the tokio runtime (the pool binds its sockets on first use).
+    pub fn new(address: SocketAddr) -> Self {
+        let stats = Arc::new(UpstreamStats::default());
         Self {
             address,
-            udp: UdpClientStream::builder(address, provider.clone())
-                .with_timeout(Some(timeout))
-                // One send per attempt: failover to the next upstream is our retry.
-                .with_max_retries(1)
-                .exchange(),
-            stats: UpstreamStats::default(),
+            udp: Pool::new(address, Arc::clone(&stats)),
+            stats,
         }
     }
 
@@ -100,11 +102,11 @@ impl Upstream {
         question: &Question,
         timeout: Duration,
         provider: &TokioRuntimeProvider,
-    ) -> Result<DnsResponse, Failure> {
+    ) -> Result<Message, Failure> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = self
-            .exchange(request_for(question), started + timeout, timeout, provider)
+            .exchange(question, started + timeout, timeout, provider)
             .await;
         match &result {
             Ok(_) => self.stats.record_success(started.elapsed()),
@@ -119,44 +121,47 @@ impl Upstream {
 
     async fn exchange(
         &self,
-        request: DnsRequest,
+        question: &Question,
         deadline: Instant,
         timeout: Duration,
         provider: &TokioRuntimeProvider,
-    ) -> Result<DnsResponse, Failure> {
+    ) -> Result<Message, Failure> {
         let timed_out = || {
             Failure::Temporary(SourceError::UpstreamTimeout {
                 upstream: self.address,
                 timeout,
             })
         };
-        let unreachable = |error: hickory_net::NetError| {
+        let unreachable = |reason: String| {
             Failure::Permanent(SourceError::UpstreamUnreachable {
                 upstream: self.address,
-                reason: error.to_string(),
+                reason,
             })
         };
         let response =
-            tokio::time::timeout_at(deadline, self.udp.send(request.clone()).first_answer())
+            self.udp
+                .exchange(question, deadline)
                 .await
-                .map_err(|_| timed_out())?
                 .map_err(|error| match error {
-                    hickory_net::NetError::Timeout => timed_out(),
-                    other => unreachable(other),
+                    ExchangeError::TimedOut => timed_out(),
+                    ExchangeError::Io(error) => unreachable(error.to_string()),
                 })?;
-        if !response.truncation {
+        if !response.metadata.truncation {
             return Ok(response);
         }
+        // RFC 7766 §5: a truncated UDP reply is asked again over TCP. Rare enough that a
+        // connection per query (hickory-net's) is fine.
         let over_tcp = async {
             let exchange =
                 TcpClientStream::exchange(self.address, None, timeout, None, provider.clone())
                     .await?;
-            exchange.send(request).first_answer().await
+            exchange.send(request_for(question)).first_answer().await
         };
         tokio::time::timeout_at(deadline, over_tcp)
             .await
             .map_err(|_| timed_out())?
-            .map_err(unreachable)
+            .map(DnsResponse::into_message)
+            .map_err(|error| unreachable(error.to_string()))
     }
 
     /// A health check: `. IN NS`, as CoreDNS asks. Any reply marks the upstream up; returns
@@ -165,7 +170,7 @@ impl Upstream {
         let question = Question::new(Name::root(), RecordType::NS);
         let started = Instant::now();
         if self
-            .exchange(request_for(&question), started + timeout, timeout, provider)
+            .exchange(&question, started + timeout, timeout, provider)
             .await
             .is_ok()
         {
@@ -177,8 +182,9 @@ impl Upstream {
     }
 }
 
-/// The query sent upstream: the client's question with RD=1, a fresh random ID (set by
-/// `Message::query`), and EDNS with the client's DO and CD bits.
+/// The query sent upstream over TCP: the client's question with RD=1, a fresh random ID (set
+/// by `Message::query`), and EDNS with the client's DO and CD bits, as `pool::encode_query`
+/// writes it for UDP.
 pub fn request_for(question: &Question) -> DnsRequest {
     let mut message = Message::query();
     message.metadata.recursion_desired = true;
@@ -207,8 +213,7 @@ pub fn request_for(question: &Question) -> DnsRequest {
 /// authority and additional sections (an upstream's NS set and glue), which no stub resolver
 /// uses and which would double what the cache holds. With DO set they stay: a wildcard answer's
 /// NSEC proof is in the authority section.
-pub fn answer_from(response: DnsResponse, dnssec_ok: bool) -> Answer {
-    let mut message = response.into_message();
+pub fn answer_from(mut message: Message, dnssec_ok: bool) -> Answer {
     let positive = message.metadata.response_code == hickory_proto::op::ResponseCode::NoError
         && !message.answers.is_empty();
     if positive && !dnssec_ok {

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Cluster scale: memory and time to first sync of the cluster zone fed by a Kubernetes API.
 #
-#   benches/cluster_scale.sh [SERVICES] [ENDPOINTS_PER_SERVICE] [PODS]
+#   benches/cluster_scale.sh [SERVICES] [ENDPOINTS_PER_SERVICE] [PODS] [CHANGES]
 #
 # Defaults: 10000 services x 10 endpoints = 100,000 endpoints, no pods (pods = "insecure";
-# PODS > 0 serves that many pods too and sets pods = "verified", which watches them).
+# PODS > 0 serves that many pods too and sets pods = "verified", which watches them), 3 changes
+# (a service added then deleted, each timed).
 #
 # The test `scale_services_and_endpoints` (tests/kubernetes_api.rs, ignored by default)
 # generates the objects into the fake API server of tests/common/apiserver.rs, starts the
 # release `hearth` binary as its own process against it, and prints: the time from process
 # start to the last service answering, Hearth's RSS (and peak) after the first sync, its CPU
 # seconds, and how long a change takes to show at that size. Loopback only; the server is
-# stopped at the end, pass or fail. Run it alone: it takes both cores for a few seconds.
+# stopped at the end, pass or fail. Run it alone: it takes both cores for a few seconds, and
+# other builds on the machine show in every number (`pgrep -a rustc` first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HEARTH_SCALE_SERVICES="${1:-10000}"
 export HEARTH_SCALE_ENDPOINTS_PER_SERVICE="${2:-10}"
 export HEARTH_SCALE_PODS="${3:-0}"
+export HEARTH_SCALE_CHANGES="${4:-3}"
 exec cargo test --release --test kubernetes_api scale_services_and_endpoints \
     -- --ignored --nocapture --test-threads 1

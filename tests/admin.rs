@@ -28,13 +28,6 @@ fn admin(server: &TestServer) -> std::net::SocketAddr {
     server.running().admin_addr().expect("[admin] is set")
 }
 
-/// The value of the sample line `name{labels}` (labels exactly as printed, or none).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-}
-
 #[tokio::test]
 async fn health_and_ready_answer_200_when_everything_has_loaded() {
     let (server, _upstream, _dir) = server_with_admin("").await;

@@ -43,12 +43,6 @@ fn metrics(running: &Running) -> String {
     running.state().render_metrics("hearth")
 }
 
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-}
-
 #[tokio::test]
 async fn a_reload_applies_the_new_order_and_files() {
     let dir = tempfile::tempdir().unwrap();

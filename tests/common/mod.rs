@@ -574,3 +574,11 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// The value of the metrics sample line `series` (`name{labels}`, labels exactly as printed,
+/// or none) in a `/metrics` text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+}

@@ -59,8 +59,8 @@ use crate::sources::zones::cluster::Cluster;
 
 /// How long changes are gathered before a new zone is built: a burst of events (a rollout, a
 /// re-list) gives one rebuild. A change shows after this plus the rebuild, which is the cost at
-/// scale (benches/cluster_scale.sh, 2 cores): 0.85 s in all at 50,000 endpoints, 1.7 s at
-/// 100,000, nearly all of it in `records::build` and `Zone::from_records`.
+/// scale (benches/cluster_scale.sh, 2 cores): 0.32 to 0.38 s in all at 100,000 endpoints, of
+/// which some 0.25 s in `records::build_into` and the zone it makes.
 const COALESCE: Duration = Duration::from_millis(100);
 
 /// Updates waiting for the feed; a kind's task waits when it is full.
@@ -325,9 +325,10 @@ async fn finished(
 /// Builds zones and swaps them in, on one thread of its own for the life of the watch.
 ///
 /// Not the blocking pool: glibc gives each thread its own malloc arena, and a build at
-/// 100,000 endpoints frees some 200 MiB of temporaries into whichever arena it ran in. Spread
-/// over the pool's threads, each arena kept a build's worth: RSS 958 MiB after 12 rebuilds;
-/// on this one thread, 545 MiB (benches/cluster_scale.sh).
+/// 100,000 endpoints frees its temporaries (some 70 MiB; 220 MiB when the zone was made of
+/// hickory `Record`s) into whichever arena it ran in. Spread over the pool's threads, each
+/// arena kept a build's worth: RSS 958 MiB after 12 rebuilds of the `Record` zone, 545 MiB on
+/// this one thread; 270 MiB now (benches/cluster_scale.sh).
 struct Installer {
     jobs: std::sync::mpsc::Sender<(Snapshot, oneshot::Sender<bool>)>,
 }

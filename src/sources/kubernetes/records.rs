@@ -348,14 +348,7 @@ fn reverse_name(address: IpAddr) -> Name {
         match address {
             IpAddr::V4(v4) => {
                 for octet in v4.octets().into_iter().rev() {
-                    let digits = [octet / 100, octet / 10 % 10, octet % 10].map(|d| b'0' + d);
-                    let skip = if octet >= 100 {
-                        0
-                    } else if octet >= 10 {
-                        1
-                    } else {
-                        2
-                    };
+                    let (digits, skip) = crate::sources::zones::zone::octet_decimal(octet);
                     name = name.append_label(&digits[skip..])?;
                 }
                 name = name.append_label(b"in-addr".as_slice())?;

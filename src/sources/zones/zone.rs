@@ -72,6 +72,18 @@ fn parent(key: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// `octet` in decimal without leading zeros: the three digits, and how many of them to skip
+/// (an in-addr.arpa label, RFC 1035 §3.5).
+pub(crate) fn octet_decimal(octet: u8) -> ([u8; 3], usize) {
+    let digits = [octet / 100, octet / 10 % 10, octet % 10].map(|d| b'0' + d);
+    let skip = match octet {
+        100.. => 0,
+        10.. => 1,
+        _ => 2,
+    };
+    (digits, skip)
+}
+
 /// Appends the key (see [`NameKey`]) of `address`'s reverse name: its octets (IPv4) or
 /// nibbles (IPv6) from the last, then `in-addr.arpa.` or `ip6.arpa.`.
 fn push_reverse_key(key: &mut Vec<u8>, address: IpAddr) {
@@ -79,14 +91,7 @@ fn push_reverse_key(key: &mut Vec<u8>, address: IpAddr) {
     match address {
         IpAddr::V4(v4) => {
             for octet in v4.octets().into_iter().rev() {
-                let digits = [octet / 100, octet / 10 % 10, octet % 10].map(|d| b'0' + d);
-                let skip = if octet >= 100 {
-                    0
-                } else if octet >= 10 {
-                    1
-                } else {
-                    2
-                };
+                let (digits, skip) = octet_decimal(octet);
                 key.push((3 - skip) as u8);
                 key.extend_from_slice(&digits[skip..]);
             }

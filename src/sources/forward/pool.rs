@@ -18,8 +18,9 @@
 //! answered by a local NSD): hickory-net's `UdpClientStream` opened, registered and closed a
 //! socket per query and ran its request machinery around it, and Hearth missed at 0.76× Unbound's
 //! rate (33,018 vs 43,641 q/s). With the pool a miss costs one `send` and a share of the receive
-//! task's reads (1.4 `recvfrom` per reply), and Hearth misses at 1.7-2.0× Unbound's rate
-//! (69,500-83,400 vs 40,700-43,600 q/s, six runs of each taken in turns on a quiet machine).
+//! task's reads (1.4 `recvfrom` per reply), and Hearth misses at 1.92× Unbound's rate (74,557
+//! vs 38,878 q/s, `benches/throughput.sh --only miss --servers hearth,unbound --repeat 3`), and
+//! at 1.7-2.0× in six more passes of each taken in turns (69,500-83,400 vs 40,700-43,600 q/s).
 //! Half of what remains is the kernel's, in the two `sendto`s of a miss (the query upstream, the
 //! reply to the client): loopback delivery and waking the receiving process.
 //!
@@ -134,7 +135,8 @@ impl Pool {
         }
     }
 
-    /// Sends `question` and waits until `deadline` for the reply that matches it.
+    /// Sends `question` and waits until `deadline` for the reply that matches it. Cancel-safe:
+    /// dropped while waiting, the query is unregistered and its reply, if one comes, dropped.
     pub async fn exchange(
         &self,
         question: &Question,
@@ -228,7 +230,7 @@ struct Waiters {
     by_id: HashMap<u16, Waiter>,
     /// Tells a registration's own entry from a later one that reused its ID.
     next_sequence: u64,
-    /// Out of its slot: takes no new query once empty.
+    /// Out of its slot (replaced by a new socket): closes once no query is in flight.
     retired: bool,
     /// The receive task has stopped: nothing would read a reply.
     closed: bool,

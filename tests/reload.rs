@@ -43,8 +43,16 @@ fn metrics(running: &Running) -> String {
     running.state().render_metrics("hearth")
 }
 
-#[tokio::test]
-async fn a_reload_applies_the_new_order_and_files() {
+/// A server started from a config file that serves `web.example.org` from the first of two
+/// hosts files (192.0.2.1; the second has 192.0.2.2), with a local upstream: the directory, the
+/// two hosts files, the upstream, the config's path and the server.
+async fn serving_the_first_of_two_hosts_files() -> (
+    tempfile::TempDir,
+    [std::path::PathBuf; 2],
+    FakeUpstream,
+    std::path::PathBuf,
+    Running,
+) {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first.hosts");
     let second = dir.path().join("second.hosts");
@@ -57,6 +65,13 @@ async fn a_reload_applies_the_new_order_and_files() {
         &config(&first, &[upstream.addr], &["files", "dns"]),
     );
     let running = start_from(&config_path).await;
+    (dir, [first, second], upstream, config_path, running)
+}
+
+#[tokio::test]
+async fn a_reload_applies_the_new_order_and_files() {
+    let (_dir, [_first, second], upstream, config_path, running) =
+        serving_the_first_of_two_hosts_files().await;
     let addr = running.local_addrs()[0];
     assert_eq!(
         rdata(&ask(addr, "web.example.org.", RecordType::A).await),
@@ -247,18 +262,9 @@ async fn clients_sending_through_reloads_get_every_answer() {
     const QUERIES_EACH: usize = 300;
     const RELOADS: usize = 20;
 
-    let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("a.hosts");
-    let b = dir.path().join("b.hosts");
-    std::fs::write(&a, "192.0.2.1 web.example.org\n").unwrap();
-    std::fs::write(&b, "192.0.2.2 web.example.org\n").unwrap();
-    let upstream = FakeUpstream::start().await;
-    let config_path = dir.path().join("hearth.toml");
-    write(
-        &config_path,
-        &config(&a, &[upstream.addr], &["files", "dns"]),
-    );
-    let running = Arc::new(start_from(&config_path).await);
+    let (_dir, [a, b], upstream, config_path, running) =
+        serving_the_first_of_two_hosts_files().await;
+    let running = Arc::new(running);
     let addr = running.local_addrs()[0];
 
     let answered = Arc::new(AtomicUsize::new(0));

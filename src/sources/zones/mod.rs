@@ -30,7 +30,7 @@ use crate::config::ZonesConfig;
 use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
 use cluster::Cluster;
 use master::ZoneProblem;
-use zone::Zone;
+use zone::{Zone, ZoneLoader};
 
 /// The zones queries see: found by walking up from the question's name.
 #[derive(Debug, Default)]
@@ -83,32 +83,39 @@ pub fn load_directory(directory: &Path) -> Result<DirectoryLoad, ZoneProblem> {
     let mut origins: HashMap<LowerName, PathBuf> = HashMap::new();
     for path in paths {
         load.files.push(path.clone());
-        let parsed = match master::read_zone_file(&path) {
-            Ok(parsed) => parsed,
+        // The records go straight into the zone's table as they are read: a 100,000-record
+        // zone never exists as a list of records besides.
+        let read = master::ZoneFile::open(&path).and_then(|file| {
+            let origin = file.origin().clone();
+            let mut loader = ZoneLoader::new(&origin);
+            let read = file.read(&mut loader)?;
+            Ok((origin, loader, read))
+        });
+        let (origin_name, loader, read) = match read {
+            Ok(read) => read,
             Err(problem) => {
                 load.problems.push(problem);
                 load.failed.push(path);
                 continue;
             }
         };
-        load.files.extend(parsed.files.iter().skip(1).cloned());
-        let broken = !parsed.errors.is_empty();
-        load.problems.extend(parsed.errors);
-        let origin = LowerName::new(&parsed.origin);
+        load.files.extend(read.files.iter().skip(1).cloned());
+        let broken = !read.errors.is_empty();
+        load.problems.extend(read.errors);
+        let origin = LowerName::new(&origin_name);
         if let Some(first) = origins.get(&origin) {
             load.problems.push(ZoneProblem {
                 file: path.clone(),
                 line: None,
                 reason: format!(
-                    "the zone {} is already served from {}; this file is ignored",
-                    parsed.origin,
+                    "the zone {origin_name} is already served from {}; this file is ignored",
                     first.display()
                 ),
             });
             continue;
         }
         // Built even when records failed to read, so its other problems are reported too.
-        let built = Zone::build(&parsed.origin, parsed.records, &path);
+        let built = loader.finish(&path);
         load.problems.extend(built.problems);
         match built.zone.filter(|_| !broken) {
             Some(zone) => {

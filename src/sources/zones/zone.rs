@@ -21,13 +21,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::master::{SourcedRecord, ZoneProblem};
+use super::master::{RecordSink, Written, ZoneProblem};
 use crate::chain::{Answer, MAX_CNAME_CHAIN};
 
 // How a zone is kept. The cluster zone of 100,000 endpoints is some 90,000 names and 160,000
@@ -747,50 +748,57 @@ pub struct ZoneBuild {
     pub problems: Vec<ZoneProblem>,
 }
 
-fn problem_at(record: &SourcedRecord, reason: String) -> ZoneProblem {
-    ZoneProblem {
-        file: record.file.clone(),
-        line: Some(record.line),
-        reason,
-    }
+/// Builds a zone from a master file's records as they are read, checking what BIND and NSD
+/// check at load time. Out-of-zone records are dropped with a warning; no SOA at the apex, more
+/// than one, or a CNAME beside other data (RFC 2181 §10.1) keeps the zone from loading.
+///
+/// Only where each CNAME and SOA was written is remembered, for those checks; the records
+/// themselves go straight into the table, so a zone's load never holds them twice.
+pub struct ZoneLoader {
+    origin: Name,
+    origin_key: Vec<u8>,
+    builder: TableBuilder,
+    problems: Vec<ZoneProblem>,
+    /// The first line of each CNAME and SOA RRset, with the owner as written.
+    first_line: HashMap<(NameKey, RecordType), (PathBuf, usize, Name)>,
+    key: Vec<u8>,
 }
 
-impl Zone {
-    /// Builds a zone from records, checking what BIND and NSD check at load time. Out-of-zone
-    /// records are dropped with a warning; no SOA at the apex, more than one, or a CNAME beside
-    /// other data (RFC 2181 §10.1) keeps the zone from loading.
-    pub fn build(origin: &Name, records: Vec<SourcedRecord>, file: &std::path::Path) -> ZoneBuild {
-        let lower_origin = LowerName::new(origin);
-        let origin_key = key_of(origin);
-        let mut problems = Vec::new();
-        let mut builder = TableBuilder::new(records.len());
-        let mut first_line: HashMap<(NameKey, RecordType), SourcedRecord> = HashMap::new();
-        let mut key = Vec::new();
-        for sourced in records {
-            name_key(&sourced.record.name, &mut key);
-            if !sourced.record.name.is_fqdn() || !is_under(&key, &origin_key) {
-                problems.push(problem_at(
-                    &sourced,
-                    format!(
-                        "{} is outside the zone {origin}; ignored",
-                        sourced.record.name
-                    ),
-                ));
-                continue;
-            }
-            let record_type = sourced.record.record_type();
-            first_line
-                .entry((key.as_slice().into(), record_type))
-                .or_insert_with(|| sourced.clone());
-            builder.add(sourced.record, &origin_key);
+impl ZoneLoader {
+    pub fn new(origin: &Name) -> Self {
+        Self {
+            origin: origin.clone(),
+            origin_key: key_of(origin),
+            builder: TableBuilder::new(0),
+            problems: Vec::new(),
+            first_line: HashMap::new(),
+            key: Vec::new(),
         }
-        let table = builder.finish();
+    }
 
+    /// The zone, or why it did not load; `file` is the zone file, named by problems that
+    /// belong to no line.
+    pub fn finish(self, file: &Path) -> ZoneBuild {
+        let Self {
+            origin,
+            origin_key,
+            builder,
+            mut problems,
+            first_line,
+            ..
+        } = self;
+        let table = builder.finish();
+        let at = |(file, line, _): &(PathBuf, usize, Name), reason: String| ZoneProblem {
+            file: file.clone(),
+            line: Some(*line),
+            reason,
+        };
         let mut fatal = false;
-        for ((owner, record_type), sourced) in &first_line {
+        for ((owner, record_type), written) in &first_line {
             if *record_type != RecordType::CNAME {
                 continue;
             }
+            let name = &written.2;
             let span = table.names.get(owner).copied().unwrap_or_default();
             let types = table.types(span);
             if types.len() > 1 {
@@ -799,11 +807,10 @@ impl Zone {
                     .filter(|t| **t != RecordType::CNAME)
                     .map(|t| t.to_string())
                     .collect();
-                problems.push(problem_at(
-                    sourced,
+                problems.push(at(
+                    written,
                     format!(
-                        "CNAME at {} beside other data ({}): RFC 2181 §10.1 forbids it",
-                        sourced.record.name,
+                        "CNAME at {name} beside other data ({}): RFC 2181 §10.1 forbids it",
                         others.join(", ")
                     ),
                 ));
@@ -812,10 +819,7 @@ impl Zone {
                 .get(span, RecordType::CNAME)
                 .is_some_and(|c| c.len() > 1)
             {
-                problems.push(problem_at(
-                    sourced,
-                    format!("more than one CNAME at {}", sourced.record.name),
-                ));
+                problems.push(at(written, format!("more than one CNAME at {name}")));
                 fatal = true;
             }
         }
@@ -827,7 +831,7 @@ impl Zone {
                     file: file.to_owned(),
                     line: first_line
                         .get(&(origin_key.as_slice().into(), RecordType::SOA))
-                        .map(|r| r.line),
+                        .map(|(_, line, _)| *line),
                     reason: format!("more than one SOA at the apex {origin}"),
                 });
                 None
@@ -848,9 +852,10 @@ impl Zone {
             };
         };
         problems.sort_by_key(|p| (p.file.clone(), p.line));
+        let lower_origin = LowerName::new(&origin);
         ZoneBuild {
-            zone: Some(Self::from_table(
-                origin.clone(),
+            zone: Some(Zone::from_table(
+                origin,
                 lower_origin,
                 origin_key.into_boxed_slice(),
                 soa,
@@ -859,7 +864,33 @@ impl Zone {
             problems,
         }
     }
+}
 
+impl RecordSink for ZoneLoader {
+    fn record(&mut self, at: Written<'_>, record: Record) {
+        name_key(&record.name, &mut self.key);
+        if !record.name.is_fqdn() || !is_under(&self.key, &self.origin_key) {
+            self.problems.push(ZoneProblem {
+                file: at.file.to_owned(),
+                line: Some(at.line),
+                reason: format!(
+                    "{} is outside the zone {}; ignored",
+                    record.name, self.origin
+                ),
+            });
+            return;
+        }
+        let record_type = record.record_type();
+        if matches!(record_type, RecordType::CNAME | RecordType::SOA) {
+            self.first_line
+                .entry((self.key.as_slice().into(), record_type))
+                .or_insert_with(|| (at.file.to_owned(), at.line, record.name.clone()));
+        }
+        self.builder.add(record, &self.origin_key);
+    }
+}
+
+impl Zone {
     /// Builds a zone from records that are known to be sound (generated ones, such as the
     /// cluster zone), plus names that exist without records. Records outside the zone are
     /// dropped.

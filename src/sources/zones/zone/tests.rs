@@ -6,8 +6,8 @@ use std::path::Path;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 
-use super::Zone;
-use crate::sources::zones::master::read_zone_file;
+use super::{Zone, ZoneLoader};
+use crate::sources::zones::master::ZoneFile;
 
 const ZONE: &str = r#"$ORIGIN example.internal.
 $TTL 3600
@@ -35,8 +35,11 @@ fn build(text: &str) -> super::ZoneBuild {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("example.internal.zone");
     std::fs::write(&path, text).unwrap();
-    let parsed = read_zone_file(&path).unwrap();
-    let mut built = Zone::build(&parsed.origin, parsed.records, &path);
+    let file = ZoneFile::open(&path).unwrap();
+    let mut loader = ZoneLoader::new(file.origin());
+    let read = file.read(&mut loader).unwrap();
+    assert!(read.errors.is_empty(), "{:?}", read.errors);
+    let mut built = loader.finish(&path);
     for problem in &mut built.problems {
         problem.file = Path::new(problem.file.file_name().unwrap()).to_owned();
     }

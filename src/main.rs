@@ -18,6 +18,25 @@ use hearth::sources::{hosts, kubernetes, zones};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h; libmimalloc-sys names no constant for it. mimalloc
+/// keeps its option numbers stable (retired ones stay as `deprecated_` placeholders).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// Tells mimalloc to hand freed pages back to the system at once rather than after its
+/// default of a second, unless `MIMALLOC_PURGE_DELAY` is set. A second is long enough that
+/// what a zone load or a burst of cold queries freed is still resident when the server goes
+/// quiet: measured on the 100,000-record zone of BENCHMARKS.md, 37 MB just loaded and 42-47 MB
+/// after a pass over every name with the default, against 31 MB and 35-37 MB with 0. Neither
+/// the hit rate (about 510,000 q/s either way) nor the miss rate (65,000-67,000 q/s) moved:
+/// the UDP fast path does not allocate, and the general path frees whole pages rarely.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set stores a number in mimalloc's option table; it is safe to call
+        // at any time, from any thread.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    }
+}
+
 /// sysexits.h EX_USAGE: the configuration (or the command line) is wrong.
 const EXIT_CONFIG: u8 = 64;
 
@@ -65,6 +84,7 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     match Cli::parse().command {
         Command::Serve {
             config,

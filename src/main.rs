@@ -22,18 +22,27 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// keeps its option numbers stable (retired ones stay as `deprecated_` placeholders).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
-/// Tells mimalloc to hand freed pages back to the system at once rather than after its
-/// default of a second, unless `MIMALLOC_PURGE_DELAY` is set. A second is long enough that
-/// what a zone load or a burst of cold queries freed is still resident when the server goes
-/// quiet: measured on the 100,000-record zone of BENCHMARKS.md, 37 MB just loaded and 42-47 MB
-/// after a pass over every name with the default, against 31 MB and 35-37 MB with 0. Neither
-/// the hit rate (about 510,000 q/s either way) nor the miss rate (65,000-67,000 q/s) moved:
-/// the UDP fast path does not allocate, and the general path frees whole pages rarely.
+/// Sets mimalloc's purge delay to 10 ms (mimalloc 2's default; mimalloc 3's is a second),
+/// unless `MIMALLOC_PURGE_DELAY` is set. Freed pages go back to the system that long after they
+/// empty. Measured on the 100,000-record zone and the 1,000 hot cached names of BENCHMARKS.md
+/// (the zone's RSS after loading, then after each of three `dnsperf`
+/// passes over every name; a forwarder's cache-hit rate with `hearth-loadgen`):
+///
+/// | delay | zone loaded | after passes | peak | forwarder hits |
+/// |---|---|---|---|---|
+/// | 1000 ms (default) | 37 MB | 41-47 MB | 49 MB | 513,000-516,000 q/s |
+/// | 100 ms | 37 MB | 41 MB | 47 MB | 517,000-529,000 q/s |
+/// | 10 ms | 26 MB | 35-38 MB | 40 MB | 506,000-517,000 q/s |
+/// | 0 | 27 MB | 34-36 MB | 39 MB | 446,000-453,000 q/s |
+///
+/// At 0 every batch of the UDP fast path paid two `madvise` calls: nix's per-batch socket
+/// headers empty a 64 KiB page that is purged at once and faulted back in on the next batch.
+/// 10 ms keeps that page, and still returns what a load or a burst of cold queries freed.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set stores a number in mimalloc's option table; it is safe to call
         // at any time, from any thread.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) }
     }
 }
 

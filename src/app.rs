@@ -442,14 +442,30 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         local_addrs.push(address);
         for udp_socket in udp_sockets {
             if fast {
-                tracker.spawn(fast::serve(
+                fast::spawn(
                     udp_socket,
                     Arc::clone(&engine),
                     Arc::clone(&table),
                     shutdown.clone(),
                     tracker.clone(),
-                ));
+                    tokio::runtime::Handle::current(),
+                )
+                .map_err(|source| StartError::Bind {
+                    origin: config.origin.clone(),
+                    address,
+                    protocol: "udp",
+                    hint: "",
+                    source,
+                })?;
             } else {
+                let udp_socket =
+                    UdpSocket::from_std(udp_socket).map_err(|source| StartError::Bind {
+                        origin: config.origin.clone(),
+                        address,
+                        protocol: "udp",
+                        hint: "",
+                        source,
+                    })?;
                 tracker.spawn(udp::serve(
                     udp_socket,
                     Arc::clone(&engine),
@@ -518,7 +534,7 @@ fn bind_pair(
     origin: &str,
     shared: bool,
     udp_count: usize,
-) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), StartError> {
+) -> Result<(Vec<std::net::UdpSocket>, TcpListener, SocketAddr), StartError> {
     let error = |protocol, source: io::Error| StartError::Bind {
         origin: origin.to_owned(),
         address,

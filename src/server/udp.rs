@@ -31,8 +31,10 @@ const MAX_DATAGRAM: usize = 65_535;
 
 /// Binds a UDP socket with large buffers. An IPv6 socket is IPv6-only, so `[::]:53` and
 /// `0.0.0.0:53` can both be listed. With `shared`, `SO_REUSEPORT` is set, so that one socket per
-/// core can be bound to the same address and the kernel spreads datagrams across them.
-pub fn bind(address: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
+/// core can be bound to the same address and the kernel spreads datagrams across them. The
+/// socket is non-blocking, and not yet registered with the runtime: the fast path serves it
+/// from a thread of its own (`server::fast::spawn`).
+pub fn bind(address: SocketAddr, shared: bool) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM,
@@ -48,7 +50,7 @@ pub fn bind(address: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     set_buffers(&socket);
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Asks for large buffers; falls back to what the kernel allows, never fails the bind.

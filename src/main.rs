@@ -15,6 +15,12 @@ use hearth::sources::{hosts, kubernetes, zones};
 /// thread), while the query threads grow arenas of their own, so RSS after a reload or a pass
 /// over cold names stays far above what is in use. mimalloc returns freed pages to the system
 /// and shares them across threads.
+///
+/// Built with `no_thp` (Cargo.toml): by default mimalloc asks for transparent huge pages on
+/// its arena, and on a host in THP `madvise` mode (Debian's default) every touched 2 MiB of heap
+/// is then resident. An idle server measured 21 MB RSS, 12 MB of it huge pages, for 1.6 MB of
+/// heap; without them, 10.6 MB. Neither hit rate moved. (On a host in THP `always` mode,
+/// `MIMALLOC_ALLOW_THP=0` turns them off for the process.)
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -24,20 +30,18 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 /// Sets mimalloc's purge delay to 10 ms (mimalloc 2's default; mimalloc 3's is a second),
 /// unless `MIMALLOC_PURGE_DELAY` is set. Freed pages go back to the system that long after they
-/// empty. Measured on the 100,000-record zone and the 1,000 hot cached names of BENCHMARKS.md
-/// (the zone's RSS after loading, then after each of three `dnsperf`
-/// passes over every name; a forwarder's cache-hit rate with `hearth-loadgen`):
+/// empty. Measured on the 100,000-record zone and the 1,000 hot cached names of BENCHMARKS.md:
+/// the zone's RSS just loaded, then after each of three `dnsperf` passes over every name, and
+/// a forwarder's cache-hit rate with `hearth-loadgen`, without huge pages:
 ///
 /// | delay | zone loaded | after passes | peak | forwarder hits |
 /// |---|---|---|---|---|
-/// | 1000 ms (default) | 37 MB | 41-47 MB | 49 MB | 513,000-516,000 q/s |
-/// | 100 ms | 37 MB | 41 MB | 47 MB | 517,000-529,000 q/s |
-/// | 10 ms | 26 MB | 35-38 MB | 40 MB | 506,000-517,000 q/s |
-/// | 0 | 27 MB | 34-36 MB | 39 MB | 446,000-453,000 q/s |
+/// | 1000 ms (mimalloc 3's default) | 28 MB | 31-33 MB | 33 MB | 559,000-571,000 q/s |
+/// | 10 ms | 20 MB | 26 MB | 26 MB | 572,000-597,000 q/s |
+/// | 0 | 20 MB | 26 MB | 26 MB | 562,000-576,000 q/s |
 ///
-/// At 0 every batch of the UDP fast path paid two `madvise` calls: nix's per-batch socket
-/// headers empty a 64 KiB page that is purged at once and faulted back in on the next batch.
-/// 10 ms keeps that page, and still returns what a load or a burst of cold queries freed.
+/// With huge pages, 0 cost 13% of the hit rate (every batch emptied a page that was purged and
+/// faulted back in); 10 ms never did.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set stores a number in mimalloc's option table; it is safe to call

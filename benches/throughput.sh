@@ -57,7 +57,7 @@ UPSTREAM_PORT=$PORT_BASE            # NSD, the upstream of every forwarder
 PORT=$((PORT_BASE + 1))             # the server under test
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-HEARTH="$ROOT/target/release/hearth"
+HEARTH="${HEARTH_BIN:-$ROOT/target/release/hearth}"
 LOADGEN="$ROOT/target/release/hearth-loadgen"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

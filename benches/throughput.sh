@@ -12,10 +12,11 @@
 # Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
 # CPU 0, and so does the NSD that forwarders use as their upstream. Everything listens on
 # 127.0.0.1; every run is bounded in time; every process started here is stopped on exit.
+# HEARTH_BIN=path runs another hearth binary (an older build, to compare) in Hearth's rows.
 set -euo pipefail
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 

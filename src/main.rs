@@ -28,25 +28,28 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// keeps its option numbers stable (retired ones stay as `deprecated_` placeholders).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
-/// Sets mimalloc's purge delay to 10 ms (mimalloc 2's default; mimalloc 3's is a second),
-/// unless `MIMALLOC_PURGE_DELAY` is set. Freed pages go back to the system that long after they
-/// empty. Measured on the 100,000-record zone and the 1,000 hot cached names of BENCHMARKS.md:
-/// the zone's RSS just loaded, then after each of three `dnsperf` passes over every name, and
-/// a forwarder's cache-hit rate with `hearth-loadgen`, without huge pages:
+/// Sets mimalloc's purge delay to 0 (mimalloc 3's default is a second), unless
+/// `MIMALLOC_PURGE_DELAY` is set: a page that empties goes back to the system at once. A
+/// delayed purge runs only when the thread that freed the page calls the allocator again, and
+/// the thread that loaded a zone or a hosts file goes idle right after freeing what the load
+/// used. Measured without huge pages: the zone's RSS just loaded, then after each of three
+/// `dnsperf` passes over every name; a 100,000-line hosts file just loaded; a forwarder's
+/// cache-hit rate with `hearth-loadgen`:
 ///
-/// | delay | zone loaded | after passes | peak | forwarder hits |
+/// | delay | zone loaded | after passes | hosts file | forwarder hits |
 /// |---|---|---|---|---|
-/// | 1000 ms (mimalloc 3's default) | 28 MB | 31-33 MB | 33 MB | 559,000-571,000 q/s |
-/// | 10 ms | 20 MB | 26 MB | 26 MB | 572,000-597,000 q/s |
-/// | 0 | 20 MB | 26 MB | 26 MB | 562,000-576,000 q/s |
+/// | 1000 ms (mimalloc 3's default) | 28 MB | 31-33 MB | | 559,000-571,000 q/s |
+/// | 10 ms | 20 MB | 26 MB | 107 MB | 572,000-597,000 q/s |
+/// | 0 | 20 MB | 26 MB | 56 MB | 562,000-576,000 q/s |
 ///
-/// With huge pages, 0 cost 13% of the hit rate (every batch emptied a page that was purged and
-/// faulted back in); 10 ms never did.
+/// With huge pages (before `no_thp`), 0 cost 13% of the hit rate: nix's per-batch socket
+/// headers emptied a page each batch, purged and faulted back in. Without them the fast path
+/// makes a handful of `madvise` calls in a few seconds of load (8 in 3 s, against 82,000).
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set stores a number in mimalloc's option table; it is safe to call
         // at any time, from any thread.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) }
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
     }
 }
 

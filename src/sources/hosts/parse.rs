@@ -92,7 +92,10 @@ fn parse_line(content: &[u8]) -> Result<Option<(IpAddr, Vec<Name>)>, LineError> 
     let address: IpAddr = address_text
         .parse()
         .map_err(|_| LineError::BadAddress(shorten(address_text)))?;
-    let names = fields.map(parse_name).collect::<Result<Vec<Name>, _>>()?;
+    let mut names = fields.map(parse_name).collect::<Result<Vec<Name>, _>>()?;
+    // Collected without a size hint, the list holds room for four names; most lines have one,
+    // and a 100,000-line file keeps every line (for rebuilds when another file changes).
+    names.shrink_to_fit();
     if names.is_empty() {
         return Err(LineError::NoNames(address_text.to_owned()));
     }

@@ -440,6 +440,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut local_addrs = Vec::new();
     for (udp_sockets, tcp_listener, address) in sockets {
         local_addrs.push(address);
+        let udp_error = |source| StartError::Bind {
+            origin: config.origin.clone(),
+            address,
+            protocol: "udp",
+            hint: "",
+            source,
+        };
         for udp_socket in udp_sockets {
             if fast {
                 fast::spawn(
@@ -450,24 +457,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     tracker.clone(),
                     tokio::runtime::Handle::current(),
                 )
-                .map_err(|source| StartError::Bind {
-                    origin: config.origin.clone(),
-                    address,
-                    protocol: "udp",
-                    hint: "",
-                    source,
-                })?;
+                .map_err(udp_error)?;
             } else {
-                let udp_socket =
-                    UdpSocket::from_std(udp_socket).map_err(|source| StartError::Bind {
-                        origin: config.origin.clone(),
-                        address,
-                        protocol: "udp",
-                        hint: "",
-                        source,
-                    })?;
                 tracker.spawn(udp::serve(
-                    udp_socket,
+                    UdpSocket::from_std(udp_socket).map_err(udp_error)?,
                     Arc::clone(&engine),
                     shutdown.clone(),
                     tracker.clone(),

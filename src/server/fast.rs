@@ -403,10 +403,11 @@ pub fn spawn(
 /// Puts the calling thread under `SCHED_BATCH`: a fast-path thread woken by a datagram then
 /// does not preempt a runtime thread that is answering misses, and finds a fuller batch when it
 /// runs. Under the default policy every datagram of a miss load switched the core from the
-/// runtime to this thread and back: one pass over 100,000 new names, server pinned to one core
-/// (`benches/throughput.sh --only miss`), ran at 53,000-64,000 q/s, against 90,500-91,300 q/s
-/// with this, and 84,000-86,000 when the socket was a tokio task. A hit load, where this
-/// thread is the only one busy, does not change. Not allowed (a seccomp filter without
+/// runtime to this thread and back. One pass over 100,000 new names, server pinned to one core:
+/// `benches/throughput.sh --only miss` gave 53,000-58,000 q/s without this and 77,000-84,000
+/// with it (83,900 when the socket was a tokio task); a forwarder in front of a local Hearth,
+/// 64,000-66,000 without and 89,000-91,000 with (72,000-86,000 as a tokio task). A hit load,
+/// where this thread is the only one busy, does not change. Not allowed (a seccomp filter without
 /// `@resources`, say), the thread keeps the default policy.
 fn batch_scheduling() {
     use thread_priority::{

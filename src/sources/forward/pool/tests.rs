@@ -5,6 +5,8 @@ use hickory_proto::op::Query;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record};
 
+use tokio::task::JoinHandle;
+
 use super::*;
 
 fn question(name: &str) -> Question {
@@ -70,6 +72,29 @@ fn address_in(message: &Message) -> Option<Ipv4Addr> {
 
 fn in_a_second() -> Instant {
     Instant::now() + Duration::from_secs(1)
+}
+
+/// Asks `pool` for `name` in a task of its own, so the test can play the upstream meanwhile.
+fn ask(
+    pool: &Arc<Pool>,
+    name: &'static str,
+    deadline: Instant,
+) -> JoinHandle<Result<Message, ExchangeError>> {
+    let pool = Arc::clone(pool);
+    tokio::spawn(async move { pool.exchange(&question(name), deadline).await })
+}
+
+/// Answers every query `upstream` receives with 192.0.2.1, until the task is aborted.
+fn answer_every_query(upstream: &Arc<Upstream>) -> JoinHandle<()> {
+    let upstream = Arc::clone(upstream);
+    tokio::spawn(async move {
+        loop {
+            let (query, from) = upstream.next_query().await;
+            upstream
+                .send(&reply_to(&query, Ipv4Addr::new(192, 0, 2, 1)), from)
+                .await;
+        }
+    })
 }
 
 fn waiting(pool: &Pool) -> usize {
@@ -149,13 +174,7 @@ async fn a_reply_is_matched_to_its_query_by_id_and_question() {
     let upstream = Upstream::start().await;
     let stats = stats();
     let pool = Arc::new(Pool::new(upstream.address(), Arc::clone(&stats)));
-    let asking = {
-        let pool = Arc::clone(&pool);
-        tokio::spawn(async move {
-            pool.exchange(&question("www.example."), in_a_second())
-                .await
-        })
-    };
+    let asking = ask(&pool, "www.example.", in_a_second());
     let (query, from) = upstream.next_query().await;
     let genuine = reply_to(&query, Ipv4Addr::new(192, 0, 2, 1));
 
@@ -207,13 +226,11 @@ async fn a_query_with_only_wrong_replies_times_out() {
     let upstream = Upstream::start().await;
     let stats = stats();
     let pool = Arc::new(Pool::new(upstream.address(), Arc::clone(&stats)));
-    let asking = {
-        let pool = Arc::clone(&pool);
-        tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_millis(300);
-            pool.exchange(&question("www.example."), deadline).await
-        })
-    };
+    let asking = ask(
+        &pool,
+        "www.example.",
+        Instant::now() + Duration::from_millis(300),
+    );
     let (query, from) = upstream.next_query().await;
     let mut forged = reply_to(&query, Ipv4Addr::new(203, 0, 113, 66));
     forged.queries[0].set_name(Name::from_ascii("poison.example.").unwrap());
@@ -384,17 +401,7 @@ async fn concurrent_queries_each_get_their_own_reply() {
 async fn sockets_are_renewed_on_new_ports_and_retired_ones_close() {
     let upstream = Arc::new(Upstream::start().await);
     let pool = Arc::new(Pool::new(upstream.address(), stats()));
-    let answering = {
-        let upstream = Arc::clone(&upstream);
-        tokio::spawn(async move {
-            loop {
-                let (query, from) = upstream.next_query().await;
-                upstream
-                    .send(&reply_to(&query, Ipv4Addr::new(192, 0, 2, 1)), from)
-                    .await;
-            }
-        })
-    };
+    let answering = answer_every_query(&upstream);
     // Fill every slot, and keep one socket to watch it being retired.
     for _ in 0..SOCKETS * 8 {
         pool.exchange(&question("a.example."), in_a_second())
@@ -446,17 +453,7 @@ async fn a_socket_older_than_its_lifetime_is_renewed() {
 async fn a_closed_socket_in_a_slot_is_replaced() {
     let upstream = Arc::new(Upstream::start().await);
     let pool = Pool::new(upstream.address(), stats());
-    let answering = {
-        let upstream = Arc::clone(&upstream);
-        tokio::spawn(async move {
-            loop {
-                let (query, from) = upstream.next_query().await;
-                upstream
-                    .send(&reply_to(&query, Ipv4Addr::new(192, 0, 2, 1)), from)
-                    .await;
-            }
-        })
-    };
+    let answering = answer_every_query(&upstream);
     let mut closed = Vec::new();
     for slot in pool.slots.iter() {
         let socket = pool.socket_in(slot).unwrap();

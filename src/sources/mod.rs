@@ -4,4 +4,5 @@ pub mod forward;
 pub mod hosts;
 pub mod kubernetes;
 pub mod watch;
+pub(crate) mod wire;
 pub mod zones;

@@ -12,7 +12,7 @@
 
 pub mod parse;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -25,7 +25,8 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind, Validity};
 use crate::sources::watch::{Fingerprint, Reload, ReloadStats};
-use parse::{HostsLine, LineProblem, ParsedHosts};
+use crate::sources::wire::{key_of, push_text_name, same_wire_name, wire_name, NameKey};
+use parse::LineProblem;
 
 /// The most names a PTR answer gives for one address. glibc's `gethostbyaddr` returns one line's
 /// names; CoreDNS returns every name. Every name is right, until a blocklist puts 100,000 names
@@ -33,72 +34,63 @@ use parse::{HostsLine, LineProblem, ParsedHosts};
 /// order are the useful ones.
 const MAX_PTR_NAMES: usize = 16;
 
+/// The most addresses of one family a name keeps. A 64 KiB message holds some 4,000 A records,
+/// so no answer could carry more; the bound keeps a span's length in 16 bits.
+const MAX_ADDRESSES: usize = u16::MAX as usize;
+
 /// The largest hosts file read: beyond this it is not a hosts file (or it is `/dev/zero`).
 const MAX_FILE_SIZE: u64 = 256 << 20;
+
+// How the table is kept. Hosts files run to blocklists of 100,000 lines and more, and dnsmasq
+// holds one in a few bytes over its text. Kept as hickory `Name`s (80 bytes each, before their
+// labels spill to the heap) in a map of `LowerName`s, with the parsed lines beside it for
+// rebuilds, a 100,000-line file took 56 MB of RSS, 0.45 KB a line. Here a name is its key
+// ([`NameKey`]) and a span of one array of addresses per family; the names a PTR answer gives
+// are kept once, as written, in one array of bytes; and a file is kept as the bytes it was
+// read as, parsed again when another file's change rebuilds the table.
 
 /// The merged contents of all hosts files: what queries read.
 #[derive(Debug, Default)]
 pub struct HostsTable {
-    by_name: HashMap<LowerName, Addresses>,
-    by_address: HashMap<IpAddr, Vec<Name>>,
+    /// Every name in the files, and where its addresses are in `v4` and `v6`.
+    by_name: HashMap<NameKey, Span>,
+    v4: Vec<Ipv4Addr>,
+    v6: Vec<Ipv6Addr>,
+    /// Every address in the files, and where the names of its PTR answer are in `ptr_names`.
+    by_address: HashMap<IpAddr, (u32, u8)>,
+    /// Offsets into `written`.
+    ptr_names: Vec<u32>,
+    /// Names in wire form as the files wrote them (case kept), for PTR answers.
+    written: Vec<u8>,
     /// Files that have never been read successfully; while any is, a name found in none of the
     /// others is UNAVAIL rather than NOTFOUND, since the unread file might have held it.
     unreadable: Vec<String>,
 }
 
-/// The addresses of one name, each family in file order, without repeats.
-#[derive(Debug, Default)]
-struct Addresses {
-    v4: Vec<Ipv4Addr>,
-    v6: Vec<Ipv6Addr>,
+/// Where a name's addresses are: each family in file order, without repeats.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    v4: u32,
+    v6: u32,
+    v4_len: u16,
+    v6_len: u16,
 }
 
 impl HostsTable {
     fn build(files: &[FileState]) -> Self {
-        let mut table = HostsTable::default();
-        let mut reverse_seen = HashSet::new();
+        let mut builder = Builder::default();
         for file in files {
-            match &file.lines {
-                Some(lines) => lines
-                    .iter()
-                    .for_each(|line| table.insert(line, &mut reverse_seen)),
-                None => table.unreadable.push(file.path.display().to_string()),
+            match &file.contents {
+                Some(bytes) => parse::lines(bytes)
+                    .flatten()
+                    .for_each(|line| builder.insert(&line)),
+                None => builder
+                    .table
+                    .unreadable
+                    .push(file.path.display().to_string()),
             }
         }
-        // Lists grown one push at a time hold room for four entries, and most names have one
-        // address and most addresses one name: without this a 100,000-line file took about
-        // 1.2 KB a line.
-        for addresses in table.by_name.values_mut() {
-            addresses.v4.shrink_to_fit();
-            addresses.v6.shrink_to_fit();
-        }
-        for names in table.by_address.values_mut() {
-            names.shrink_to_fit();
-        }
-        table.by_name.shrink_to_fit();
-        table.by_address.shrink_to_fit();
-        table
-    }
-
-    /// Adds one line. `reverse_seen` remembers which names each address already has, so a
-    /// blocklist-style file (100,000 names on `0.0.0.0`) loads in linear time.
-    fn insert(&mut self, line: &HostsLine, reverse_seen: &mut HashSet<(IpAddr, LowerName)>) {
-        for name in &line.names {
-            let addresses = self.by_name.entry(LowerName::new(name)).or_default();
-            match line.address {
-                IpAddr::V4(v4) if !addresses.v4.contains(&v4) => addresses.v4.push(v4),
-                IpAddr::V6(v6) if !addresses.v6.contains(&v6) => addresses.v6.push(v6),
-                _ => {}
-            }
-        }
-        let names = self.by_address.entry(line.address).or_default();
-        for name in &line.names {
-            if names.len() < MAX_PTR_NAMES
-                && reverse_seen.insert((line.address, LowerName::new(name)))
-            {
-                names.push(name.clone());
-            }
-        }
+        builder.finish()
     }
 
     /// How many names the table holds.
@@ -112,24 +104,30 @@ impl HostsTable {
 
     fn lookup(&self, question: &Question, ttl: u32) -> Outcome {
         let record = |data: RData| Record::from_rdata(question.name.clone(), ttl, data);
-        if let Some(addresses) = self.by_name.get(&question.lower_name) {
+        if let Some(span) = self.by_name.get(key_of(&question.name).as_slice()) {
             let want_v4 = matches!(question.record_type, RecordType::A | RecordType::ANY);
             let want_v6 = matches!(question.record_type, RecordType::AAAA | RecordType::ANY);
             let mut answers = Vec::new();
             if want_v4 {
-                answers.extend(addresses.v4.iter().map(|ip| record(RData::A(A(*ip)))));
+                let v4 = range(span.v4, span.v4_len);
+                answers.extend(self.v4[v4].iter().map(|ip| record(RData::A(A(*ip)))));
             }
             if want_v6 {
-                answers.extend(addresses.v6.iter().map(|ip| record(RData::AAAA(AAAA(*ip)))));
+                let v6 = range(span.v6, span.v6_len);
+                answers.extend(self.v6[v6].iter().map(|ip| record(RData::AAAA(AAAA(*ip)))));
             }
             return Outcome::Success(owned_answer(answers));
         }
-        if let Some(names) = reverse_address(&question.name).and_then(|ip| self.by_address.get(&ip))
+        if let Some(&(start, count)) =
+            reverse_address(&question.name).and_then(|ip| self.by_address.get(&ip))
         {
             let answers = if matches!(question.record_type, RecordType::PTR | RecordType::ANY) {
-                names
+                self.ptr_names[range(start, u16::from(count))]
                     .iter()
-                    .map(|name| record(RData::PTR(PTR(name.clone()))))
+                    .map(|&at| {
+                        let name = wire_name(&self.written[at as usize..]);
+                        record(RData::PTR(PTR(name)))
+                    })
                     .collect()
             } else {
                 Vec::new()
@@ -142,6 +140,128 @@ impl HostsTable {
             Outcome::Unavail(SourceError::FilesUnreadable(self.unreadable.join(", ")))
         }
     }
+}
+
+fn range(start: u32, length: u16) -> std::ops::Range<usize> {
+    let start = start as usize;
+    start..start + usize::from(length)
+}
+
+/// Builds a [`HostsTable`] from lines in file order.
+#[derive(Default)]
+struct Builder {
+    table: HostsTable,
+    /// Each name's number, in the order names first appear.
+    numbers: HashMap<NameKey, u32>,
+    /// (name number, address) in file order; grouped by name in [`Builder::finish`].
+    v4: Vec<(u32, Ipv4Addr)>,
+    v6: Vec<(u32, Ipv6Addr)>,
+    /// Each address's PTR names, as offsets into `table.written`.
+    reverse: HashMap<IpAddr, Vec<u32>>,
+    key: Vec<u8>,
+}
+
+impl Builder {
+    fn insert(&mut self, line: &parse::HostsLine) {
+        let ptr_names = self.reverse.entry(line.address).or_default();
+        for name in line.names() {
+            self.key.clear();
+            push_text_name(&mut self.key, name, true);
+            let number = match self.numbers.get(self.key.as_slice()) {
+                Some(&number) => number,
+                None => {
+                    // A name is at least 3 bytes of a file of at most 256 MiB; 2^32 names
+                    // would take 64 such files.
+                    let Ok(number) = u32::try_from(self.numbers.len()) else {
+                        continue;
+                    };
+                    self.numbers.insert(self.key.as_slice().into(), number);
+                    number
+                }
+            };
+            match line.address {
+                IpAddr::V4(v4) => self.v4.push((number, v4)),
+                IpAddr::V6(v6) => self.v6.push((number, v6)),
+            }
+            // At most MAX_PTR_NAMES names are compared, so a blocklist of 100,000 names on
+            // `0.0.0.0` loads in linear time.
+            let written = &mut self.table.written;
+            let Ok(at) = u32::try_from(written.len()) else {
+                continue;
+            };
+            if ptr_names.len() < MAX_PTR_NAMES
+                && !ptr_names
+                    .iter()
+                    .any(|&at| same_wire_name(&written[at as usize..], &self.key))
+            {
+                ptr_names.push(at);
+                push_text_name(written, name, false);
+            }
+        }
+    }
+
+    fn finish(self) -> HostsTable {
+        let Builder {
+            mut table,
+            numbers,
+            v4,
+            v6,
+            reverse,
+            ..
+        } = self;
+        let mut spans = vec![Span::default(); numbers.len()];
+        table.v4 = group(v4, |number, start, length| {
+            spans[number].v4 = start;
+            spans[number].v4_len = length;
+        });
+        table.v6 = group(v6, |number, start, length| {
+            spans[number].v6 = start;
+            spans[number].v6_len = length;
+        });
+        table.by_name = numbers
+            .into_iter()
+            .map(|(key, number)| (key, spans[number as usize]))
+            .collect();
+        table.by_address = reverse
+            .into_iter()
+            .map(|(address, names)| {
+                // At most MAX_PTR_NAMES (16) names, so both fit.
+                let start = table.ptr_names.len() as u32;
+                table.ptr_names.extend_from_slice(&names);
+                (address, (start, names.len() as u8))
+            })
+            .collect();
+        table.written.shrink_to_fit();
+        table
+    }
+}
+
+/// Groups (name number, address) pairs by name into one array, keeping each name's addresses in
+/// file order without repeats, and tells `span` where each name's are. Sorting, rather than
+/// looking for each address among the name's earlier ones, keeps a name with 100,000
+/// addresses from taking quadratic time.
+fn group<T: Copy + Ord>(pairs: Vec<(u32, T)>, mut span: impl FnMut(usize, u32, u16)) -> Vec<T> {
+    // (name, address, position in the file): sorted, the first of each (name, address) is
+    // the one to keep; sorted again by position, they are back in file order.
+    let mut tagged: Vec<(u32, T, u32)> = pairs
+        .into_iter()
+        .zip(0u32..)
+        .map(|((number, address), position)| (number, address, position))
+        .collect();
+    tagged.sort_unstable();
+    tagged.dedup_by_key(|(number, address, _)| (*number, *address));
+    tagged.sort_unstable_by_key(|(number, _, position)| (*number, *position));
+
+    let mut addresses = Vec::with_capacity(tagged.len());
+    for same_name in tagged.chunk_by(|a, b| a.0 == b.0) {
+        let start = addresses.len();
+        let kept = same_name.len().min(MAX_ADDRESSES);
+        addresses.extend(same_name[..kept].iter().map(|(_, address, _)| *address));
+        // Fewer than 2^32 pairs (as numbered above), and `kept` is bounded.
+        span(same_name[0].0 as usize, start as u32, kept as u16);
+    }
+    addresses.shrink_to_fit();
+    addresses
 }
 
 /// The answer for a name the files own: AA set, as CoreDNS's hosts plugin and dnsmasq do for
@@ -174,8 +294,10 @@ struct FileState {
     path: PathBuf,
     fingerprint: Option<Fingerprint>,
     /// `None` until the file has been read once. After that, a file that cannot be read keeps
-    /// its last good contents: a running server keeps serving its last good state.
-    lines: Option<Arc<Vec<HostsLine>>>,
+    /// its last good contents: a running server keeps serving its last good state. Kept as
+    /// read, and parsed again when another file's change rebuilds the table: the text is
+    /// smaller than any parsed form of it.
+    contents: Option<Box<[u8]>>,
 }
 
 /// The `files` source.
@@ -198,7 +320,7 @@ impl Hosts {
                     .map(|path| FileState {
                         path: path.clone(),
                         fingerprint: None,
-                        lines: None,
+                        contents: None,
                     })
                     .collect(),
             ),
@@ -226,18 +348,27 @@ impl Hosts {
             file.fingerprint = fingerprint;
             self.reload_stats.record(read.is_ok());
             match read {
-                Ok(parsed) => {
-                    log_problems(&file.path, &parsed.problems);
+                Ok(bytes) => {
+                    let (mut entries, mut skipped) = (0, 0);
+                    for line in parse::lines(&bytes) {
+                        match line {
+                            Ok(_) => entries += 1,
+                            Err(problem) => {
+                                skipped += 1;
+                                log_problem(&file.path, &problem);
+                            }
+                        }
+                    }
                     tracing::info!(
                         file = %file.path.display(),
-                        entries = parsed.lines.len(),
-                        skipped = parsed.problems.len(),
+                        entries,
+                        skipped,
                         "hosts file loaded"
                     );
-                    file.lines = Some(Arc::new(parsed.lines));
+                    file.contents = Some(bytes);
                     changed = true;
                 }
-                Err(error) if file.lines.is_some() => tracing::warn!(
+                Err(error) if file.contents.is_some() => tracing::warn!(
                     file = %file.path.display(),
                     %error,
                     "hosts file cannot be read; still serving its last good contents"
@@ -265,7 +396,7 @@ impl Hosts {
             .map(|path| FileState {
                 path: path.clone(),
                 fingerprint: None,
-                lines: None,
+                contents: None,
             })
             .collect();
         let mut table = HostsTable::build(&files);
@@ -319,7 +450,7 @@ impl Source for Hosts {
 
 /// Reads a hosts file: a regular file only (a FIFO would block the reload forever), of a sane
 /// size.
-fn read_file(path: &Path) -> std::io::Result<ParsedHosts> {
+fn read_file(path: &Path) -> std::io::Result<Box<[u8]>> {
     let file = std::fs::File::open(path)?;
     let metadata = file.metadata()?;
     if !metadata.is_file() {
@@ -332,25 +463,22 @@ fn read_file(path: &Path) -> std::io::Result<ParsedHosts> {
             "larger than {MAX_FILE_SIZE} bytes"
         )));
     }
-    Ok(parse::parse(&bytes))
+    Ok(bytes.into_boxed_slice())
 }
 
-fn log_problems(path: &Path, problems: &[LineProblem]) {
-    for problem in problems {
-        tracing::warn!(
-            "{}:{}: {} (line skipped)",
-            path.display(),
-            problem.line,
-            problem.error
-        );
-    }
+fn log_problem(path: &Path, problem: &LineProblem) {
+    tracing::warn!(
+        "{}:{}: {} (line skipped)",
+        path.display(),
+        problem.line,
+        problem.error
+    );
 }
 
 /// For `hearth check`: every problem in `path` as `file:line: reason`.
 pub fn check_file(path: &Path) -> Vec<String> {
     match read_file(path) {
-        Ok(parsed) => parsed
-            .problems
+        Ok(bytes) => parse::problems(&bytes)
             .iter()
             .map(|p| format!("{}:{}: {}", path.display(), p.line, p.error))
             .collect(),
@@ -365,14 +493,11 @@ mod tests {
     use hickory_proto::op::ResponseCode;
 
     fn table(text: &str) -> HostsTable {
-        let parsed = parse::parse(text.as_bytes());
-        let mut table = HostsTable::default();
-        let mut seen = HashSet::new();
-        parsed
-            .lines
-            .iter()
-            .for_each(|line| table.insert(line, &mut seen));
-        table
+        HostsTable::build(&[FileState {
+            path: PathBuf::from("hosts"),
+            fingerprint: None,
+            contents: Some(text.as_bytes().into()),
+        }])
     }
 
     fn ask(table: &HostsTable, name: &str, record_type: RecordType) -> (Status, Vec<String>) {
@@ -435,6 +560,84 @@ mod tests {
                 "{name} {record_type}"
             );
         }
+    }
+
+    #[test]
+    fn addresses_keep_file_order_without_repeats() {
+        let table = table(
+            "192.0.2.3 multi.example\n\
+             2001:db8::2 multi.example\n\
+             192.0.2.1 multi.example other.example\n\
+             192.0.2.3 MULTI.example\n\
+             2001:db8::1 multi.example\n\
+             2001:db8::2 multi.example\n\
+             192.0.2.2 multi.example\n",
+        );
+        let (_, records) = ask(&table, "Multi.Example.", RecordType::ANY);
+        assert_eq!(
+            records,
+            [
+                "Multi.Example. 60 IN A 192.0.2.3",
+                "Multi.Example. 60 IN A 192.0.2.1",
+                "Multi.Example. 60 IN A 192.0.2.2",
+                "Multi.Example. 60 IN AAAA 2001:db8::2",
+                "Multi.Example. 60 IN AAAA 2001:db8::1",
+            ]
+        );
+        let (_, records) = ask(&table, "other.example.", RecordType::A);
+        assert_eq!(records, ["other.example. 60 IN A 192.0.2.1"]);
+    }
+
+    #[test]
+    fn ptr_names_are_each_lines_spelling_once_and_bounded() {
+        let mut text =
+            String::from("192.0.2.1 First.Example first.example\n192.0.2.1 FIRST.example\n");
+        text.push_str("192.0.2.2 second.example\n192.0.2.1 second.EXAMPLE\n");
+        for i in 0..40 {
+            text.push_str(&format!("0.0.0.0 blocked{i}.example\n"));
+        }
+        let table = table(&text);
+        let (_, records) = ask(&table, "1.2.0.192.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(
+            records,
+            [
+                "1.2.0.192.in-addr.arpa. 60 IN PTR First.Example.",
+                "1.2.0.192.in-addr.arpa. 60 IN PTR second.EXAMPLE.",
+            ]
+        );
+        let (_, records) = ask(&table, "2.2.0.192.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(
+            records,
+            ["2.2.0.192.in-addr.arpa. 60 IN PTR second.example."]
+        );
+        let (_, records) = ask(&table, "0.0.0.0.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(records.len(), MAX_PTR_NAMES);
+        assert_eq!(
+            records[0],
+            "0.0.0.0.in-addr.arpa. 60 IN PTR blocked0.example."
+        );
+        assert_eq!(table.len(), 42);
+    }
+
+    #[test]
+    fn later_files_add_to_earlier_ones() {
+        let file = |text: &str| FileState {
+            path: PathBuf::from("hosts"),
+            fingerprint: None,
+            contents: Some(text.as_bytes().into()),
+        };
+        let table = HostsTable::build(&[
+            file("192.0.2.1 shared.example\n"),
+            file("192.0.2.2 shared.example\n192.0.2.1 shared.example\n"),
+        ]);
+        let (_, records) = ask(&table, "shared.example.", RecordType::A);
+        assert_eq!(
+            records,
+            [
+                "shared.example. 60 IN A 192.0.2.1",
+                "shared.example. 60 IN A 192.0.2.2"
+            ]
+        );
     }
 
     #[test]

@@ -10,7 +10,6 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::Name;
 use thiserror::Error;
 
 /// The longest name in text form without the final dot (RFC 1035 §2.3.4: 255 octets on the
@@ -19,13 +18,25 @@ const MAX_NAME_TEXT: usize = 253;
 /// RFC 1035 §2.3.4: "labels 63 octets or less".
 const MAX_LABEL: usize = 63;
 
-/// One usable line: an address and its names, canonical name first.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostsLine {
+/// One usable line: an address and its names, canonical name first. It borrows the file's
+/// text: the table is built straight from it, without a `Name` per name (see
+/// [`crate::sources::wire`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostsLine<'a> {
     pub line: usize,
     pub address: IpAddr,
-    /// Fully qualified, as written (case kept).
-    pub names: Vec<Name>,
+    /// The names, checked, as written: separated by blanks, each perhaps with a final dot.
+    names: &'a str,
+}
+
+impl<'a> HostsLine<'a> {
+    /// The names in file order, canonical name first, each as written (case kept) without a
+    /// final dot. All are valid names: [`lines`] checked them.
+    pub fn names(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.names
+            .split_ascii_whitespace()
+            .map(|name| name.strip_suffix('.').unwrap_or(name))
+    }
 }
 
 /// A line that was skipped, and why.
@@ -48,61 +59,65 @@ pub enum LineError {
     NotText,
 }
 
-/// What a hosts file holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ParsedHosts {
-    pub lines: Vec<HostsLine>,
-    pub problems: Vec<LineProblem>,
+/// The lines of a hosts file, in order: each usable line, or why it was skipped. Blank and
+/// comment-only lines give nothing.
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = Result<HostsLine<'_>, LineProblem>> {
+    bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter_map(|(index, raw)| {
+            let line = index + 1;
+            let content = match raw.iter().position(|b| *b == b'#') {
+                Some(hash) => &raw[..hash],
+                None => raw,
+            };
+            match parse_line(content) {
+                Ok(Some((address, names))) => Some(Ok(HostsLine {
+                    line,
+                    address,
+                    names,
+                })),
+                Ok(None) => None,
+                Err(error) => Some(Err(LineProblem { line, error })),
+            }
+        })
 }
 
-/// Reads a whole hosts file.
-pub fn parse(bytes: &[u8]) -> ParsedHosts {
-    let mut parsed = ParsedHosts::default();
-    for (index, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-        let line = index + 1;
-        let content = match raw.iter().position(|b| *b == b'#') {
-            Some(hash) => &raw[..hash],
-            None => raw,
-        };
-        match parse_line(content) {
-            Ok(Some((address, names))) => parsed.lines.push(HostsLine {
-                line,
-                address,
-                names,
-            }),
-            Ok(None) => {}
-            Err(error) => parsed.problems.push(LineProblem { line, error }),
-        }
-    }
-    parsed
+/// The problems of a hosts file, for the log and `hearth check`.
+pub fn problems(bytes: &[u8]) -> Vec<LineProblem> {
+    lines(bytes).filter_map(Result::err).collect()
 }
 
 /// One line, comment already removed. `Ok(None)` for a blank line.
-fn parse_line(content: &[u8]) -> Result<Option<(IpAddr, Vec<Name>)>, LineError> {
+fn parse_line(content: &[u8]) -> Result<Option<(IpAddr, &str)>, LineError> {
     if content.iter().any(|b| *b == 0 || !b.is_ascii()) {
         return Err(LineError::NotText);
     }
     // Checked above: every byte is ASCII, so this cannot fail.
     let text = std::str::from_utf8(content).map_err(|_| LineError::NotText)?;
-    // `split_ascii_whitespace` treats the `\r` of a CRLF line end as a blank, like glibc.
-    let mut fields = text.split_ascii_whitespace();
-    let Some(address_text) = fields.next() else {
+    // Blanks as `split_ascii_whitespace` sees them, so the `\r` of a CRLF line end is one, as
+    // in glibc.
+    let text = text.trim_ascii();
+    let Some(address_text) = text.split_ascii_whitespace().next() else {
         return Ok(None);
     };
     let address: IpAddr = address_text
         .parse()
         .map_err(|_| LineError::BadAddress(shorten(address_text)))?;
-    let mut names = fields.map(parse_name).collect::<Result<Vec<Name>, _>>()?;
-    // Collected without a size hint, the list holds room for four names; most lines have one,
-    // and a 100,000-line file keeps every line (for rebuilds when another file changes).
-    names.shrink_to_fit();
+    let names = text[address_text.len()..].trim_ascii_start();
     if names.is_empty() {
         return Err(LineError::NoNames(address_text.to_owned()));
+    }
+    for name in names.split_ascii_whitespace() {
+        check_name(name)?;
     }
     Ok(Some((address, names)))
 }
 
-fn parse_name(text: &str) -> Result<Name, LineError> {
+/// Whether `text` is a host name: letters, digits, `-` and `_` in labels of 1 to 63 bytes, 253
+/// bytes in all, perhaps with a final dot. Such a name is also a valid DNS name, so the
+/// table can write its wire form without another check.
+fn check_name(text: &str) -> Result<(), LineError> {
     let bad = |reason| LineError::BadName {
         name: shorten(text),
         reason,
@@ -129,9 +144,7 @@ fn parse_name(text: &str) -> Result<Name, LineError> {
             return Err(bad("only letters, digits, `-` and `_` are allowed"));
         }
     }
-    let mut name = Name::from_ascii(bare).map_err(|_| bad("it does not parse as a DNS name"))?;
-    name.set_fqdn(true);
-    Ok(name)
+    Ok(())
 }
 
 /// Keeps a hostile, very long token from flooding the log.
@@ -149,7 +162,19 @@ mod tests {
     use super::*;
 
     fn names(line: &HostsLine) -> Vec<String> {
-        line.names.iter().map(|n| n.to_string()).collect()
+        line.names().map(str::to_owned).collect()
+    }
+
+    /// The usable lines and the problems, apart.
+    fn parse(bytes: &[u8]) -> (Vec<HostsLine<'_>>, Vec<LineProblem>) {
+        let (mut usable, mut problems) = (Vec::new(), Vec::new());
+        for line in lines(bytes) {
+            match line {
+                Ok(line) => usable.push(line),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        (usable, problems)
     }
 
     #[test]
@@ -161,41 +186,36 @@ mod tests {
             192.0.2.10 Web.Example.ORG web\r\n\
             2001:db8::10 web.example.org\n\
             192.0.2.11 last.example.org";
-        let parsed = parse(text);
-        assert_eq!(parsed.problems, []);
-        let lines: Vec<(usize, String, Vec<String>)> = parsed
-            .lines
+        let (usable, problems) = parse(text);
+        assert_eq!(problems, []);
+        let lines: Vec<(usize, String, Vec<String>)> = usable
             .iter()
             .map(|l| (l.line, l.address.to_string(), names(l)))
             .collect();
         assert_eq!(
             lines,
             [
-                (2, "127.0.0.1".into(), vec!["localhost.".to_string()]),
+                (2, "127.0.0.1".into(), vec!["localhost".to_string()]),
                 (
                     3,
                     "::1".into(),
                     vec![
-                        "localhost.".to_string(),
-                        "ip6-localhost.".into(),
-                        "ip6-loopback.".into()
+                        "localhost".to_string(),
+                        "ip6-localhost".into(),
+                        "ip6-loopback".into()
                     ]
                 ),
                 (
                     6,
                     "192.0.2.10".into(),
-                    vec!["Web.Example.ORG.".to_string(), "web.".into()]
+                    vec!["Web.Example.ORG".to_string(), "web".into()]
                 ),
                 (
                     7,
                     "2001:db8::10".into(),
-                    vec!["web.example.org.".to_string()]
+                    vec!["web.example.org".to_string()]
                 ),
-                (
-                    8,
-                    "192.0.2.11".into(),
-                    vec!["last.example.org.".to_string()]
-                ),
+                (8, "192.0.2.11".into(), vec!["last.example.org".to_string()]),
             ]
         );
     }
@@ -217,36 +237,28 @@ mod tests {
              192.0.2.7 sl/ash.example\n\
              192.0.2.8 good.example\n"
         );
-        let parsed = parse(text.as_bytes());
-        let lines: Vec<usize> = parsed.problems.iter().map(|p| p.line).collect();
+        let (usable, problems) = parse(text.as_bytes());
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert_eq!(
-            parsed.problems[0].error,
-            LineError::BadAddress("192.0.2".into())
-        );
-        assert_eq!(
-            parsed.problems[3].error,
-            LineError::NoNames("192.0.2.1".into())
-        );
-        assert_eq!(parsed.lines.len(), 1);
-        assert_eq!(parsed.lines[0].line, 11);
+        assert_eq!(problems[0].error, LineError::BadAddress("192.0.2".into()));
+        assert_eq!(problems[3].error, LineError::NoNames("192.0.2.1".into()));
+        assert_eq!(usable.len(), 1);
+        assert_eq!(usable[0].line, 11);
+        assert_eq!(problems, super::problems(text.as_bytes()));
     }
 
     #[test]
     fn overlong_tokens_are_shortened_in_messages() {
         let token = "x".repeat(10_000);
-        let parsed = parse(format!("{token} name\n").as_bytes());
-        let message = parsed.problems[0].error.to_string();
+        let problems = problems(format!("{token} name\n").as_bytes());
+        let message = problems[0].error.to_string();
         assert!(message.len() < 200, "{message}");
     }
 
     #[test]
     fn trailing_dot_and_underscore_are_accepted() {
-        let parsed = parse(b"192.0.2.1 host.example. _service.example\n");
-        assert_eq!(parsed.problems, []);
-        assert_eq!(
-            names(&parsed.lines[0]),
-            ["host.example.", "_service.example."]
-        );
+        let (usable, problems) = parse(b"192.0.2.1 host.example. _service.example\n");
+        assert_eq!(problems, []);
+        assert_eq!(names(&usable[0]), ["host.example", "_service.example"]);
     }
 }

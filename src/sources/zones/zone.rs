@@ -26,44 +26,20 @@ use std::path::{Path, PathBuf};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::master::{RecordSink, Written, ZoneProblem};
 use crate::chain::{Answer, MAX_CNAME_CHAIN};
+use crate::sources::wire::{key_of, name_key, same_wire_name, wire_name, NameKey};
 
 // How a zone is kept. The cluster zone of 100,000 endpoints is some 90,000 names and 160,000
 // records (and 55,000 reverse names beside it), rebuilt whole after every change
 // (`benches/cluster_scale.sh`). Kept as hickory `Record`s in maps of `LowerName`s, the two
 // took 0.25 s to build and 152 MiB of heap: a `Record` is 272 bytes, a `Name` 80 (plus the
 // heap beyond 32 bytes of labels), and each name had two vectors of its own. Here a name is
-// its key (below) and a span of one array of records kept in 24 bytes each, the names inside
-// SRV and PTR data in one array of bytes: one allocation a name, 19 MiB in all, and records
-// are made back into hickory's only to answer (a lookup takes 0.95 µs where it took 1.65).
-
-/// A name as the zone's map keys it: its wire form (RFC 1035 §3.1) in lower case. Names in a
-/// zone are fully qualified; a parent's key is its child's without the first label.
-type NameKey = Box<[u8]>;
-
-/// `name`'s key (see [`NameKey`]) in `key`, and whether `name` was in lower case already.
-fn name_key(name: &Name, key: &mut Vec<u8>) -> bool {
-    key.clear();
-    let mut lower = true;
-    for label in name.iter() {
-        key.push(label.len() as u8);
-        for &byte in label {
-            lower &= !byte.is_ascii_uppercase();
-            key.push(byte.to_ascii_lowercase());
-        }
-    }
-    key.push(0);
-    lower
-}
-
-fn key_of(name: &Name) -> Vec<u8> {
-    let mut key = Vec::with_capacity(name.len() + 2);
-    name_key(name, &mut key);
-    key
-}
+// its key ([`NameKey`], from `sources::wire`) and a span of one array of records kept in 24
+// bytes each, the names inside SRV and PTR data in one array of bytes: one allocation a name,
+// 19 MiB in all, and records are made back into hickory's only to answer (a lookup takes
+// 0.95 µs where it took 1.65).
 
 /// The key of the parent name; None for the root.
 fn parent(key: &[u8]) -> Option<&[u8]> {
@@ -127,13 +103,6 @@ fn is_under(key: &[u8], origin: &[u8]) -> bool {
     at == boundary
 }
 
-/// The name written in wire form at the start of `wire` (a key, or a target in
-/// [`Table::targets`]), fully qualified.
-fn wire_name(wire: &[u8]) -> Name {
-    // Written from a valid name, so it reads back; the root otherwise.
-    Name::read(&mut BinDecoder::new(wire)).unwrap_or_else(|_| Name::root())
-}
-
 /// Appends `name`'s wire form as written; false (and nothing appended) if it is not fully
 /// qualified.
 fn push_wire_name(wire: &mut Vec<u8>, name: &Name) -> bool {
@@ -146,28 +115,6 @@ fn push_wire_name(wire: &mut Vec<u8>, name: &Name) -> bool {
     }
     wire.push(0);
     true
-}
-
-/// Whether the names written in wire form at the start of `a` and `b` are the same, as `Name`
-/// compares: ignoring case.
-fn same_wire_name(a: &[u8], b: &[u8]) -> bool {
-    let (mut a, mut b) = (a, b);
-    loop {
-        match (a.first(), b.first()) {
-            (Some(0), Some(0)) => return true,
-            (Some(&x), Some(&y)) if x == y => {
-                let length = 1 + usize::from(x);
-                match (a.get(..length), b.get(..length)) {
-                    (Some(label_a), Some(label_b)) if label_a.eq_ignore_ascii_case(label_b) => {
-                        a = &a[length..];
-                        b = &b[length..];
-                    }
-                    _ => return false,
-                }
-            }
-            _ => return false,
-        }
-    }
 }
 
 /// One record, without its owner: the key it is kept under says it, or the name asked, which

@@ -36,6 +36,23 @@ pub(crate) fn key_of(name: &Name) -> Vec<u8> {
     key
 }
 
+/// `name`'s key (see [`NameKey`]) written into `buffer`, for a lookup without an allocation. A
+/// name's wire form is at most 255 bytes (RFC 1035 §3.1), so it fits; `None` if it did not.
+pub(crate) fn key_in<'b>(name: &Name, buffer: &'b mut [u8; 256]) -> Option<&'b [u8]> {
+    let mut at = 0;
+    for label in name.iter() {
+        let end = at + 1 + label.len();
+        let slot = buffer.get_mut(at..end)?;
+        slot[0] = label.len() as u8;
+        for (to, from) in slot[1..].iter_mut().zip(label) {
+            *to = from.to_ascii_lowercase();
+        }
+        at = end;
+    }
+    *buffer.get_mut(at)? = 0;
+    buffer.get(..=at)
+}
+
 /// Appends the wire form of `text`, a dotted name already checked to be one (labels of 1 to
 /// 63 bytes, 253 bytes in all, no final dot), lower-cased if `lower`.
 pub(crate) fn push_text_name(wire: &mut Vec<u8>, text: &str, lower: bool) {
@@ -103,6 +120,7 @@ mod tests {
             let mut lower = Vec::new();
             push_text_name(&mut lower, text, true);
             assert_eq!(lower, key_of(&name));
+            assert_eq!(key_in(&name, &mut [0; 256]), Some(lower.as_slice()));
             assert!(same_wire_name(&written, &lower));
         }
     }

@@ -25,7 +25,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind, Validity};
 use crate::sources::watch::{Fingerprint, Reload, ReloadStats};
-use crate::sources::wire::{key_of, push_text_name, same_wire_name, wire_name, NameKey};
+use crate::sources::wire::{key_in, push_text_name, same_wire_name, wire_name, NameKey};
 use parse::LineProblem;
 
 /// The most names a PTR answer gives for one address. glibc's `gethostbyaddr` returns one line's
@@ -81,10 +81,14 @@ impl HostsTable {
         let mut builder = Builder::default();
         for file in files {
             match &file.contents {
-                Some(bytes) => parse::lines(bytes)
+                Contents::Kept(bytes) => parse::lines(bytes)
                     .flatten()
                     .for_each(|line| builder.insert(&line)),
-                None => builder
+                // Only the table built from it holds it, and this build replaces that table:
+                // never reached, since a file's contents are dropped only when it is the only
+                // file, and a table is then built only after a new read of it.
+                Contents::InTableOnly => {}
+                Contents::Unread => builder
                     .table
                     .unreadable
                     .push(file.path.display().to_string()),
@@ -104,7 +108,9 @@ impl HostsTable {
 
     fn lookup(&self, question: &Question, ttl: u32) -> Outcome {
         let record = |data: RData| Record::from_rdata(question.name.clone(), ttl, data);
-        if let Some(span) = self.by_name.get(key_of(&question.name).as_slice()) {
+        let mut buffer = [0; 256];
+        let key = key_in(&question.name, &mut buffer).unwrap_or_default();
+        if let Some(span) = self.by_name.get(key) {
             let want_v4 = matches!(question.record_type, RecordType::A | RecordType::ANY);
             let want_v6 = matches!(question.record_type, RecordType::AAAA | RecordType::ANY);
             let mut answers = Vec::new();
@@ -293,11 +299,27 @@ fn reverse_address(name: &Name) -> Option<IpAddr> {
 struct FileState {
     path: PathBuf,
     fingerprint: Option<Fingerprint>,
-    /// `None` until the file has been read once. After that, a file that cannot be read keeps
-    /// its last good contents: a running server keeps serving its last good state. Kept as
-    /// read, and parsed again when another file's change rebuilds the table: the text is
+    contents: Contents,
+}
+
+/// A file's last good contents. Once a file has been read, a read that fails keeps them: a
+/// running server keeps serving its last good state.
+#[derive(Debug)]
+enum Contents {
+    /// Never read successfully.
+    Unread,
+    /// As read, parsed again when another file's change rebuilds the table: the text is
     /// smaller than any parsed form of it.
-    contents: Option<Box<[u8]>>,
+    Kept(Box<[u8]>),
+    /// In the table only. With one file, nothing but a new read of it rebuilds the table, so
+    /// its text need not be kept (3 MB for a 100,000-line blocklist).
+    InTableOnly,
+}
+
+impl Contents {
+    fn is_read(&self) -> bool {
+        !matches!(self, Contents::Unread)
+    }
 }
 
 /// The `files` source.
@@ -320,7 +342,7 @@ impl Hosts {
                     .map(|path| FileState {
                         path: path.clone(),
                         fingerprint: None,
-                        contents: None,
+                        contents: Contents::Unread,
                     })
                     .collect(),
             ),
@@ -365,10 +387,10 @@ impl Hosts {
                         skipped,
                         "hosts file loaded"
                     );
-                    file.contents = Some(bytes);
+                    file.contents = Contents::Kept(bytes);
                     changed = true;
                 }
-                Err(error) if file.contents.is_some() => tracing::warn!(
+                Err(error) if file.contents.is_read() => tracing::warn!(
                     file = %file.path.display(),
                     %error,
                     "hosts file cannot be read; still serving its last good contents"
@@ -385,6 +407,11 @@ impl Hosts {
         }
         if changed {
             self.table.store(Arc::new(HostsTable::build(&files)));
+            if let [only] = files.as_mut_slice() {
+                if only.contents.is_read() {
+                    only.contents = Contents::InTableOnly;
+                }
+            }
         }
         changed
     }
@@ -396,7 +423,7 @@ impl Hosts {
             .map(|path| FileState {
                 path: path.clone(),
                 fingerprint: None,
-                contents: None,
+                contents: Contents::Unread,
             })
             .collect();
         let mut table = HostsTable::build(&files);
@@ -496,7 +523,7 @@ mod tests {
         HostsTable::build(&[FileState {
             path: PathBuf::from("hosts"),
             fingerprint: None,
-            contents: Some(text.as_bytes().into()),
+            contents: Contents::Kept(text.as_bytes().into()),
         }])
     }
 
@@ -624,7 +651,7 @@ mod tests {
         let file = |text: &str| FileState {
             path: PathBuf::from("hosts"),
             fingerprint: None,
-            contents: Some(text.as_bytes().into()),
+            contents: Contents::Kept(text.as_bytes().into()),
         };
         let table = HostsTable::build(&[
             file("192.0.2.1 shared.example\n"),
@@ -690,6 +717,43 @@ mod tests {
         assert!(hosts.reload_changed());
         assert_eq!(
             ask(&hosts.table(), "three.example.", RecordType::A).0,
+            Status::Success
+        );
+    }
+
+    #[test]
+    fn a_deleted_file_still_counts_when_another_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first");
+        let second = dir.path().join("second");
+        std::fs::write(&first, "192.0.2.1 one.example\n").unwrap();
+        std::fs::write(&second, "192.0.2.2 two.example\n").unwrap();
+        let hosts = Hosts::load(&[first.clone(), second.clone()], 60);
+        std::fs::remove_file(&first).unwrap();
+        hosts.reload_changed();
+
+        // A rebuild for the second file's change uses the first's last good text.
+        let next = dir.path().join("second.new");
+        std::fs::write(&next, "192.0.2.3 three.example\n").unwrap();
+        std::fs::rename(&next, &second).unwrap();
+        assert!(hosts.reload_changed());
+        let table = hosts.table();
+        assert_eq!(
+            ask(&table, "one.example.", RecordType::A).0,
+            Status::Success
+        );
+        assert_eq!(
+            ask(&table, "two.example.", RecordType::A).0,
+            Status::NotFound
+        );
+        assert_eq!(
+            ask(&table, "three.example.", RecordType::A).0,
+            Status::Success
+        );
+        // SIGHUP rereads both; the first still cannot be read, and still counts.
+        assert!(hosts.reread());
+        assert_eq!(
+            ask(&hosts.table(), "one.example.", RecordType::A).0,
             Status::Success
         );
     }

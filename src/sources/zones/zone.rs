@@ -29,7 +29,7 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 
 use super::master::{RecordSink, Written, ZoneProblem};
 use crate::chain::{Answer, MAX_CNAME_CHAIN};
-use crate::sources::wire::{key_of, name_key, same_wire_name, wire_name, NameKey};
+use crate::sources::wire::{key_in, key_of, name_key, same_wire_name, wire_name, NameKey};
 
 // How a zone is kept. The cluster zone of 100,000 endpoints is some 90,000 names and 160,000
 // records (and 55,000 reverse names beside it), rebuilt whole after every change
@@ -587,7 +587,8 @@ impl RecordsByName {
         if !name.is_fqdn() {
             return None;
         }
-        let span = *self.table.names.get(key_of(name).as_slice())?;
+        let mut buffer = [0; 256];
+        let span = *self.table.names.get(key_in(name, &mut buffer)?)?;
         Some(self.table.owned(self.table.records(span), owner))
     }
 }
@@ -899,7 +900,8 @@ impl Zone {
         if !name.is_fqdn() {
             return None;
         }
-        self.table.names.get(key_of(name).as_slice()).copied()
+        let mut buffer = [0; 256];
+        self.table.names.get(key_in(name, &mut buffer)?).copied()
     }
 
     /// Whether `name` exists in the zone (with records, or as an empty non-terminal).

@@ -3,8 +3,11 @@
 //! # Layout
 //!
 //! ```text
-//!  UDP/TCP listeners (server::udp, server::tcp)          one task per socket, per connection
-//!        │ bytes
+//!  UDP (server::fast)   a thread per SO_REUSEPORT socket, recvmmsg/sendmmsg batches,
+//!        │               repeated questions answered from encoded replies
+//!        │               (server::udp instead when server.fast_path = false)
+//!  TCP (server::tcp)     one task per connection
+//!        │ bytes (a miss, or TCP)
 //!        ▼
 //!  server::Engine::handle   parse, check (FORMERR/NOTIMP/BADVERS/REFUSED), EDNS, truncation
 //!        │ Question
@@ -12,14 +15,19 @@
 //!  chain::Chain::resolve    the operator's order: files → zones → dns, nsswitch actions
 //!        │
 //!        ├── sources::hosts     hosts(5) files, reloaded on change, PTR from addresses
-//!        ├── sources::zones     local authoritative zones (placeholder: NOTFOUND)
-//!        └── sources::forward   upstream resolvers, policy, per-attempt timeout, TCP on TC=1
+//!        ├── sources::zones     master-file zones, and cluster.local from sources::kubernetes
+//!        └── sources::forward   the answer cache, then upstreams: policy, per-attempt timeout,
+//!                               TCP on TC=1
 //! ```
+//!
+//! ARCHITECTURE.md has the whole picture and the reasons for it.
 //!
 //! - [`config`]: the TOML file, validated into runtime types; errors name file, line and key.
 //! - [`chain`]: the [`chain::Source`] contract and the ordered walk over sources.
 //! - [`sources`]: one module per source.
 //! - [`server`]: the transport-independent engine (bytes in, bytes out) and the listeners.
+//! - [`cache`]: the forwarder's answer cache; [`admin`] and [`metrics`]: health, readiness and
+//!   Prometheus metrics.
 //! - [`app`]: builds all of the above from a [`config::Config`] and owns shutdown.
 
 #![forbid(unsafe_code)]

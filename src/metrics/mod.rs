@@ -13,7 +13,7 @@
 //! Why not `prometheus-client`'s `Family<Labels, Counter>` on the query path: each increment
 //! hashes the label set and takes a lock, and the fast path answers over half a million queries
 //! a second. Every label here has a small fixed set of values, so the counters are plain arrays
-//! indexed by (protocol, family, type), one copy per thread (a [`Shard`], padded to its own
+//! indexed by (protocol, family, type), one copy per thread (a `Shard`, padded to its own
 //! cache lines so two cores never write the same line), summed at scrape time. The crate is
 //! used for what it is good at: the exposition format, through a [`Collector`].
 //!

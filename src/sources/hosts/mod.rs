@@ -52,8 +52,11 @@ const MAX_FILE_SIZE: u64 = 256 << 20;
 /// The merged contents of all hosts files: what queries read.
 #[derive(Debug, Default)]
 pub struct HostsTable {
-    /// Every name in the files, and where its addresses are in `v4` and `v6`.
-    by_name: HashMap<NameKey, Span>,
+    /// Every name in the files, and its number: where its addresses' [`Span`] is in `spans`.
+    /// (A number is 4 bytes where a `Span` is 12, so a slot of the map is 24 bytes rather
+    /// than 32, and the map is built once, not again once the spans are known.)
+    by_name: HashMap<NameKey, u32>,
+    spans: Vec<Span>,
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
     /// Every address in the files, and where the names of its PTR answer are in `ptr_names`.
@@ -87,7 +90,10 @@ impl HostsTable {
                 // Only the table built from it holds it, and this build replaces that table:
                 // never reached, since a file's contents are dropped only when it is the only
                 // file, and a table is then built only after a new read of it.
-                Contents::InTableOnly => {}
+                Contents::InTableOnly => debug_assert!(
+                    false,
+                    "a hosts file's text was dropped, yet the table is rebuilt without a new read"
+                ),
                 Contents::Unread => builder
                     .table
                     .unreadable
@@ -110,7 +116,11 @@ impl HostsTable {
         let record = |data: RData| Record::from_rdata(question.name.clone(), ttl, data);
         let mut buffer = [0; 256];
         let key = key_in(&question.name, &mut buffer).unwrap_or_default();
-        if let Some(span) = self.by_name.get(key) {
+        let span = self
+            .by_name
+            .get(key)
+            .and_then(|&n| self.spans.get(n as usize));
+        if let Some(span) = span {
             let want_v4 = matches!(question.record_type, RecordType::A | RecordType::ANY);
             let want_v6 = matches!(question.record_type, RecordType::AAAA | RecordType::ANY);
             let mut answers = Vec::new();
@@ -156,9 +166,8 @@ fn range(start: u32, length: u16) -> std::ops::Range<usize> {
 /// Builds a [`HostsTable`] from lines in file order.
 #[derive(Default)]
 struct Builder {
+    /// Names are numbered in `table.by_name` in the order they first appear.
     table: HostsTable,
-    /// Each name's number, in the order names first appear.
-    numbers: HashMap<NameKey, u32>,
     /// (name number, address) in file order; grouped by name in [`Builder::finish`].
     v4: Vec<(u32, Ipv4Addr)>,
     v6: Vec<(u32, Ipv6Addr)>,
@@ -173,21 +182,22 @@ impl Builder {
         for name in line.names() {
             self.key.clear();
             push_text_name(&mut self.key, name, true);
-            let number = match self.numbers.get(self.key.as_slice()) {
+            let by_name = &mut self.table.by_name;
+            let number = match by_name.get(self.key.as_slice()) {
                 Some(&number) => number,
                 None => {
                     // A name is at least 3 bytes of a file of at most 256 MiB; 2^32 names
                     // would take 64 such files.
-                    let Ok(number) = u32::try_from(self.numbers.len()) else {
+                    let Ok(number) = u32::try_from(by_name.len()) else {
                         continue;
                     };
-                    self.numbers.insert(self.key.as_slice().into(), number);
+                    by_name.insert(self.key.as_slice().into(), number);
                     number
                 }
             };
             match line.address {
-                IpAddr::V4(v4) => self.v4.push((number, v4)),
-                IpAddr::V6(v6) => self.v6.push((number, v6)),
+                IpAddr::V4(v4) => push_pair(&mut self.v4, (number, v4)),
+                IpAddr::V6(v6) => push_pair(&mut self.v6, (number, v6)),
             }
             // At most MAX_PTR_NAMES names are compared, so a blocklist of 100,000 names on
             // `0.0.0.0` loads in linear time.
@@ -209,36 +219,49 @@ impl Builder {
     fn finish(self) -> HostsTable {
         let Builder {
             mut table,
-            numbers,
             v4,
             v6,
             reverse,
             ..
         } = self;
-        let mut spans = vec![Span::default(); numbers.len()];
+        let mut spans = vec![Span::default(); table.by_name.len()];
         table.v4 = group(v4, |number, start, length| {
-            spans[number].v4 = start;
-            spans[number].v4_len = length;
+            if let Some(span) = spans.get_mut(number) {
+                span.v4 = start;
+                span.v4_len = length;
+            }
         });
         table.v6 = group(v6, |number, start, length| {
-            spans[number].v6 = start;
-            spans[number].v6_len = length;
+            if let Some(span) = spans.get_mut(number) {
+                span.v6 = start;
+                span.v6_len = length;
+            }
         });
-        table.by_name = numbers
-            .into_iter()
-            .map(|(key, number)| (key, spans[number as usize]))
-            .collect();
-        table.by_address = reverse
-            .into_iter()
-            .map(|(address, names)| {
-                // At most MAX_PTR_NAMES (16) names, so both fit.
-                let start = table.ptr_names.len() as u32;
-                table.ptr_names.extend_from_slice(&names);
-                (address, (start, names.len() as u8))
-            })
-            .collect();
+        table.spans = spans;
+        table.by_name.shrink_to_fit();
+        let mut by_address = HashMap::with_capacity(reverse.len());
+        for (address, names) in reverse {
+            // An address's PTR names are at most MAX_PTR_NAMES (16); beyond 2^32 of them in
+            // all (some 270 million addresses), an address has none.
+            let Ok(start) = u32::try_from(table.ptr_names.len()) else {
+                continue;
+            };
+            table.ptr_names.extend_from_slice(&names);
+            by_address.insert(address, (start, names.len() as u8));
+        }
+        table.by_address = by_address;
+        table.ptr_names.shrink_to_fit();
         table.written.shrink_to_fit();
         table
+    }
+}
+
+/// Adds a (name number, address) pair, unless it repeats the last one (`1.1.1.1 a a a ...`
+/// would otherwise hold a pair per repeat until [`group`]) or 2^32 pairs are held already
+/// ([`group`] numbers them in 32 bits).
+fn push_pair<T: PartialEq>(pairs: &mut Vec<(u32, T)>, pair: (u32, T)) {
+    if pairs.last() != Some(&pair) && pairs.len() < u32::MAX as usize {
+        pairs.push(pair);
     }
 }
 
@@ -263,7 +286,7 @@ fn group<T: Copy + Ord>(pairs: Vec<(u32, T)>, mut span: impl FnMut(usize, u32, u
         let start = addresses.len();
         let kept = same_name.len().min(MAX_ADDRESSES);
         addresses.extend(same_name[..kept].iter().map(|(_, address, _)| *address));
-        // Fewer than 2^32 pairs (as numbered above), and `kept` is bounded.
+        // At most 2^32 - 1 pairs ([`push_pair`]), so `start` fits; `kept` is bounded.
         span(same_name[0].0 as usize, start as u32, kept as u16);
     }
     addresses.shrink_to_fit();
@@ -573,6 +596,14 @@ mod tests {
                 Status::Success,
                 &["0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. 60 IN PTR web.example.org."],
             ),
+            // A reverse name the files own: NODATA for other types, every PTR for ANY.
+            ("11.2.0.192.in-addr.arpa.", RecordType::A, Status::Success, &[]),
+            (
+                "11.2.0.192.in-addr.arpa.",
+                RecordType::ANY,
+                Status::Success,
+                &["11.2.0.192.in-addr.arpa. 60 IN PTR web.example.org."],
+            ),
             ("99.2.0.192.in-addr.arpa.", RecordType::PTR, Status::NotFound, &[]),
             ("2.0.192.in-addr.arpa.", RecordType::PTR, Status::NotFound, &[]),
             // Not the canonical spelling of 192.0.2.10.
@@ -704,9 +735,11 @@ mod tests {
             Status::Success
         );
 
-        // Deleted: the last good contents keep serving.
+        // Deleted: the last good contents keep serving, after a poll and after SIGHUP (the
+        // file's text is no longer kept: it is the only file).
         std::fs::remove_file(&path).unwrap();
         hosts.reload_changed();
+        assert!(!hosts.reread(), "nothing to rebuild from");
         assert_eq!(
             ask(&hosts.table(), "two.example.", RecordType::A).0,
             Status::Success

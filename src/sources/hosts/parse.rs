@@ -20,7 +20,7 @@ const MAX_LABEL: usize = 63;
 
 /// One usable line: an address and its names, canonical name first. It borrows the file's
 /// text: the table is built straight from it, without a `Name` per name (see
-/// [`crate::sources::wire`]).
+/// `sources::wire`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostsLine<'a> {
     pub line: usize,
@@ -114,9 +114,10 @@ fn parse_line(content: &[u8]) -> Result<Option<(IpAddr, &str)>, LineError> {
     Ok(Some((address, names)))
 }
 
-/// Whether `text` is a host name: letters, digits, `-` and `_` in labels of 1 to 63 bytes, 253
-/// bytes in all, perhaps with a final dot. Such a name is also a valid DNS name, so the
-/// table can write its wire form without another check.
+/// Whether `text` is a host name: letters, digits, `-` and `_` in labels of 1 to 63 bytes, not
+/// beginning with `-` (RFC 952; hickory's `Name::from_ascii`, which this once called, refuses it
+/// too), 253 bytes in all, perhaps with a final dot. Its wire form is then at most 255 bytes
+/// (RFC 1035 §2.3.4), so the table writes it without another check.
 fn check_name(text: &str) -> Result<(), LineError> {
     let bad = |reason| LineError::BadName {
         name: shorten(text),
@@ -135,6 +136,9 @@ fn check_name(text: &str) -> Result<(), LineError> {
         }
         if label.len() > MAX_LABEL {
             return Err(bad("a label is longer than 63 characters"));
+        }
+        if label.starts_with('-') {
+            return Err(bad("a label begins with `-`"));
         }
         // Letters, digits and hyphens (RFC 952/1123), plus `_`, which real hosts files use.
         if !label
@@ -253,6 +257,37 @@ mod tests {
         let problems = problems(format!("{token} name\n").as_bytes());
         let message = problems[0].error.to_string();
         assert!(message.len() < 200, "{message}");
+    }
+
+    #[test]
+    fn names_are_bounded_as_dns_names_are() {
+        let longest = vec!["abcdefghi"; 25].join(".") + ".abc"; // 253 characters
+        assert_eq!(longest.len(), 253);
+        let text = format!("192.0.2.1 {longest}. a.\r\n");
+        let (usable, none) = parse(text.as_bytes());
+        assert_eq!(none, []);
+        assert_eq!(names(&usable[0]), [longest.as_str(), "a"]);
+
+        for bad in [
+            format!("{longest}x"),
+            "-a".into(),
+            "a.-b".into(),
+            "-".into(),
+        ] {
+            let problems = super::problems(format!("192.0.2.1 {bad}\n").as_bytes());
+            assert!(
+                matches!(
+                    problems[..],
+                    [LineProblem {
+                        line: 1,
+                        error: LineError::BadName { .. }
+                    }]
+                ),
+                "{bad}: {problems:?}"
+            );
+        }
+        // A hyphen inside or at the end of a label is what real hosts files hold.
+        assert_eq!(super::problems(b"192.0.2.1 a-b.c- x--y\n"), []);
     }
 
     #[test]

@@ -389,6 +389,35 @@ async fn bookmarks_are_harmless() {
     );
 }
 
+/// A connection that dies without a reset (a node cut off, a load balancer dropping its
+/// state): the open watches go silent, and only a read timeout can tell. The API server here
+/// stops sending on them but answers new requests, as a fresh connection would reach it.
+/// The watch is given up after a minute of silence (`READ_TIMEOUT` in `api.rs`) and the next
+/// one, from the last resourceVersion, brings the change; with kube's defaults it took
+/// 295 s, past this test's two minutes. This test takes about a minute.
+#[tokio::test]
+async fn a_silent_watch_is_given_up_within_a_minute() {
+    let api = example_api().await;
+    let hearth = hearth(&api).await;
+    let addr = hearth.addr();
+    synced(addr).await;
+    let watches = api.watches(Resource::Services);
+
+    api.set_quiet(true);
+    api.apply(service("default", "silent", "10.96.0.92"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut served = false;
+    while !served && tokio::time::Instant::now() < deadline {
+        let (code, data) = outcome(addr, "silent.default.svc.cluster.local.", RecordType::A).await;
+        served = code == ResponseCode::NoError && data == ["10.96.0.92"];
+        if !served {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    assert!(served, "the change arrives through a new watch");
+    assert!(api.watches(Resource::Services) > watches, "watched again");
+}
+
 #[tokio::test]
 async fn a_cut_stream_is_watched_again_from_where_it_was() {
     let api = example_api().await;

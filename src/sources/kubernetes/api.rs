@@ -71,6 +71,18 @@ const UPDATE_QUEUE: usize = 4096;
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one watch request runs (`timeoutSeconds`) before the API server ends it and the
+/// watcher starts the next from the last resourceVersion, and how long a read from the API may
+/// wait for a byte. Why not kube's 290 s and 295 s: a connection that dies without a reset (a
+/// node cut off, a load balancer that drops its state) is only noticed when a read times out,
+/// and until then the cluster zone stays as it was, with no warning. client-go notices within
+/// about 45 s by HTTP/2 pings, which kube's client does not send; with these a dead connection
+/// is dropped within a minute, for four light requests a minute (one per watched kind) that a
+/// healthy API server answers from its watch cache. The read timeout is per read, so a long
+/// list that keeps streaming is not cut.
+const WATCH_TIMEOUT_SECONDS: u32 = 55;
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// After a watch request answered HTTP 410 Gone, the wait before listing again.
 const RELIST_DELAY: Duration = Duration::from_secs(1);
 
@@ -190,6 +202,8 @@ pub async fn client(api: &KubernetesApi) -> Result<Client, ClientError> {
             kube::Config::new(uri)
         }
     };
+    let mut config = config;
+    config.read_timeout = Some(READ_TIMEOUT);
     let cluster = config.cluster_url.to_string();
     Client::try_from(config).map_err(|source| ClientError::Client { cluster, source })
 }
@@ -605,7 +619,8 @@ impl Trouble {
 fn events<K: Watched>(
     api: Api<K>,
 ) -> impl WatchStreamExt<Item = Result<Event<K>, watcher::Error>> + Send + Unpin {
-    Box::pin(watcher::watcher(api, watcher::Config::default()).default_backoff())
+    let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
+    Box::pin(watcher::watcher(api, config).default_backoff())
 }
 
 /// The next item of a stream: `StreamExt::next` without depending on `futures`. kube's

@@ -511,12 +511,22 @@ pub fn hosts_file(dir: &Path, text: &str) -> std::path::PathBuf {
 }
 
 /// Polls `check` until it holds or `PATIENCE` runs out; returns whether it held.
-pub async fn eventually<F, Fut>(mut check: F) -> bool
+pub async fn eventually<F, Fut>(check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    eventually_within(PATIENCE, check).await
+}
+
+/// [`eventually`] with a patience of its own, for what is bounded by a timeout longer than
+/// `PATIENCE` (a watch given up after a minute of silence).
+pub async fn eventually_within<F, Fut>(patience: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     while tokio::time::Instant::now() < deadline {
         if check().await {
             return true;

@@ -13,7 +13,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hearth::cache::{Cache, CacheConfig, CacheKey};
 use hearth::chain::order::parse_entry;
 use hearth::chain::{Answer, Chain, Question, Source};
-use hearth::server::fast::{FastTable, Generation};
+use hearth::chain::{DataVersion, DataVersions};
+use hearth::server::fast::FastTable;
 use hearth::server::{Engine, Transport};
 use hearth::sources::hosts::{parse, Hosts};
 
@@ -57,7 +58,13 @@ fn benches(c: &mut Criterion) {
     let load_path = load_dir.path().join("hosts");
     std::fs::write(&load_path, &text).unwrap();
     c.bench_function("hosts_load_10k_lines", |b| {
-        b.iter(|| Hosts::load(std::slice::from_ref(&load_path), 3600))
+        b.iter(|| {
+            Hosts::load(
+                std::slice::from_ref(&load_path),
+                3600,
+                DataVersion::detached("files"),
+            )
+        })
     });
 
     let hit = query("host4242.bench.example.", RecordType::A);
@@ -98,7 +105,8 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hosts");
     std::fs::write(&path, &text).unwrap();
-    let hosts: Arc<dyn Source> = Arc::new(Hosts::load(&[path], 3600));
+    let hosts: Arc<dyn Source> =
+        Arc::new(Hosts::load(&[path], 3600, DataVersion::detached("files")));
     let engine = Engine::new(Chain::new(&[parse_entry("files").unwrap()], &[hosts]));
 
     c.bench_function("general_path_hosts_answer", |b| {
@@ -117,16 +125,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| runtime.block_on(engine.handle(&malformed, Transport::Udp)))
     });
 
-    let table = FastTable::new(65_536, Arc::new(Generation::default()));
+    let table = FastTable::new(65_536, DataVersions::new());
     let reply = runtime
         .block_on(engine.handle_reply(&hit, Transport::Udp))
         .unwrap();
-    table.store(
-        &hit,
-        &reply,
-        table.generation(),
-        tokio::time::Instant::now(),
-    );
+    table.store(&hit, &reply, &table.versions(), tokio::time::Instant::now());
     let mut out = Vec::with_capacity(1232);
     c.bench_function("fast_path_hit", |b| {
         b.iter(|| table.answer(&hit, tokio::time::Instant::now(), &mut out))

@@ -17,17 +17,18 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chain::DataVersions;
 use crate::chain::{Chain, Source};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::metrics::Metrics;
-use crate::server::fast::{self, FastTable, Generation};
+use crate::server::fast::{self, FastTable};
 use crate::server::tcp::{self, TcpLimits};
 use crate::server::{udp, Engine};
 use crate::sources::forward::Forwarder;
 use crate::sources::hosts::Hosts;
 use crate::sources::watch::Reload;
 use crate::sources::zones::cluster::Cluster;
-use crate::sources::zones::Zones;
+use crate::sources::zones::{ZoneVersions, Zones};
 
 /// Memory for the UDP fast path's encoded replies: the hot set, not every name (misses take
 /// the general path and are then stored). 4 MiB holds about 16,000 typical replies; with a
@@ -67,8 +68,8 @@ pub struct Running {
 /// What the listeners, the admin endpoints and reloads share.
 pub struct State {
     engine: Arc<Engine>,
-    /// Bumped when local data changes, so the fast path drops replies computed from old data.
-    generation: Arc<Generation>,
+    /// The version of each kind of local data: sources bump theirs, the fast table reads them.
+    versions: Arc<DataVersions>,
     table: Arc<FastTable>,
     metrics: Arc<Metrics>,
     /// The sources serving now, replaced whole by a reload.
@@ -226,11 +227,13 @@ impl State {
         };
         let old = self.sources.load_full();
         warn_about_restart_only_keys(&old.config, &config);
-        let sources = Arc::new(build_sources(&config, Some(&old), &self.shutdown).await);
+        let sources =
+            Arc::new(build_sources(&config, Some(&old), &self.shutdown, &self.versions).await);
         self.engine.replace_chain(chain_for(&config, &sources));
         self.engine.set_log_queries(config.log.queries);
         self.sources.store(Arc::clone(&sources));
-        self.generation.bump();
+        // Another order, other actions or other sources: no stored reply is known to hold.
+        self.versions.bump_all();
         // The old set's tasks stop; what was carried over keeps its own.
         old.polls.cancel();
         if !Arc::ptr_eq(&old.forwarder, &sources.forwarder) {
@@ -250,13 +253,11 @@ impl State {
         self.tracker.spawn(poll(
             Arc::clone(&sources.hosts),
             sources.config.files.reload_interval,
-            Arc::clone(&self.generation),
             sources.polls.clone(),
         ));
         self.tracker.spawn(poll(
             Arc::clone(&sources.zones),
             sources.config.zones.reload_interval,
-            Arc::clone(&self.generation),
             sources.polls.clone(),
         ));
         // The live Kubernetes API feed; returns at once for manifests or a cluster already
@@ -264,7 +265,6 @@ impl State {
         if let Some(cluster) = sources.zones.cluster() {
             self.tracker.spawn(crate::sources::kubernetes::api::watch(
                 Arc::clone(cluster),
-                Arc::clone(&self.generation),
                 sources.cluster_tasks.clone(),
             ));
         }
@@ -321,6 +321,7 @@ async fn build_sources(
     config: &Config,
     previous: Option<&Sources>,
     shutdown: &CancellationToken,
+    versions: &Arc<DataVersions>,
 ) -> Sources {
     // Reading files is blocking I/O: keep it off the runtime's worker threads.
     let hosts = match previous.filter(|p| p.config.files == config.files) {
@@ -333,11 +334,12 @@ async fn build_sources(
         None => {
             let paths = config.files.paths.clone();
             let ttl = config.files.ttl;
+            let version = versions.register("files");
             let loaded = {
-                let paths = paths.clone();
-                tokio::task::spawn_blocking(move || Hosts::load(&paths, ttl)).await
+                let (paths, version) = (paths.clone(), version.clone());
+                tokio::task::spawn_blocking(move || Hosts::load(&paths, ttl, version)).await
             };
-            Arc::new(loaded.unwrap_or_else(|_| Hosts::unavailable(&paths, ttl)))
+            Arc::new(loaded.unwrap_or_else(|_| Hosts::unavailable(&paths, ttl, version)))
         }
     };
     let previous_cluster = previous
@@ -359,13 +361,25 @@ async fn build_sources(
         None => {
             let zones_config = config.zones.clone();
             let kubernetes = config.kubernetes.clone();
+            let zone_versions = ZoneVersions {
+                origins: versions.register("zone origins"),
+                data: versions.register("zone data"),
+            };
+            let cluster_version = versions.register("cluster");
+            let fallback_versions = zone_versions.clone();
             let loaded = tokio::task::spawn_blocking(move || {
-                let cluster = previous_cluster
-                    .or_else(|| kubernetes.as_ref().map(|k| Arc::new(Cluster::load(k))));
-                Zones::load(&zones_config, cluster)
+                let cluster = previous_cluster.or_else(|| {
+                    kubernetes
+                        .as_ref()
+                        .map(|k| Arc::new(Cluster::load(k, cluster_version)))
+                });
+                Zones::load(&zones_config, cluster, zone_versions)
             })
             .await;
-            Arc::new(loaded.unwrap_or_else(|_| Zones::load(&Default::default(), None)))
+            Arc::new(
+                loaded
+                    .unwrap_or_else(|_| Zones::load(&Default::default(), None, fallback_versions)),
+            )
         }
     };
     let (forwarder, forwarder_tasks) = match previous.filter(|p| p.config.forward == config.forward)
@@ -395,7 +409,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let sources = build_sources(config, None, &shutdown).await;
+    let versions = DataVersions::new();
+    let sources = build_sources(config, None, &shutdown, &versions).await;
     let metrics = Arc::new(Metrics::new());
     metrics.config_reloads.mark_loaded();
     let engine = Arc::new(Engine::with_metrics(
@@ -432,10 +447,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         idle_timeout: config.server.tcp_idle_timeout,
         max_connections: config.server.tcp_max_connections,
     };
-    let generation = Arc::new(Generation::default());
     let table = Arc::new(FastTable::with_memory(
         FAST_TABLE_BYTES,
-        Arc::clone(&generation),
+        Arc::clone(&versions),
     ));
     let mut local_addrs = Vec::new();
     for (udp_sockets, tcp_listener, address) in sockets {
@@ -478,7 +492,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let state = Arc::new(State {
         engine,
-        generation,
+        versions,
         table,
         metrics,
         sources: ArcSwap::from_pointee(sources),
@@ -575,14 +589,9 @@ fn hint_for(error: &io::Error, address: SocketAddr) -> &'static str {
     }
 }
 
-/// Re-reads what changed in `source`'s files every `interval` until shutdown; a change bumps
-/// the data `generation`, so no reply computed from the old data is reused.
-async fn poll(
-    source: Arc<impl Reload + 'static>,
-    interval: Duration,
-    generation: Arc<Generation>,
-    shutdown: CancellationToken,
-) {
+/// Re-reads what changed in `source`'s files every `interval` until shutdown; the source
+/// bumps its own data version on a change, so no reply computed from the old data is reused.
+async fn poll(source: Arc<impl Reload + 'static>, interval: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     ticks.tick().await; // the first tick is immediate; the files were just read.
@@ -591,9 +600,7 @@ async fn poll(
             _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {
                 let source = Arc::clone(&source);
-                if let Ok(true) = tokio::task::spawn_blocking(move || source.reload_changed()).await {
-                    generation.bump();
-                }
+                let _ = tokio::task::spawn_blocking(move || source.reload_changed()).await;
             }
         }
     }

@@ -16,13 +16,14 @@ use hickory_proto::rr::RecordType;
 use tokio::time::Instant;
 
 use hearth::chain::order::parse_entry;
+use hearth::chain::DataVersions;
 use hearth::chain::{Chain, Source};
 use hearth::config::{ForwardConfig, Policy, UpstreamsFrom, ZonesConfig};
-use hearth::server::fast::{FastTable, Generation};
+use hearth::server::fast::FastTable;
 use hearth::server::{Engine, Transport};
 use hearth::sources::forward::Forwarder;
 use hearth::sources::hosts::Hosts;
-use hearth::sources::zones::Zones;
+use hearth::sources::zones::{ZoneVersions, Zones};
 
 /// A query as bytes: `edns` None for none, Some(do_bit) for an OPT record.
 fn query_bytes(id: u16, name_text: &str, record_type: RecordType, edns: Option<bool>) -> Vec<u8> {
@@ -55,13 +56,22 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
     upstream.add_a("www.example.net.", Ipv4Addr::new(198, 51, 100, 1));
     upstream.add_cname("alias.example.net.", "www.example.net.");
 
-    let hosts: Arc<dyn Source> = Arc::new(Hosts::load(std::slice::from_ref(&hosts_path), 3600));
+    let versions = DataVersions::new();
+    let hosts: Arc<dyn Source> = Arc::new(Hosts::load(
+        std::slice::from_ref(&hosts_path),
+        3600,
+        versions.register("files"),
+    ));
     let zones: Arc<dyn Source> = Arc::new(Zones::load(
         &ZonesConfig {
             directory: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")),
             ..ZonesConfig::default()
         },
         None,
+        ZoneVersions {
+            origins: versions.register("zone origins"),
+            data: versions.register("zone data"),
+        },
     ));
     let forward: Arc<dyn Source> = Arc::new(Forwarder::new(&ForwardConfig {
         upstreams: vec![upstream.addr],
@@ -77,8 +87,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
         .map(|e| parse_entry(e).unwrap())
         .collect();
     let engine = Engine::new(Chain::new(&order, &[hosts, zones, forward]));
-    let generation = Arc::new(Generation::default());
-    let table = FastTable::new(1000, Arc::clone(&generation));
+    let table = FastTable::new(1000, Arc::clone(&versions));
 
     let corpus: Vec<(&str, RecordType, Option<bool>)> = vec![
         ("web.example.org.", RecordType::A, Some(false)),
@@ -121,7 +130,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
         for (index, (name_text, record_type, edns)) in corpus.iter().enumerate() {
             let what = format!("{name_text} {record_type} edns {edns:?} {}", check(moment));
             let query = query_bytes(100 + index as u16, name_text, *record_type, *edns);
-            let generation_before = table.generation();
+            let versions_before = table.versions();
             let general = engine
                 .handle_reply(&query, Transport::Udp)
                 .await
@@ -132,7 +141,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
                     hearth::chain::Validity::Never,
                     "{what}: reusable"
                 );
-                table.store(&query, &general, generation_before, Instant::now());
+                table.store(&query, &general, &versions_before, Instant::now());
             }
             let mut fast = Vec::new();
             let asked = with_id(query.clone(), 0x7777);
@@ -153,11 +162,33 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(stored, corpus.len() as u64);
 
-    // A reload bumps the generation: nothing computed before is reused.
-    generation.bump();
-    let mut fast = Vec::new();
-    let query = query_bytes(1, "web.example.org.", RecordType::A, Some(false));
-    assert!(!table.answer(&query, Instant::now(), &mut fast));
+    // Each change evicts only the answers that read the data changed.
+    let hit = |name: &str| {
+        let query = query_bytes(1, name, RecordType::A, Some(false));
+        table.answer(&query, Instant::now(), &mut Vec::new())
+    };
+    // A zone edit (the origins unchanged): zone answers go, hosts and forwarded answers stay
+    // (a forwarded answer read only which origins the zones serve, through their NOTFOUND).
+    versions.register("zone data").bump();
+    assert!(
+        !hit("docs.example.internal."),
+        "a zone answer read the zone data"
+    );
+    assert!(hit("web.example.org."), "a hosts answer did not");
+    assert!(hit("www.example.net."), "nor did a forwarded one");
+    // The cluster (not configured here, but registered by any server with [kubernetes]).
+    versions.register("cluster").bump();
+    assert!(hit("web.example.org.") && hit("www.example.net."));
+    // A change to the hosts files: everything after files in the order read its NOTFOUND.
+    versions.register("files").bump();
+    assert!(!hit("web.example.org."));
+    assert!(
+        !hit("www.example.net."),
+        "forwarded after the files' NOTFOUND"
+    );
+    // A reload of the configuration: nothing computed before is reused.
+    versions.bump_all();
+    assert!(!hit("docs.example.internal."));
 }
 
 #[tokio::test]

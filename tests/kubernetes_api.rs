@@ -24,8 +24,8 @@ use hickory_proto::rr::RecordType;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use hearth::chain::{DataVersion, DataVersions};
 use hearth::config::{KubernetesApi, KubernetesConfig, KubernetesFeed, PodMode};
-use hearth::server::fast::Generation;
 use hearth::sources::kubernetes::api;
 use hearth::sources::zones::cluster::Cluster;
 
@@ -86,7 +86,8 @@ async fn hearth(api: &FakeApiServer) -> Hearth {
 /// readiness (`is_loaded`) and the watch's status.
 struct Watched {
     cluster: Arc<Cluster>,
-    generation: Arc<Generation>,
+    versions: Arc<DataVersions>,
+    version: DataVersion,
     stop: CancellationToken,
 }
 
@@ -98,19 +99,22 @@ impl Watched {
             pods,
             ttl: 5,
         };
-        let cluster = Arc::new(Cluster::load(&config));
-        let generation = Arc::new(Generation::default());
+        let versions = DataVersions::new();
+        let version = versions.register("cluster");
+        let cluster = Arc::new(Cluster::load(&config, version.clone()));
         let stop = CancellationToken::new();
-        tokio::spawn(api::watch(
-            Arc::clone(&cluster),
-            Arc::clone(&generation),
-            stop.clone(),
-        ));
+        tokio::spawn(api::watch(Arc::clone(&cluster), stop.clone()));
         Self {
             cluster,
-            generation,
+            versions,
+            version,
             stop,
         }
+    }
+
+    /// The cluster's data version: how many zones were installed.
+    fn installed(&self) -> u64 {
+        self.versions.stamp(self.version.dependencies())
     }
 
     fn status(&self) -> &api::ApiStatus {
@@ -258,7 +262,7 @@ async fn nothing_is_answered_until_every_kind_is_listed() {
     assert!(!watched.cluster.is_loaded(), "not ready");
     assert!(!watched.status().connected());
     assert_eq!(watched.status().last_sync_unix_seconds(), 0);
-    assert_eq!(watched.generation.current(), 0, "nothing installed");
+    assert_eq!(watched.installed(), 0, "nothing installed");
 
     api.release_lists(Resource::EndpointSlices);
     synced(addr).await;
@@ -276,7 +280,7 @@ async fn nothing_is_answered_until_every_kind_is_listed() {
         8,
         "2 namespaces, 4 services, 2 slices"
     );
-    assert!(watched.generation.current() >= 1, "the fast path is told");
+    assert!(watched.installed() >= 1, "the fast path is told");
     assert_eq!(
         api.lists(Resource::Pods),
         0,

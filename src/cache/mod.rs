@@ -280,11 +280,11 @@ impl Cache {
             } else {
                 entry.ttl
             };
-            answer.validity = Validity::Until {
-                origin: entry.stored,
-                encoded_age: age_seconds,
-                until: entry.stored + Duration::from_secs(u64::from(reusable_for)),
-            };
+            answer.validity = Validity::until(
+                entry.stored,
+                age_seconds,
+                entry.stored + Duration::from_secs(u64::from(reusable_for)),
+            );
             return Lookup::Fresh { answer, prefetch };
         }
         if age < Duration::from_secs(u64::from(entry.ttl)) + self.config.serve_stale {

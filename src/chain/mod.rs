@@ -11,7 +11,9 @@
 //! The order and the actions come from `resolve.order` (or an nsswitch.conf `hosts:` line) and
 //! are decided here and nowhere else; sources never know what comes after them.
 
+pub mod client;
 pub mod order;
+pub mod validity;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,7 +24,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
 use thiserror::Error;
 
+pub use client::{Client, Transport};
 pub use order::{Actions, OrderEntry, SourceKind};
+pub use validity::{DataVersion, DataVersions, Dependencies, Validity};
 
 /// How many CNAME links one answer follows across sources (and within a zone).
 pub const MAX_CNAME_CHAIN: usize = 8;
@@ -129,55 +133,8 @@ pub struct Answer {
     /// first source on and appends what it finds, as CoreDNS does for ExternalName services.
     pub chase: Option<Name>,
     /// How long the same question would get the same answer: what lets the UDP fast path
-    /// answer it again from the encoded reply ([`crate::server::fast`]).
+    /// answer it again from the encoded reply ([`validity`]).
     pub validity: Validity,
-}
-
-/// How long an answer stays the answer to its question.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Validity {
-    /// Not reusable: a failure, a stale answer, a computed one.
-    #[default]
-    Never,
-    /// Until the local data changes (hosts files, zones, cluster objects): the server's data
-    /// generation tells.
-    UntilReload,
-    /// Until `until`, with TTLs counting down from `origin` (the moment the TTLs were full)
-    /// and `encoded_age` whole seconds already counted off: an answer from the cache.
-    Until {
-        origin: tokio::time::Instant,
-        encoded_age: u32,
-        until: tokio::time::Instant,
-    },
-}
-
-impl Validity {
-    /// The validity of an answer built from two: the shorter.
-    pub fn meet(self, other: Validity) -> Validity {
-        use Validity::*;
-        match (self, other) {
-            (Never, _) | (_, Never) => Never,
-            (UntilReload, other) | (other, UntilReload) => other,
-            (
-                Until {
-                    origin: a,
-                    encoded_age: age,
-                    until: x,
-                },
-                Until {
-                    origin: b,
-                    until: y,
-                    ..
-                },
-            ) if a == b => Until {
-                origin: a,
-                encoded_age: age,
-                until: x.min(y),
-            },
-            // Two countdowns from different moments cannot be patched as one.
-            (Until { .. }, Until { .. }) => Never,
-        }
-    }
 }
 
 impl Answer {
@@ -213,8 +170,6 @@ pub enum SourceError {
     },
     #[error("zones not readable: {0}")]
     ZonesUnreadable(String),
-    #[error("cluster data not loaded: {0}")]
-    ClusterNotLoaded(String),
     #[error("no upstream is configured")]
     NoUpstreams,
     #[error("max_concurrent upstream queries are in flight")]
@@ -250,13 +205,24 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// NOTFOUND with nothing more to say, from local data: true until that data reloads.
+    /// NOTFOUND with nothing more to say. Not reusable until the source that gives it says
+    /// what it read ([`Outcome::read_from`]).
     pub fn not_found() -> Self {
         Self::NotFound(Answer {
             response_code: ResponseCode::NXDomain,
-            validity: Validity::UntilReload,
             ..Answer::default()
         })
+    }
+
+    /// Marks an answer read from local data as true until that data changes. The source that
+    /// owns the data says which version it read: the lookups inside (a zone, a hosts table)
+    /// do not know, and leave their answers at [`Validity::Never`], which is safe (only slower)
+    /// if a source forgets.
+    pub fn read_from(mut self, dependencies: Dependencies) -> Self {
+        if let Self::Success(answer) | Self::NotFound(answer) = &mut self {
+            answer.validity = Validity::UntilChanged(dependencies);
+        }
+        self
     }
 
     /// How long this outcome holds (see [`Validity`]).
@@ -391,7 +357,7 @@ impl Chain {
     async fn resolve_once(&self, question: &Question) -> Resolution {
         let mut last = None;
         // The answer depends on every source consulted: a NOTFOUND from files is part of it.
-        let mut validity = Validity::UntilReload;
+        let mut validity = Validity::UntilChanged(Dependencies::NONE);
         for link in &self.links {
             let outcome = link.source.lookup(question).await;
             validity = validity.meet(outcome.validity());

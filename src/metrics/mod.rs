@@ -32,8 +32,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::chain::Transport;
 use crate::server::fast::{FastStats, FastTable};
-use crate::server::Transport;
 use crate::sources::forward::Forwarder;
 use crate::sources::hosts::Hosts;
 use crate::sources::watch::ReloadStats;

@@ -19,8 +19,9 @@
 //! is only ever what [`Engine::handle_reply`] answered for those exact bytes, so a fast answer
 //! is byte for byte the general path's (a test compares them over a corpus). What the general
 //! path's answer depends on besides the bytes, its [`Validity`], is checked on every hit:
-//! - local data (hosts files, zones, cluster objects): the data [`Generation`], bumped by every
-//!   reload, must be the one the answer was computed under;
+//! - local data (hosts files, zones, cluster objects): the version of each kind of data the
+//!   answer read ([`Dependencies`]) must be the one it was computed under, so a change to one
+//!   kind evicts only the answers that read it (`chain::validity` explains the stamp);
 //! - cached forwarded answers: the entry must not have reached its expiry (or its prefetch
 //!   point, so that prefetch still sees the hits it needs); TTLs are patched to count down as
 //!   the cache would count them.
@@ -51,7 +52,8 @@ use hickory_proto::rr::Name;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::{Engine, Reply, Transport};
-use crate::chain::{SourceKind, Validity};
+use crate::chain::validity::VersionSnapshot;
+use crate::chain::{DataVersions, Dependencies, SourceKind, Validity};
 
 /// Datagrams per recvmmsg/sendmmsg: PEERS.md's generator uses 32; larger batches gain little
 /// and hold replies back longer under light load (a batch is sent when the socket runs dry).
@@ -64,26 +66,13 @@ const RECEIVE_BUFFER: usize = 4096;
 /// General-path queries answered at once per socket, as in [`super::udp`].
 const MAX_IN_FLIGHT: usize = 4096;
 
-/// Which version of the local data answers are computed from. Every reload that changes hosts
-/// files, zones or cluster objects bumps it, so every reply computed before is no longer used.
-#[derive(Debug, Default)]
-pub struct Generation(AtomicU64);
-
-impl Generation {
-    pub fn current(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-
-    pub fn bump(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
 /// A stored reply.
 #[derive(Debug)]
 struct Entry {
     reply: Box<[u8]>,
-    generation: u64,
+    /// The local data the answer read, and the sum of their versions before it was computed.
+    dependencies: Dependencies,
+    stamp: u64,
     countdown: Option<Countdown>,
     /// Where each record's TTL is in `reply` (the OPT record's "TTL" field is not one).
     ttl_offsets: Box<[u16]>,
@@ -137,27 +126,27 @@ impl quick_cache::Weighter<Box<[u8]>, Arc<Entry>> for Weight {
 /// The encoded replies, keyed by the query's bytes after its ID.
 pub struct FastTable {
     entries: QuickCache<Box<[u8]>, Arc<Entry>, Weight>,
-    generation: Arc<Generation>,
+    versions: Arc<DataVersions>,
     stats: FastStats,
 }
 
 impl FastTable {
     /// A table of at most `capacity` replies.
-    pub fn new(capacity: usize, generation: Arc<Generation>) -> Self {
+    pub fn new(capacity: usize, versions: Arc<DataVersions>) -> Self {
         let capacity = capacity.max(1);
-        Self::with(capacity, capacity as u64, Weight::Unit, generation)
+        Self::with(capacity, capacity as u64, Weight::Unit, versions)
     }
 
     /// A table of at most about `bytes` of memory: as many replies as fit. The table is for
     /// the hot set; a reply that does not fit is answered by the general path, which is
     /// correct, only slower. A count alone would let large replies (or a scan over many cold
     /// names) grow it to tens of megabytes.
-    pub fn with_memory(bytes: u64, generation: Arc<Generation>) -> Self {
+    pub fn with_memory(bytes: u64, versions: Arc<DataVersions>) -> Self {
         let estimated = usize::try_from(bytes / 256).unwrap_or(usize::MAX).max(1);
-        Self::with(estimated, bytes.max(1), Weight::Bytes, generation)
+        Self::with(estimated, bytes.max(1), Weight::Bytes, versions)
     }
 
-    fn with(estimated: usize, capacity: u64, weight: Weight, generation: Arc<Generation>) -> Self {
+    fn with(estimated: usize, capacity: u64, weight: Weight, versions: Arc<DataVersions>) -> Self {
         Self {
             entries: QuickCache::with(
                 estimated,
@@ -166,7 +155,7 @@ impl FastTable {
                 Default::default(),
                 Default::default(),
             ),
-            generation,
+            versions,
             stats: FastStats::default(),
         }
     }
@@ -189,9 +178,9 @@ impl FastTable {
         &self.stats
     }
 
-    /// The data generation now; take it *before* computing a reply to store.
-    pub fn generation(&self) -> u64 {
-        self.generation.current()
+    /// The data versions now; take them *before* computing a reply to store.
+    pub fn versions(&self) -> VersionSnapshot {
+        self.versions.snapshot()
     }
 
     /// Writes the reply to `query` into `out` if the table has a valid one.
@@ -210,7 +199,7 @@ impl FastTable {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let fresh = entry.generation == self.generation.current()
+        let fresh = entry.stamp == self.versions.stamp(entry.dependencies)
             && entry
                 .countdown
                 .is_none_or(|countdown| now < countdown.until);
@@ -242,13 +231,14 @@ impl FastTable {
         Some(entry.source)
     }
 
-    /// Stores `reply` as the answer to `query` if its validity allows; `generation` is the one
-    /// taken before the reply was computed.
-    pub fn store(&self, query: &[u8], reply: &Reply, generation: u64, now: Instant) {
-        let countdown = match reply.validity {
+    /// Stores `reply` as the answer to `query` if its validity allows; `before` is the
+    /// versions taken before the reply was computed.
+    pub fn store(&self, query: &[u8], reply: &Reply, before: &VersionSnapshot, now: Instant) {
+        let (dependencies, countdown) = match reply.validity {
             Validity::Never => return,
-            Validity::UntilReload => None,
+            Validity::UntilChanged(dependencies) => (dependencies, None),
             Validity::Until {
+                dependencies,
                 origin,
                 until,
                 encoded_age,
@@ -256,11 +246,14 @@ impl FastTable {
                 if now >= until {
                     return;
                 }
-                Some(Countdown {
-                    origin,
-                    encoded_age,
-                    until,
-                })
+                (
+                    dependencies,
+                    Some(Countdown {
+                        origin,
+                        encoded_age,
+                        until,
+                    }),
+                )
             }
         };
         let (Some(key), Some(ttl_offsets)) = (key_of(query), ttl_offsets(&reply.bytes)) else {
@@ -271,7 +264,8 @@ impl FastTable {
             key.into(),
             Arc::new(Entry {
                 reply: reply.bytes.clone().into_boxed_slice(),
-                generation,
+                dependencies,
+                stamp: before.stamp(dependencies),
                 countdown,
                 ttl_offsets: ttl_offsets.into_boxed_slice(),
                 source: reply.source,
@@ -639,7 +633,7 @@ async fn answer_miss(
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
-    let generation = table.generation();
+    let before = table.versions();
     let Some(reply) = engine.answer(&packet, Transport::Udp, peer).await else {
         return;
     };
@@ -656,7 +650,7 @@ async fn answer_miss(
     if let Err(error) = when_writable(send).await {
         tracing::debug!(%peer, %error, "UDP send error");
     }
-    table.store(&packet, &reply, generation, Instant::now());
+    table.store(&packet, &reply, &before, Instant::now());
 }
 
 /// Sends `replies` to `destinations` with as few sendmmsg calls as the socket allows. The

@@ -44,21 +44,7 @@ pub const UDP_PAYLOAD: u16 = 1232;
 /// an EDNS client that advertises less (RFC 6891 §6.2.3).
 const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
-/// How the message arrived, which decides how large the reply may be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-        }
-    }
-}
+pub use crate::chain::{Client, Transport};
 
 /// Why a message is not answered from the chain. Each maps to the RCODE of the reply, or to no
 /// reply at all.

@@ -103,17 +103,19 @@ fn ttl_offsets_find_every_record_but_opt() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn generation_and_expiry_decide_and_ttls_count_down() {
-    let generation = Arc::new(Generation::default());
-    let table = FastTable::new(100, Arc::clone(&generation));
+async fn versions_and_expiry_decide_and_ttls_count_down() {
+    let versions = DataVersions::new();
+    let hosts = versions.register("files");
+    let cluster = versions.register("cluster");
+    let table = FastTable::new(100, Arc::clone(&versions));
     let now = Instant::now();
     let local = Reply {
         source: None,
         bytes: reply(1, 300),
-        validity: Validity::UntilReload,
+        validity: Validity::UntilChanged(hosts.dependencies()),
     };
     let mut out = Vec::new();
-    table.store(&query(1, "www.example."), &local, generation.current(), now);
+    table.store(&query(1, "www.example."), &local, &table.versions(), now);
     assert!(table.answer(&query(0xbeef, "www.example."), now, &mut out));
     assert_eq!(&out[..2], &[0xbe, 0xef], "the ID is the new query's");
     assert_eq!(out[2..], reply(1, 300)[2..]);
@@ -121,10 +123,22 @@ async fn generation_and_expiry_decide_and_ttls_count_down() {
         !table.answer(&query(2, "WWW.example."), now, &mut out),
         "another case is another key"
     );
-    generation.bump();
+    cluster.bump();
+    assert!(
+        table.answer(&query(3, "www.example."), now, &mut out),
+        "a change to data the answer did not read leaves it valid"
+    );
+    hosts.bump();
     assert!(
         !table.answer(&query(3, "www.example."), now, &mut out),
-        "a reload invalidates"
+        "a reload of what it read invalidates"
+    );
+    let before = table.versions();
+    hosts.bump();
+    table.store(&query(1, "www.example."), &local, &before, now);
+    assert!(
+        !table.answer(&query(3, "www.example."), now, &mut out),
+        "an answer computed across a reload is stale at once"
     );
 
     // A cached answer: full TTLs (300) at `origin`, encoded 10 s later, reusable 200 s.
@@ -132,16 +146,12 @@ async fn generation_and_expiry_decide_and_ttls_count_down() {
     let cached = Reply {
         source: None,
         bytes: reply(1, 290),
-        validity: Validity::Until {
-            origin,
-            encoded_age: 10,
-            until: origin + Duration::from_secs(200),
-        },
+        validity: Validity::until(origin, 10, origin + Duration::from_secs(200)),
     };
     table.store(
         &query(1, "www.example."),
         &cached,
-        generation.current(),
+        &table.versions(),
         now + Duration::from_secs(10),
     );
     assert!(table.answer(
@@ -174,12 +184,7 @@ async fn generation_and_expiry_decide_and_ttls_count_down() {
         bytes: reply(1, 300),
         validity: Validity::Never,
     };
-    table.store(
-        &query(1, "other.example."),
-        &never,
-        generation.current(),
-        now,
-    );
+    table.store(&query(1, "other.example."), &never, &table.versions(), now);
     assert!(
         !table.answer(&query(7, "other.example."), now, &mut out),
         "never stored"
@@ -188,18 +193,17 @@ async fn generation_and_expiry_decide_and_ttls_count_down() {
 
 #[tokio::test(start_paused = true)]
 async fn a_memory_budget_bounds_the_table_whatever_the_traffic() {
-    let generation = Arc::new(Generation::default());
-    let table = FastTable::with_memory(64 * 1024, Arc::clone(&generation));
+    let table = FastTable::with_memory(64 * 1024, DataVersions::new());
     let now = Instant::now();
     let local = Reply {
         source: None,
         bytes: reply(1, 300),
-        validity: Validity::UntilReload,
+        validity: Validity::UntilChanged(Dependencies::NONE),
     };
     // A scan over 5,000 names, each stored once.
     for index in 0..5_000 {
         let name = format!("host{index}.example.");
-        table.store(&query(1, &name), &local, generation.current(), now);
+        table.store(&query(1, &name), &local, &table.versions(), now);
     }
     assert!(table.weight() <= 64 * 1024, "{} bytes", table.weight());
     // Each entry weighs its bytes and overhead: a few hundred fit, not 5,000.

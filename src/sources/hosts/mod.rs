@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind, Validity};
+use crate::chain::{Answer, DataVersion, Outcome, Question, Source, SourceError, SourceKind};
 use crate::sources::watch::{Fingerprint, Reload, ReloadStats};
 use crate::sources::wire::{key_in, push_text_name, same_wire_name, wire_name, NameKey};
 use parse::LineProblem;
@@ -299,7 +299,7 @@ fn owned_answer(answers: Vec<Record>) -> Answer {
     Answer {
         authoritative: true,
         answers,
-        validity: Validity::UntilReload,
+        // The source stamps the version of the table it read (`Outcome::read_from`).
         ..Answer::default()
     }
 }
@@ -351,12 +351,15 @@ pub struct Hosts {
     files: Mutex<Vec<FileState>>,
     ttl: u32,
     reload_stats: ReloadStats,
+    /// Bumped after every new table is swapped in: answers read from the old one stop being
+    /// reused, and nothing else does.
+    version: DataVersion,
 }
 
 impl Hosts {
     /// Reads every file now. A file that cannot be read is logged and makes the source UNAVAIL
     /// for names found in no other file, until it can be read.
-    pub fn load(paths: &[PathBuf], ttl: u32) -> Self {
+    pub fn load(paths: &[PathBuf], ttl: u32, version: DataVersion) -> Self {
         let hosts = Self {
             table: ArcSwap::from_pointee(HostsTable::default()),
             files: Mutex::new(
@@ -371,6 +374,7 @@ impl Hosts {
             ),
             ttl,
             reload_stats: ReloadStats::default(),
+            version,
         };
         hosts.reload(true);
         hosts
@@ -430,6 +434,7 @@ impl Hosts {
         }
         if changed {
             self.table.store(Arc::new(HostsTable::build(&files)));
+            self.version.bump();
             if let [only] = files.as_mut_slice() {
                 if only.contents.is_read() {
                     only.contents = Contents::InTableOnly;
@@ -440,7 +445,7 @@ impl Hosts {
     }
 
     /// A source whose files could not be loaded at all: UNAVAIL for every name.
-    pub fn unavailable(paths: &[PathBuf], ttl: u32) -> Self {
+    pub fn unavailable(paths: &[PathBuf], ttl: u32, version: DataVersion) -> Self {
         let files: Vec<FileState> = paths
             .iter()
             .map(|path| FileState {
@@ -460,6 +465,7 @@ impl Hosts {
             files: Mutex::new(files),
             ttl,
             reload_stats: ReloadStats::default(),
+            version,
         }
     }
 
@@ -494,7 +500,10 @@ impl Source for Hosts {
     }
 
     async fn lookup(&self, question: &Question) -> Outcome {
-        self.table.load().lookup(question, self.ttl)
+        self.table
+            .load()
+            .lookup(question, self.ttl)
+            .read_from(self.version.dependencies())
     }
 }
 
@@ -701,7 +710,7 @@ mod tests {
     #[test]
     fn unread_file_makes_misses_unavail() {
         let missing = PathBuf::from("/nonexistent/hearth/hosts");
-        let hosts = Hosts::load(&[missing], 60);
+        let hosts = Hosts::load(&[missing], 60, DataVersion::detached("files"));
         let (status, _) = ask(&hosts.table(), "web.example.org.", RecordType::A);
         assert_eq!(status, Status::Unavail);
         let question = Question::new(Name::from_ascii("x.").unwrap(), RecordType::A);
@@ -714,7 +723,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hosts");
         std::fs::write(&path, "192.0.2.1 one.example\n").unwrap();
-        let hosts = Hosts::load(std::slice::from_ref(&path), 60);
+        let hosts = Hosts::load(
+            std::slice::from_ref(&path),
+            60,
+            DataVersion::detached("files"),
+        );
         assert_eq!(
             ask(&hosts.table(), "one.example.", RecordType::A).0,
             Status::Success
@@ -761,7 +774,11 @@ mod tests {
         let second = dir.path().join("second");
         std::fs::write(&first, "192.0.2.1 one.example\n").unwrap();
         std::fs::write(&second, "192.0.2.2 two.example\n").unwrap();
-        let hosts = Hosts::load(&[first.clone(), second.clone()], 60);
+        let hosts = Hosts::load(
+            &[first.clone(), second.clone()],
+            60,
+            DataVersion::detached("files"),
+        );
         std::fs::remove_file(&first).unwrap();
         hosts.reload_changed();
 

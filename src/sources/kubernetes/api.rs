@@ -13,7 +13,7 @@
 //!        │  once every kind has been listed; then at most every COALESCE after a change
 //!        ▼  the `cluster-install` thread
 //!  Cluster::install_refs(the stores' objects, borrowed) -> records::build_into -> Zone
-//!  swapped in; Generation::bump
+//!  swapped in; the cluster's data version bumped
 //! ```
 //!
 //! Until every kind has completed its first list nothing is installed: names in the cluster
@@ -54,7 +54,6 @@ use tokio_util::sync::CancellationToken;
 use super::objects::ClusterObjects;
 use super::records::ObjectRefs;
 use crate::config::KubernetesApi;
-use crate::server::fast::Generation;
 use crate::sources::zones::cluster::Cluster;
 
 /// How long changes are gathered before a new zone is built: a burst of events (a rollout, a
@@ -210,12 +209,12 @@ pub async fn client(api: &KubernetesApi) -> Result<Client, ClientError> {
 
 /// Feeds `cluster` from the Kubernetes API until `stop` is cancelled; returns at once if the
 /// cluster's objects come from manifests, or if a watch already feeds it (so this can be
-/// called for every new set of sources). After every zone installed, `generation` is bumped so
-/// the UDP fast path forgets replies built from the old one.
+/// called for every new set of sources). The cluster bumps its own data version with every
+/// zone installed, so the UDP fast path forgets replies built from the old one.
 ///
 /// A client that cannot be made (no service account, a broken kubeconfig) is logged as an
 /// error naming `kubernetes.api`; the cluster then stays unloaded (SERVFAIL, not ready).
-pub async fn watch(cluster: Arc<Cluster>, generation: Arc<Generation>, stop: CancellationToken) {
+pub async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
     let (Some(api), Some(status)) = (cluster.api(), cluster.api_status()) else {
         return;
     };
@@ -306,7 +305,6 @@ pub async fn watch(cluster: Arc<Cluster>, generation: Arc<Generation>, stop: Can
                     break;
                 };
                 if installed {
-                    generation.bump();
                     if status.synced_at.load(Ordering::Acquire) == 0 {
                         status
                             .synced_at

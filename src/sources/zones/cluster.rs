@@ -24,7 +24,7 @@ use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
 use super::zone::{RecordsByName, RecordsByNameBuilder, Zone, ZoneBuilder};
-use crate::chain::{Answer, Outcome, Question, Validity};
+use crate::chain::{Answer, DataVersion, Dependencies, Outcome, Question};
 use crate::config::{KubernetesApi, KubernetesConfig, KubernetesFeed, PodMode as ConfigPodMode};
 use crate::sources::kubernetes::api::ApiStatus;
 use crate::sources::kubernetes::objects;
@@ -57,12 +57,15 @@ pub struct Cluster {
     /// With an API feed: how to reach the API, and how its watch is doing (`None` with
     /// manifests).
     api: Option<(KubernetesApi, ApiStatus)>,
+    /// Bumped after every new state is swapped in, by either feed: answers read from the
+    /// cluster stop being reused, and nothing else's do.
+    version: DataVersion,
 }
 
 impl Cluster {
     /// Reads the manifests now; with an API feed, starts empty (SERVFAIL) until
     /// [`Cluster::install`] is first called.
-    pub fn load(config: &KubernetesConfig) -> Self {
+    pub fn load(config: &KubernetesConfig, version: DataVersion) -> Self {
         let cluster = Self {
             settings: ClusterSettings {
                 domain: config.domain.clone(),
@@ -85,6 +88,7 @@ impl Cluster {
                 KubernetesFeed::Manifests(_) => None,
                 KubernetesFeed::Api(api) => Some((api.clone(), ApiStatus::default())),
             },
+            version,
         };
         cluster.reload();
         cluster
@@ -194,12 +198,24 @@ impl Cluster {
         }
         self.state
             .store(Some(Arc::new(ClusterState { zone, reverse })));
+        self.version.bump();
         self.reload_stats.record(true);
         true
     }
 
+    /// What an answer read from the cluster depends on (a reverse name's NOTFOUND included:
+    /// whether the cluster holds an address is cluster data).
+    pub fn dependencies(&self) -> Dependencies {
+        self.version.dependencies()
+    }
+
     /// The answer if `question` is the cluster's, `None` if it is not.
     pub fn lookup(&self, question: &Question) -> Option<Outcome> {
+        self.lookup_unstamped(question)
+            .map(|outcome| outcome.read_from(self.dependencies()))
+    }
+
+    fn lookup_unstamped(&self, question: &Question) -> Option<Outcome> {
         let in_domain = self.domain.zone_of(&question.lower_name);
         let state = self.state.load();
         let Some(state) = state.as_ref() else {
@@ -231,7 +247,6 @@ impl Cluster {
         Some(Outcome::Success(Answer {
             authoritative: true,
             answers,
-            validity: Validity::UntilReload,
             ..Answer::default()
         }))
     }

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::LowerName;
 
-use crate::chain::{Outcome, Question, Source, SourceError, SourceKind};
+use crate::chain::{DataVersion, Dependencies, Outcome, Question, Source, SourceError, SourceKind};
 use crate::config::ZonesConfig;
 use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
 use cluster::Cluster;
@@ -144,11 +144,37 @@ pub struct Zones {
     state: Mutex<ReloadState>,
     cluster: Option<Arc<Cluster>>,
     reload_stats: ReloadStats,
+    versions: ZoneVersions,
+}
+
+/// The two versions of the zone files' data. Kept apart because most answers depend on only
+/// one: a name outside every zone (what is forwarded) depends on which origins are served, not
+/// on what the zones hold, so an edit inside a zone leaves forwarded answers reusable.
+#[derive(Clone, Debug)]
+pub struct ZoneVersions {
+    /// Bumped when the set of origins served changes.
+    pub origins: DataVersion,
+    /// Bumped when any zone's contents change.
+    pub data: DataVersion,
+}
+
+impl ZoneVersions {
+    /// Versions no fast table reads (tests, `hearth check`).
+    pub fn detached() -> Self {
+        Self {
+            origins: DataVersion::detached("zone origins"),
+            data: DataVersion::detached("zone data"),
+        }
+    }
 }
 
 impl Zones {
     /// Loads the zone files now (logging every problem) and takes the cluster zone, if any.
-    pub fn load(config: &ZonesConfig, cluster: Option<Arc<Cluster>>) -> Self {
+    pub fn load(
+        config: &ZonesConfig,
+        cluster: Option<Arc<Cluster>>,
+        versions: ZoneVersions,
+    ) -> Self {
         let zones = Self {
             set: ArcSwap::from_pointee(ZoneSet::default()),
             directory: config.directory.clone(),
@@ -156,6 +182,7 @@ impl Zones {
             state: Mutex::new(ReloadState::default()),
             cluster,
             reload_stats: ReloadStats::default(),
+            versions,
         };
         zones.reload(true);
         zones
@@ -212,6 +239,7 @@ impl Zones {
                         by_origin: HashMap::new(),
                         unreadable: Some(problem.to_string()),
                     }));
+                    self.versions.origins.bump();
                 }
                 state.snapshot = watch::snapshot([directory.clone()]);
                 return first;
@@ -241,10 +269,21 @@ impl Zones {
         }
         state.last_good = last_good;
         state.snapshot = watch::snapshot(load.files);
-        self.set.store(Arc::new(ZoneSet {
+        let previous = self.set.swap(Arc::new(ZoneSet {
             by_origin,
             unreadable: None,
         }));
+        let set = self.set.load();
+        let same_origins = previous.unreadable.is_none()
+            && previous.by_origin.len() == set.by_origin.len()
+            && previous
+                .by_origin
+                .keys()
+                .all(|o| set.by_origin.contains_key(o));
+        self.versions.data.bump();
+        if !same_origins {
+            self.versions.origins.bump();
+        }
         true
     }
 }
@@ -271,21 +310,47 @@ impl Source for Zones {
         let Some(zone) = set.find(&question.lower_name) else {
             return match &set.unreadable {
                 Some(reason) => Outcome::Unavail(SourceError::ZonesUnreadable(reason.clone())),
-                None => Outcome::not_found(),
+                None => Outcome::not_found().read_from(self.outside_dependencies(question)),
             };
         };
+        let read = self
+            .versions
+            .origins
+            .dependencies()
+            .union(self.versions.data.dependencies());
         let answer = zone.lookup(&question.name, question.record_type);
         let falls_through = answer.response_code == ResponseCode::NXDomain
             && self
                 .fallthrough
                 .iter()
                 .any(|origin| origin == &LowerName::new(zone.origin()));
-        if falls_through {
+        let outcome = if falls_through {
             Outcome::NotFound(answer)
         } else {
             Outcome::Success(answer)
+        };
+        outcome.read_from(read)
+    }
+}
+
+impl Zones {
+    /// What "no zone here" depends on: which origins are served, and for a reverse name also
+    /// the cluster's addresses (the cluster answers PTR for the addresses it holds and passes
+    /// the rest on).
+    fn outside_dependencies(&self, question: &Question) -> Dependencies {
+        let origins = self.versions.origins.dependencies();
+        match &self.cluster {
+            Some(cluster) if is_reverse(&question.name) => origins.union(cluster.dependencies()),
+            _ => origins,
         }
     }
+}
+
+/// Whether `name` is under `arpa.`, where reverse names live (RFC 1035 §3.5, RFC 3596 §2.5).
+fn is_reverse(name: &hickory_proto::rr::Name) -> bool {
+    name.iter()
+        .last()
+        .is_some_and(|top| top.eq_ignore_ascii_case(b"arpa"))
 }
 
 /// For `hearth check`: every problem in the zones directory as `file:line: reason`.

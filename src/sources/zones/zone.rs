@@ -1002,7 +1002,7 @@ impl Zone {
     pub fn lookup(&self, owner: &Name, record_type: RecordType) -> Answer {
         let mut answer = Answer {
             authoritative: true,
-            validity: crate::chain::Validity::UntilReload,
+            // Its owner (the zones source, the cluster) stamps the version it read.
             ..Answer::default()
         };
         let mut current = owner.clone();

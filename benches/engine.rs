@@ -14,7 +14,9 @@ use hearth::cache::{Cache, CacheConfig, CacheKey};
 use hearth::chain::order::parse_entry;
 use hearth::chain::{Answer, Chain, Question, Source};
 use hearth::chain::{DataVersion, DataVersions};
+use hearth::server::admission::{Admission, Verdict};
 use hearth::server::fast::FastTable;
+use hearth::server::Client;
 use hearth::server::{Engine, Transport};
 use hearth::sources::hosts::{parse, Hosts};
 
@@ -125,14 +127,36 @@ fn benches(c: &mut Criterion) {
         b.iter(|| runtime.block_on(engine.handle(&malformed, Transport::Udp)))
     });
 
+    // The front door's cost on the hot path: a policy load per batch of 32 datagrams, and a
+    // decision per datagram (what `server::fast` does), next to the hit it comes before.
+    let admission = Admission::admit_all(1);
+    let client = Client::new("192.0.2.1:5300".parse().unwrap(), Transport::Udp);
+    c.bench_function("admission_admit_all_batch_of_32", |b| {
+        b.iter(|| {
+            let policy = admission.policy();
+            (0..32)
+                .filter(|_| {
+                    matches!(
+                        policy.decide(std::hint::black_box(&client)),
+                        Verdict::Admit(_)
+                    )
+                })
+                .count()
+        })
+    });
+
     let table = FastTable::new(65_536, DataVersions::new());
+    let admitted = admission
+        .request(client.address, Transport::Udp)
+        .admitted()
+        .unwrap();
     let reply = runtime
         .block_on(engine.handle_reply(&hit, Transport::Udp))
         .unwrap();
     table.store(&hit, &reply, &table.versions(), tokio::time::Instant::now());
     let mut out = Vec::with_capacity(1232);
     c.bench_function("fast_path_hit", |b| {
-        b.iter(|| table.answer(&hit, tokio::time::Instant::now(), &mut out))
+        b.iter(|| table.answer(&admitted, &hit, tokio::time::Instant::now(), &mut out))
     });
 }
 

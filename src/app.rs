@@ -21,6 +21,7 @@ use crate::chain::DataVersions;
 use crate::chain::{Chain, Source};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::metrics::Metrics;
+use crate::server::admission::{Admission, Policy};
 use crate::server::fast::{self, FastTable};
 use crate::server::tcp::{self, TcpLimits};
 use crate::server::{udp, Engine};
@@ -115,6 +116,11 @@ impl Running {
     /// The `dns` source serving now: its cache and upstream counters.
     pub fn forwarder(&self) -> Arc<Forwarder> {
         Arc::clone(&self.state.sources.load().forwarder)
+    }
+
+    /// The front door: its policy can be replaced while serving.
+    pub fn admission(&self) -> &Admission {
+        self.state.engine.admission()
     }
 
     /// The UDP fast path's counters.
@@ -417,6 +423,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         chain_for(config, &sources),
         Arc::clone(&metrics),
         config.log.queries,
+        Admission::new(Policy::admit_all(), config.server.tcp_max_connections),
     ));
 
     // Bind everything before serving anything, so a failure leaves nothing half-started.
@@ -445,7 +452,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         };
     let limits = TcpLimits {
         idle_timeout: config.server.tcp_idle_timeout,
-        max_connections: config.server.tcp_max_connections,
     };
     let table = Arc::new(FastTable::with_memory(
         FAST_TABLE_BYTES,

@@ -88,6 +88,13 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
         .collect();
     let engine = Engine::new(Chain::new(&order, &[hosts, zones, forward]));
     let table = FastTable::new(1000, Arc::clone(&versions));
+    let admitted = hearth::server::admission::Admission::admit_all(1)
+        .request(
+            "192.0.2.1:5300".parse().unwrap(),
+            hearth::server::Transport::Udp,
+        )
+        .admitted()
+        .unwrap();
 
     let corpus: Vec<(&str, RecordType, Option<bool>)> = vec![
         ("web.example.org.", RecordType::A, Some(false)),
@@ -146,7 +153,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
             let mut fast = Vec::new();
             let asked = with_id(query.clone(), 0x7777);
             assert!(
-                table.answer(&asked, Instant::now(), &mut fast),
+                table.answer(&admitted, &asked, Instant::now(), &mut fast),
                 "{what}: a fast hit"
             );
             assert_eq!(
@@ -165,7 +172,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
     // Each change evicts only the answers that read the data changed.
     let hit = |name: &str| {
         let query = query_bytes(1, name, RecordType::A, Some(false));
-        table.answer(&query, Instant::now(), &mut Vec::new())
+        table.answer(&admitted, &query, Instant::now(), &mut Vec::new())
     };
     // A zone edit (the origins unchanged): zone answers go, hosts and forwarded answers stay
     // (a forwarded answer read only which origins the zones serve, through their NOTFOUND).

@@ -51,7 +51,8 @@ use tokio_util::task::TaskTracker;
 use hickory_proto::rr::Name;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::{Engine, Reply, Transport};
+use super::admission::{Admitted, Verdict};
+use super::{Client, Engine, Reply, Transport};
 use crate::chain::validity::VersionSnapshot;
 use crate::chain::{DataVersions, Dependencies, SourceKind, Validity};
 
@@ -183,14 +184,23 @@ impl FastTable {
         self.versions.snapshot()
     }
 
-    /// Writes the reply to `query` into `out` if the table has a valid one.
-    pub fn answer(&self, query: &[u8], now: Instant, out: &mut Vec<u8>) -> bool {
-        self.answer_hit(query, now, out).is_some()
+    /// Writes the reply to an admitted `query` into `out` if the table has a valid one.
+    pub fn answer(
+        &self,
+        admitted: &Admitted,
+        query: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.answer_hit(admitted, query, now, out).is_some()
     }
 
-    /// [`FastTable::answer`], telling on a hit which source the stored answer came from.
+    /// [`FastTable::answer`], telling on a hit which source the stored answer came from. The
+    /// [`Admitted`] is the front door's proof: no stored reply goes to a request it did not
+    /// admit.
     pub fn answer_hit(
         &self,
+        _admitted: &Admitted,
         query: &[u8],
         now: Instant,
         out: &mut Vec<u8>,
@@ -283,7 +293,7 @@ fn key_of(query: &[u8]) -> Option<&[u8]> {
 }
 
 /// The QTYPE of a query, 0 if it has none we can find.
-fn query_type(query: &[u8]) -> u16 {
+pub(crate) fn query_type(query: &[u8]) -> u16 {
     skip_name(query, 12)
         .and_then(|end| query.get(end..end + 2))
         .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
@@ -435,10 +445,13 @@ struct Worker {
     received: Vec<(usize, Option<SockaddrStorage>, bool)>,
     replies: Vec<Vec<u8>>,
     destinations: Vec<Option<SockaddrStorage>>,
-    /// What the metrics need of each hit in the batch: its index in `buffers`, and its source.
-    hits: Vec<(usize, Option<SourceKind>)>,
-    /// The batch's misses, for the general path: the query, its sender, its place in flight.
-    misses: Vec<(Vec<u8>, SocketAddr, OwnedSemaphorePermit)>,
+    /// What the metrics need of each hit in the batch: its slot in `replies`, its index in
+    /// `buffers`, and its source. (Rejections, between them in `replies`, are counted by
+    /// [`Engine::reject`].)
+    answered: Vec<(usize, usize, Option<SourceKind>)>,
+    /// The batch's misses, for the general path: the query, its admitted sender, its place in
+    /// flight.
+    misses: Vec<(Vec<u8>, Admitted, OwnedSemaphorePermit)>,
 }
 
 impl Worker {
@@ -460,7 +473,7 @@ impl Worker {
             received: Vec::with_capacity(BATCH),
             replies: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
             destinations: vec![None; BATCH],
-            hits: Vec::with_capacity(BATCH),
+            answered: Vec::with_capacity(BATCH),
             misses: Vec::with_capacity(BATCH),
         }
     }
@@ -512,28 +525,50 @@ impl Worker {
         Ok(())
     }
 
-    /// Answers the hits of the batch with one `sendmmsg`, and spawns the misses.
+    /// Asks the front door about each datagram of the batch, answers the admitted hits and the
+    /// rejections with one `sendmmsg`, and spawns the misses.
     fn answer_batch(&mut self) {
         let now = Instant::now();
         let mut ready = 0;
-        self.hits.clear();
+        self.answered.clear();
+        // One policy for the whole batch: one load, then a decision per datagram.
+        let policy = self.engine.admission().policy();
         for (index, (length, address, truncated)) in self.received.iter().enumerate() {
             let (Some(address), false) = (address, *truncated) else {
                 continue;
             };
+            let Some(peer) = socket_addr(address) else {
+                continue;
+            };
             let query = &self.buffers[index][..*length];
-            if let Some(source) = self.table.answer_hit(query, now, &mut self.replies[ready]) {
+            let client = Client::new(peer, Transport::Udp);
+            let admitted = match policy.decide(&client) {
+                Verdict::Admit(admitted) => admitted,
+                Verdict::Reject(decision) => {
+                    if self
+                        .engine
+                        .reject(query, &client, decision, &mut self.replies[ready])
+                    {
+                        self.destinations[ready] = Some(*address);
+                        ready += 1;
+                    }
+                    continue;
+                }
+            };
+            if let Some(source) =
+                self.table
+                    .answer_hit(&admitted, query, now, &mut self.replies[ready])
+            {
                 self.destinations[ready] = Some(*address);
-                self.hits.push((index, source));
+                self.answered.push((ready, index, source));
                 ready += 1;
                 continue;
             }
-            if let Some(peer) = socket_addr(address) {
-                if let Some(permit) = self.permit() {
-                    self.misses.push((query.to_vec(), peer, permit));
-                }
+            if let Some(permit) = self.permit() {
+                self.misses.push((query.to_vec(), admitted, permit));
             }
         }
+        drop(policy);
         self.spawn_misses();
         send_batch(
             &self.socket,
@@ -573,13 +608,13 @@ impl Worker {
         );
         self.tracker.spawn_on(
             async move {
-                for (packet, peer, permit) in misses {
+                for (packet, admitted, permit) in misses {
                     tracker.spawn(answer_miss(
                         Arc::clone(&engine),
                         Arc::clone(&table),
                         Arc::clone(&socket),
                         packet,
-                        peer,
+                        admitted,
                         permit,
                     ));
                 }
@@ -600,14 +635,14 @@ impl Worker {
         self.engine.metrics().record_batch(
             Transport::Udp,
             elapsed,
-            self.hits.iter().enumerate().map(|(slot, (index, _))| {
-                let (query, _, ipv6, response_code) = hit_info(slot, *index);
+            self.answered.iter().map(|&(slot, index, _)| {
+                let (query, _, ipv6, response_code) = hit_info(slot, index);
                 (ipv6, query_type(query), response_code)
             }),
         );
         if self.engine.log_queries() {
-            for (slot, (index, source)) in self.hits.iter().enumerate() {
-                let (query, destination, _, response_code) = hit_info(slot, *index);
+            for &(slot, index, source) in &self.answered {
+                let (query, destination, _, response_code) = hit_info(slot, index);
                 if let Some(peer) = destination.and_then(socket_addr) {
                     super::log_query(
                         peer,
@@ -630,13 +665,14 @@ async fn answer_miss(
     table: Arc<FastTable>,
     socket: Arc<std::net::UdpSocket>,
     packet: Vec<u8>,
-    peer: SocketAddr,
+    admitted: Admitted,
     _permit: OwnedSemaphorePermit,
 ) {
     let before = table.versions();
-    let Some(reply) = engine.answer(&packet, Transport::Udp, peer).await else {
+    let Some(reply) = engine.answer(&packet, &admitted).await else {
         return;
     };
+    let peer = admitted.client().address;
     let destination = SockaddrStorage::from(peer);
     let send = || {
         sendto(

@@ -1,6 +1,12 @@
 //! From a datagram or TCP message to the bytes of the reply, independent of the transport.
 //!
 //! ```text
+//!  listener ──► admission (the front door: admit / refuse / truncate / drop)
+//!                  │ Admitted
+//!                  ▼
+//!  (UDP: fast table hit? ──► the stored reply)
+//!                  │ miss
+//!                  ▼
 //!  bytes ──► Request::parse ──► Question ──► Chain::resolve ──► Answer ──► encode ──► bytes
 //!               │                                                            │
 //!               └─ RequestError ─► RCODE (FORMERR, NOTIMP, BADVERS, REFUSED) ─┤
@@ -8,14 +14,16 @@
 //!                                                                               over the size
 //! ```
 //!
-//! The listeners ([`udp`], [`tcp`]) only move bytes; everything a reply depends on is decided
-//! here, so a faster UDP path can replace [`udp`] without touching the sources.
+//! The listeners ([`udp`], [`fast`], [`tcp`]) only move bytes; every decision about the client
+//! is made in [`admission`], and everything a reply depends on is decided here, so a faster UDP
+//! path can replace [`udp`] without touching the sources.
 //!
 //! Why our own listeners and not `hickory_server::Server`: its TCP handler answers a
 //! connection's queries one after another (RFC 7766 §6.2.1.1 asks that pipelined queries be
 //! answered as each is ready), it has no cap on connections, and it decodes the message before
 //! the handler sees it, which hides the bytes a later batched UDP path needs.
 
+pub mod admission;
 pub mod fast;
 pub mod tcp;
 pub mod udp;
@@ -45,6 +53,7 @@ pub const UDP_PAYLOAD: u16 = 1232;
 const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
 pub use crate::chain::{Client, Transport};
+use admission::{Admission, Admitted, Decision};
 
 /// Why a message is not answered from the chain. Each maps to the RCODE of the reply, or to no
 /// reply at all.
@@ -214,6 +223,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// `log.queries`: one INFO line per query. Changed by a reload.
     log_queries: AtomicBool,
+    /// The front door every listener asks first.
+    admission: Admission,
 }
 
 /// What the engine did with one message, for the metrics and the query log.
@@ -225,17 +236,34 @@ struct Handled {
 }
 
 impl Engine {
-    /// An engine with metrics of its own and no query log (tests, benchmarks).
+    /// An engine that admits everyone, with metrics of its own and no query log (tests,
+    /// benchmarks).
     pub fn new(chain: Chain) -> Self {
-        Self::with_metrics(chain, Arc::new(Metrics::new()), false)
+        Self::with_metrics(
+            chain,
+            Arc::new(Metrics::new()),
+            false,
+            Admission::admit_all(1024),
+        )
     }
 
-    pub fn with_metrics(chain: Chain, metrics: Arc<Metrics>, log_queries: bool) -> Self {
+    pub fn with_metrics(
+        chain: Chain,
+        metrics: Arc<Metrics>,
+        log_queries: bool,
+        admission: Admission,
+    ) -> Self {
         Self {
             chain: ArcSwap::from_pointee(chain),
             metrics,
             log_queries: AtomicBool::new(log_queries),
+            admission,
         }
+    }
+
+    /// The front door: listeners ask it about every request before anything else.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// Puts a new chain in place for the queries that start from now on; queries already
@@ -256,15 +284,14 @@ impl Engine {
         &self.metrics
     }
 
-    /// The reply to a message from `peer`, counted in the metrics and, when `log.queries` is
-    /// on, logged. What the listeners call.
-    pub async fn answer(
-        &self,
-        packet: &[u8],
-        transport: Transport,
-        peer: SocketAddr,
-    ) -> Option<Reply> {
+    /// The reply to an admitted message, counted in the metrics and, when `log.queries` is
+    /// on, logged. What the listeners call once the front door has admitted the request.
+    pub async fn answer(&self, packet: &[u8], admitted: &Admitted) -> Option<Reply> {
         let started = Instant::now();
+        let Client {
+            address: peer,
+            transport,
+        } = *admitted.client();
         let handled = self.process(packet, transport).await;
         let response_code = handled.reply.as_ref().map(|r| reply_rcode(&r.bytes));
         let elapsed = started.elapsed();
@@ -289,8 +316,41 @@ impl Engine {
         handled.reply
     }
 
+    /// Writes into `out` the reply for a request the front door did not admit, counting and
+    /// logging it as [`Engine::answer`] does; false when nothing is to be sent.
+    pub fn reject(
+        &self,
+        packet: &[u8],
+        client: &Client,
+        decision: Decision,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let sent = admission::rejection(packet, decision, out);
+        let response_code = sent.then(|| reply_rcode(out));
+        self.metrics.record(Observation {
+            transport: client.transport,
+            ipv6: client.address.is_ipv6(),
+            query_type: fast::query_type(packet),
+            response_code,
+            elapsed: std::time::Duration::ZERO,
+        });
+        if self.log_queries() {
+            log_query(
+                client.address,
+                client.transport,
+                None,
+                fast::query_type(packet),
+                response_code,
+                std::time::Duration::ZERO,
+                Some("admission"),
+            );
+        }
+        sent
+    }
+
     /// The reply to `packet`, or `None` when the message must not be answered (and, over TCP,
-    /// the connection should be closed).
+    /// the connection should be closed). No client, so no front door, no metrics and no log:
+    /// for tests and benchmarks of the general path itself.
     pub async fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
         self.handle_reply(packet, transport)
             .await

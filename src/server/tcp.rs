@@ -5,8 +5,9 @@
 //!   forwarded query does not hold back a local answer behind it (RFC 7766 §6.2.1.1).
 //! - A connection with no complete message for `idle_timeout` is closed (RFC 7766 §6.2.3); the
 //!   timeout covers the whole message, so a message trickled a byte at a time is closed too.
-//! - At most `max_connections` are open; more are closed at accept, so idle connections cannot
-//!   crowd out UDP or each other.
+//! - The front door ([`super::admission`]) decides at accept (a connection slot, or closed at
+//!   once: at most `server.tcp_max_connections` are open, so idle connections cannot crowd out
+//!   UDP or each other) and again for each message.
 //! - A frame shorter than a header, or a message that must not be answered (a response), closes
 //!   the connection (BAD-INPUTS). A client that half-closes after its query still gets the
 //!   answer: the write half stays open until every reply is written.
@@ -20,11 +21,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Engine, Transport};
+use super::admission::{Connection, Verdict};
+use super::{Client, Engine, Transport};
 
 /// Queries of one connection answered at once; more wait to be read.
 const MAX_PIPELINED: usize = 64;
@@ -36,7 +38,6 @@ const HEADER_LENGTH: usize = 12;
 #[derive(Clone, Copy, Debug)]
 pub struct TcpLimits {
     pub idle_timeout: Duration,
-    pub max_connections: usize,
 }
 
 /// Binds a TCP listener. `SO_REUSEADDR` lets a restarted server bind while old connections are
@@ -65,7 +66,6 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -80,8 +80,7 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::debug!(%peer, "TCP connection refused: at the connection limit");
+        let Some(connection) = engine.admission().connect(peer) else {
             drop(stream);
             continue;
         };
@@ -96,7 +95,7 @@ pub async fn serve(
                 limits,
                 shutdown,
                 inner_tracker,
-                permit,
+                connection,
             )
             .await;
         });
@@ -110,7 +109,7 @@ async fn serve_connection(
     limits: TcpLimits,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    _connection: OwnedSemaphorePermit,
+    _connection: Connection,
 ) {
     // Server shutdown stops reading but lets the replies in flight be written; `close` drops
     // the connection at once, for a message that must not be answered.
@@ -143,6 +142,20 @@ async fn serve_connection(
             tracing::debug!(%peer, length = message.len(), "TCP frame shorter than a header: closed");
             break;
         }
+        let admitted = match engine.admission().request(peer, Transport::Tcp) {
+            Verdict::Admit(admitted) => admitted,
+            Verdict::Reject(decision) => {
+                let client = Client::new(peer, Transport::Tcp);
+                let mut rejection = Vec::new();
+                if !engine.reject(&message, &client, decision, &mut rejection) {
+                    break; // dropped: over TCP, the connection closes.
+                }
+                if replies.send(rejection).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
         let Ok(permit) = Arc::clone(&pipelined).acquire_owned().await else {
             break;
         };
@@ -151,7 +164,7 @@ async fn serve_connection(
         let close = close.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            match engine.answer(&message, Transport::Tcp, peer).await {
+            match engine.answer(&message, &admitted).await {
                 Some(reply) => {
                     let _ = replies.send(reply.bytes).await;
                 }

@@ -1,4 +1,5 @@
-//! The UDP listener: datagrams in, [`Engine::handle`], datagrams out.
+//! The UDP listener: datagrams in, the front door ([`super::admission`]), [`Engine::answer`],
+//! datagrams out.
 //!
 //! One task reads the socket; each query is answered in a task of its own, because a forwarded
 //! query may wait on an upstream for seconds while local answers take microseconds. The number
@@ -16,7 +17,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Engine, Transport};
+use super::admission::Verdict;
+use super::{Client, Engine, Transport};
 
 /// Socket buffer sizes. The kernel default (208 KiB) loses queries at a few hundred
 /// outstanding (PEERS.md: ~0.07% at 500); NSD's 2 MiB loses none. The kernel caps the value at
@@ -74,6 +76,7 @@ pub async fn serve(
     let socket = Arc::new(socket);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut rejection = Vec::with_capacity(512);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -94,12 +97,24 @@ pub async fn serve(
                 }
             },
         };
+        let admitted = match engine.admission().request(peer, Transport::Udp) {
+            Verdict::Admit(admitted) => admitted,
+            Verdict::Reject(decision) => {
+                let client = Client::new(peer, Transport::Udp);
+                if engine.reject(&buffer[..length], &client, decision, &mut rejection) {
+                    if let Err(error) = socket.send_to(&rejection, peer).await {
+                        tracing::debug!(%peer, %error, "UDP send error");
+                    }
+                }
+                continue;
+            }
+        };
         let packet = buffer[..length].to_vec();
         let engine = Arc::clone(&engine);
         let socket = Arc::clone(&socket);
         tracker.spawn(async move {
             let _permit = permit;
-            if let Some(reply) = engine.answer(&packet, Transport::Udp, peer).await {
+            if let Some(reply) = engine.answer(&packet, &admitted).await {
                 if let Err(error) = socket.send_to(&reply.bytes, peer).await {
                     tracing::debug!(%peer, %error, "UDP send error");
                 }

@@ -7,7 +7,9 @@
 //! length plus two bytes, in one allocation or none. Names are made back into `Name`s only to
 //! answer.
 
-use hickory_proto::rr::Name;
+use std::net::IpAddr;
+
+use hickory_proto::rr::{LowerName, Name};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 /// A name as the tables' maps key it: its wire form in lower case, since names compare
@@ -67,6 +69,18 @@ pub(crate) fn push_text_name(wire: &mut Vec<u8>, text: &str, lower: bool) {
     wire.push(0);
 }
 
+/// Appends the wire form of `name` as written, case kept (RFC 1035 §3.1: "a sequence of labels,
+/// where each label consists of a length octet followed by that number of octets", ended by
+/// the root's zero octet). That is also what hickory writes for a name in RDATA encoded alone
+/// (an SRV or PTR target), and the form the tables keep targets in.
+pub(crate) fn push_wire_name(wire: &mut Vec<u8>, name: &Name) {
+    for label in name.iter() {
+        wire.push(label.len() as u8);
+        wire.extend_from_slice(label);
+    }
+    wire.push(0);
+}
+
 /// The name written in wire form at the start of `wire` (a key, or a name kept in a table's
 /// array of names), fully qualified.
 pub(crate) fn wire_name(wire: &[u8]) -> Name {
@@ -96,6 +110,133 @@ pub(crate) fn same_wire_name(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Reverse names.
+//
+// RFC 1035 §3.5: "The domain begins at IN-ADDR.ARPA and has four labels below it. Each label
+// represents one octet of an Internet address, and is expressed as a character string for a
+// decimal value in the range 0-255 (with leading zeros omitted except in the case of a zero
+// octet which is represented by a single zero). [...] the order of octets is reversed", so
+// 10.2.0.52 is `52.0.2.10.in-addr.arpa.`.
+//
+// RFC 3596 §2.5: "An IPv6 address is represented as a name in the IP6.ARPA domain by a sequence
+// of nibbles separated by dots with the suffix ".IP6.ARPA". The sequence of nibbles is encoded
+// in reverse order, i.e., the low-order nibble is encoded first, followed by the next low-order
+// nibble and so on. Each nibble is represented by a hexadecimal digit."
+
+/// Lower-case hexadecimal digits: what hickory writes, and what a lower-case key needs.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// One label of a reverse name below `in-addr.arpa.` or `ip6.arpa.`: an octet in decimal
+/// without leading zeros, or a nibble as a hexadecimal digit. Made without an allocation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReverseLabel {
+    bytes: [u8; 3],
+    len: u8,
+}
+
+impl ReverseLabel {
+    /// An octet in decimal, leading zeros omitted (RFC 1035 §3.5).
+    fn decimal(octet: u8) -> Self {
+        let digits = [octet / 100, octet / 10 % 10, octet % 10].map(|digit| b'0' + digit);
+        let skip = match octet {
+            100.. => 0,
+            10.. => 1,
+            _ => 2,
+        };
+        let mut bytes = [0; 3];
+        bytes[..3 - skip].copy_from_slice(&digits[skip..]);
+        Self {
+            bytes,
+            len: (3 - skip) as u8,
+        }
+    }
+
+    /// A nibble as one hexadecimal digit (RFC 3596 §2.5).
+    fn nibble(nibble: u8) -> Self {
+        Self {
+            bytes: [HEX[usize::from(nibble & 0xf)], 0, 0],
+            len: 1,
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// The labels of `address`'s reverse name above the suffix, in the order the name is written:
+/// the least significant octet or nibble first. `.rev()` gives them from the most significant,
+/// the order in which names compare (RFC 4034 §6.1).
+pub(crate) fn reverse_labels(
+    address: IpAddr,
+) -> impl DoubleEndedIterator<Item = ReverseLabel> + ExactSizeIterator {
+    let (octets, count) = match address {
+        IpAddr::V4(v4) => {
+            let mut octets = [0; 16];
+            octets[..4].copy_from_slice(&v4.octets());
+            (octets, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 32),
+    };
+    (0..count).map(move |index| match address {
+        IpAddr::V4(_) => ReverseLabel::decimal(octets[3 - index]),
+        IpAddr::V6(_) => {
+            let byte = octets[15 - index / 2];
+            ReverseLabel::nibble(if index % 2 == 0 { byte } else { byte >> 4 })
+        }
+    })
+}
+
+/// The suffix of `address`'s reverse name, in the order it is written: `in-addr` or `ip6`,
+/// then `arpa`.
+pub(crate) fn reverse_suffix(address: IpAddr) -> [&'static [u8]; 2] {
+    match address {
+        IpAddr::V4(_) => [b"in-addr", b"arpa"],
+        IpAddr::V6(_) => [b"ip6", b"arpa"],
+    }
+}
+
+/// The reverse name of `address` (RFC 1035 §3.5, RFC 3596 §2.5), as `Name::from(address)`
+/// writes it but without a string for each label.
+pub(crate) fn reverse_name(address: IpAddr) -> Name {
+    let labels = reverse_labels(address)
+        .map(|label| label.as_bytes().to_vec())
+        .chain(reverse_suffix(address).map(<[u8]>::to_vec));
+    // Short labels, 34 at most: they always make a name; hickory's own way otherwise all the
+    // same.
+    let name = Name::from_labels(labels).unwrap_or_else(|_| Name::from(address));
+    debug_assert_eq!(name.to_string(), Name::from(address).to_string());
+    name
+}
+
+/// Appends the key (see [`NameKey`]) of `address`'s reverse name: its labels are lower case
+/// already.
+pub(crate) fn push_reverse_key(key: &mut Vec<u8>, address: IpAddr) {
+    for label in reverse_labels(address) {
+        key.push(label.len);
+        key.extend_from_slice(label.as_bytes());
+    }
+    for label in reverse_suffix(address) {
+        key.push(label.len() as u8);
+        key.extend_from_slice(label);
+    }
+    key.push(0);
+}
+
+/// The address a reverse name stands for, the other way: `4.3.2.1.in-addr.arpa.` is 1.2.3.4,
+/// and the 32-nibble `ip6.arpa.` name an IPv6 address (RFC 1035 §3.5, RFC 3596 §2.5). Shorter
+/// names (networks) are not addresses, and neither is any spelling but the canonical one.
+pub(crate) fn reverse_address(name: &Name) -> Option<IpAddr> {
+    let network = name.parse_arpa_name().ok()?;
+    if network.prefix_len() != network.max_prefix_len() {
+        return None;
+    }
+    // hickory reads `01` and `+1` as labels of 1; only the canonical spelling is that address.
+    let address = network.addr();
+    (LowerName::new(&Name::from(address)) == LowerName::new(name)).then_some(address)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +263,51 @@ mod tests {
             assert_eq!(lower, key_of(&name));
             assert_eq!(key_in(&name, &mut [0; 256]), Some(lower.as_slice()));
             assert!(same_wire_name(&written, &lower));
+        }
+    }
+
+    #[test]
+    fn wire_names_are_hickorys() {
+        for text in ["a.", "Web.Example.ORG.", "_srv._tcp.x-y.example.", "."] {
+            let name = Name::from_ascii(text).unwrap();
+            let mut written = Vec::new();
+            push_wire_name(&mut written, &name);
+            assert_eq!(written, name.to_bytes().unwrap(), "{text}");
+        }
+    }
+
+    #[test]
+    fn reverse_names_go_both_ways() {
+        let addresses: Vec<IpAddr> = [
+            "0.0.0.0",
+            "10.96.0.1",
+            "192.168.100.9",
+            "255.255.255.255",
+            "::",
+            "2001:db8::1",
+            "fd00:10:96::a5f",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+        for address in addresses {
+            let name = reverse_name(address);
+            assert_eq!(name, Name::from(address), "{address}");
+            assert_eq!(name.to_string(), Name::from(address).to_string());
+            let mut key = Vec::new();
+            push_reverse_key(&mut key, address);
+            assert_eq!(key, key_of(&name), "{address}");
+            assert_eq!(reverse_address(&name), Some(address));
+            assert_eq!(reverse_labels(address).len() + 2, name.num_labels() as usize);
+        }
+        assert_eq!(
+            reverse_name("10.2.0.52".parse().unwrap()).to_string(),
+            "52.0.2.10.in-addr.arpa."
+        );
+        for not_an_address in ["2.10.in-addr.arpa.", "01.0.0.10.in-addr.arpa.", "example."] {
+            let name = Name::from_ascii(not_an_address).unwrap();
+            assert_eq!(reverse_address(&name), None, "{not_an_address}");
         }
     }
 }

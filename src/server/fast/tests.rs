@@ -108,6 +108,13 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
     let hosts = versions.register("files");
     let cluster = versions.register("cluster");
     let table = FastTable::new(100, Arc::clone(&versions));
+    let admitted = crate::server::admission::Admission::admit_all(1)
+        .request(
+            "192.0.2.1:5300".parse().unwrap(),
+            crate::server::Transport::Udp,
+        )
+        .admitted()
+        .unwrap();
     let now = Instant::now();
     let local = Reply {
         source: None,
@@ -116,28 +123,28 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
     };
     let mut out = Vec::new();
     table.store(&query(1, "www.example."), &local, &table.versions(), now);
-    assert!(table.answer(&query(0xbeef, "www.example."), now, &mut out));
+    assert!(table.answer(&admitted, &query(0xbeef, "www.example."), now, &mut out));
     assert_eq!(&out[..2], &[0xbe, 0xef], "the ID is the new query's");
     assert_eq!(out[2..], reply(1, 300)[2..]);
     assert!(
-        !table.answer(&query(2, "WWW.example."), now, &mut out),
+        !table.answer(&admitted, &query(2, "WWW.example."), now, &mut out),
         "another case is another key"
     );
     cluster.bump();
     assert!(
-        table.answer(&query(3, "www.example."), now, &mut out),
+        table.answer(&admitted, &query(3, "www.example."), now, &mut out),
         "a change to data the answer did not read leaves it valid"
     );
     hosts.bump();
     assert!(
-        !table.answer(&query(3, "www.example."), now, &mut out),
+        !table.answer(&admitted, &query(3, "www.example."), now, &mut out),
         "a reload of what it read invalidates"
     );
     let before = table.versions();
     hosts.bump();
     table.store(&query(1, "www.example."), &local, &before, now);
     assert!(
-        !table.answer(&query(3, "www.example."), now, &mut out),
+        !table.answer(&admitted, &query(3, "www.example."), now, &mut out),
         "an answer computed across a reload is stale at once"
     );
 
@@ -155,12 +162,14 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
         now + Duration::from_secs(10),
     );
     assert!(table.answer(
+        &admitted,
         &query(4, "www.example."),
         origin + Duration::from_millis(10_999),
         &mut out
     ));
     assert_eq!(ttls(&out), [290, 290, 290]);
     assert!(table.answer(
+        &admitted,
         &query(5, "www.example."),
         origin + Duration::from_secs(75),
         &mut out
@@ -172,6 +181,7 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
     );
     assert!(
         !table.answer(
+            &admitted,
             &query(6, "www.example."),
             origin + Duration::from_secs(200),
             &mut out
@@ -186,7 +196,7 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
     };
     table.store(&query(1, "other.example."), &never, &table.versions(), now);
     assert!(
-        !table.answer(&query(7, "other.example."), now, &mut out),
+        !table.answer(&admitted, &query(7, "other.example."), now, &mut out),
         "never stored"
     );
 }

@@ -1,0 +1,308 @@
+//! The front door: every decision about a client, made once per request, before any reply.
+//!
+//! ```text
+//!  UDP datagram ──┐                          ┌─ Admit(Admitted) ─► fast table ─► general path
+//!  TCP message ───┼─► Policy::decide(client) ┼─ Refuse ──► REFUSED, built from the query bytes
+//!                 │                          ├─ Truncate ► TC=1, no records (the client retries
+//!  TCP accept ────┴─► Admission::connect     │             over TCP, which proves its address)
+//!                     (slot or close)        └─ Drop ────► nothing
+//! ```
+//!
+//! Why here and only here: the UDP fast path answers repeated questions from encoded replies
+//! before the engine runs, so a check inside the engine would be skipped by every reused reply,
+//! and a copy of it inside the fast path would be a second front door that could drift from the
+//! first. Every listener asks [`Admission`] first, and the rest of the server can only be
+//! reached with the [`Admitted`] it returns: [`super::Engine::answer`] and the fast table's
+//! lookup take one, and only this module can make one.
+//!
+//! The policy is "admit all" until access control and rate limiting fill [`Policy`] in. What
+//! is decided here already:
+//! - the TCP connection cap (`server.tcp_max_connections`), at accept;
+//! - nothing else yet: [`Policy::decide`] admits every request.
+//!
+//! Cost on the hot path: the policy is loaded once per batch of datagrams (an `ArcSwap` load),
+//! and deciding is a branch per datagram; `benches/engine.rs` (`admission/admit_all`) measures
+//! it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::chain::{Client, Transport};
+
+/// What the front door does with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer it.
+    Admit,
+    /// Answer REFUSED (RFC 1035 §4.1.1: "The name server refuses to perform the specified
+    /// operation for policy reasons").
+    Refuse,
+    /// Answer with TC=1 and no records: a client that is real retries over TCP (RFC 7766 §5),
+    /// a spoofed address gets a reply no larger than the query (BIND's RRL "slip").
+    Truncate,
+    /// Send nothing.
+    Drop,
+}
+
+/// The proof that a request passed the front door. Only [`Admission`] makes one, so nothing
+/// that takes it can be reached around the front door.
+#[derive(Clone, Copy, Debug)]
+pub struct Admitted {
+    client: Client,
+}
+
+impl Admitted {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// What the front door says about one request, with the proof when it admits.
+#[derive(Clone, Copy, Debug)]
+pub enum Verdict {
+    Admit(Admitted),
+    /// Not admitted: `Refuse`, `Truncate` or `Drop` (never `Admit`).
+    Reject(Decision),
+}
+
+impl Verdict {
+    /// The proof of admission, if admitted.
+    pub fn admitted(self) -> Option<Admitted> {
+        match self {
+            Self::Admit(admitted) => Some(admitted),
+            Self::Reject(_) => None,
+        }
+    }
+}
+
+/// The rules the front door applies; replaced whole on reload, so a batch of datagrams sees one
+/// version.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// One rule over the client, or none (admit all). The hook the access-control and
+    /// rate-limit policy fills in; tests use it to prove that every listener asks.
+    rule: Option<fn(&Client) -> Decision>,
+}
+
+impl Policy {
+    /// Admits every client (the default until `[access]` and `[rate_limit]` exist).
+    pub fn admit_all() -> Self {
+        Self { rule: None }
+    }
+
+    /// A policy that decides by `rule`.
+    pub fn with_rule(rule: fn(&Client) -> Decision) -> Self {
+        Self { rule: Some(rule) }
+    }
+
+    /// The decision for one request from `client`. A truncation over TCP admits: TCP has
+    /// proven the client's address, which is what a truncated reply asks it to do.
+    #[inline]
+    pub fn decide(&self, client: &Client) -> Verdict {
+        let decision = match self.rule {
+            None => Decision::Admit,
+            Some(rule) => rule(client),
+        };
+        match (decision, client.transport) {
+            (Decision::Admit, _) | (Decision::Truncate, Transport::Tcp) => {
+                Verdict::Admit(Admitted { client: *client })
+            }
+            (rejected, _) => Verdict::Reject(rejected),
+        }
+    }
+}
+
+/// The front door of one server: the request policy and the TCP connection slots.
+pub struct Admission {
+    policy: ArcSwap<Policy>,
+    /// One permit per open TCP connection: at `server.tcp_max_connections`, more are closed at
+    /// accept, so idle connections cannot crowd out the rest.
+    tcp_connections: Arc<Semaphore>,
+}
+
+/// An admitted TCP connection; its slot is given back when this is dropped.
+#[derive(Debug)]
+pub struct Connection {
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Admission {
+    pub fn new(policy: Policy, tcp_max_connections: usize) -> Self {
+        Self {
+            policy: ArcSwap::from_pointee(policy),
+            tcp_connections: Arc::new(Semaphore::new(tcp_max_connections)),
+        }
+    }
+
+    /// Admits everyone, with room for `tcp_max_connections` connections (tests, benchmarks).
+    pub fn admit_all(tcp_max_connections: usize) -> Self {
+        Self::new(Policy::admit_all(), tcp_max_connections)
+    }
+
+    /// The policy now. A listener loads it once per batch and decides each request with it.
+    pub fn policy(&self) -> arc_swap::Guard<Arc<Policy>> {
+        self.policy.load()
+    }
+
+    /// Puts a new policy in place for the requests that arrive from now on (SIGHUP).
+    pub fn replace_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    /// One request from `address` over `transport`.
+    pub fn request(&self, address: SocketAddr, transport: Transport) -> Verdict {
+        self.policy().decide(&Client::new(address, transport))
+    }
+
+    /// A TCP connection from `peer`, at accept: its slot, or `None` to close it at once.
+    pub fn connect(&self, peer: SocketAddr) -> Option<Connection> {
+        let verdict = self.request(peer, Transport::Tcp);
+        if let Verdict::Reject(decision) = verdict {
+            tracing::debug!(%peer, ?decision, "TCP connection closed at accept");
+            return None;
+        }
+        match Arc::clone(&self.tcp_connections).try_acquire_owned() {
+            Ok(slot) => Some(Connection { _slot: slot }),
+            Err(_) => {
+                tracing::debug!(%peer, "TCP connection closed: at the connection limit");
+                None
+            }
+        }
+    }
+}
+
+/// The reply for a request the front door did not admit, built from the query's own bytes
+/// (no parse beyond the question), or `None` when nothing is sent: a `Drop`, a message too
+/// short to answer, a response (never answer one: that is how reflection loops start), or a
+/// question that does not walk.
+///
+/// The reply is the header with QR set, the ID, opcode, RD and CD copied (RFC 1035 §4.1.1,
+/// RFC 4035 §3.2.2), RA set, the question echoed, and no records; OPT is not echoed, so the
+/// reply is never larger than the query.
+pub fn rejection(query: &[u8], decision: Decision, out: &mut Vec<u8>) -> bool {
+    let rcode = match decision {
+        Decision::Admit | Decision::Drop => return false,
+        Decision::Refuse => 5,
+        Decision::Truncate => 0,
+    };
+    if query.len() < 12 || query[2] & 0x80 != 0 {
+        return false;
+    }
+    let questions = u16::from_be_bytes([query[4], query[5]]);
+    let end = match questions {
+        0 => Some(12),
+        1 => question_end(query),
+        _ => None,
+    };
+    let Some(end) = end else {
+        return false;
+    };
+    out.clear();
+    out.extend_from_slice(&query[..end]);
+    // QR=1, opcode and RD kept, AA=0, TC for a truncation.
+    out[2] = 0x80
+        | (query[2] & 0x79)
+        | if decision == Decision::Truncate {
+            0x02
+        } else {
+            0
+        };
+    // RA=1, Z=0, AD=0, CD kept, the RCODE.
+    out[3] = 0x80 | (query[3] & 0x10) | rcode;
+    out[6..12].fill(0);
+    true
+}
+
+/// Where the single question of `query` ends, if it walks: an uncompressed name (a query's
+/// first name has nothing to point back to), then type and class.
+fn question_end(query: &[u8]) -> Option<usize> {
+    let mut position = 12;
+    loop {
+        let length = usize::from(*query.get(position)?);
+        match length {
+            0 => break,
+            1..=63 => position += 1 + length,
+            _ => return None,
+        }
+    }
+    let end = position + 1 + 4;
+    (end <= query.len()).then_some(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> Vec<u8> {
+        // ID 0xabcd, RD and CD set, one question: example. A IN, then an OPT record.
+        let mut q = vec![0xab, 0xcd, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1]);
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        q
+    }
+
+    #[test]
+    fn a_refusal_echoes_the_question_and_nothing_else() {
+        let mut out = Vec::new();
+        assert!(rejection(&query(), Decision::Refuse, &mut out));
+        assert_eq!(
+            &out[..4],
+            &[0xab, 0xcd, 0x81, 0x95],
+            "QR RD / RA CD REFUSED"
+        );
+        assert_eq!(&out[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(out.len(), 12 + 13, "no OPT: never larger than the query");
+        let parsed = hickory_proto::op::Message::from_vec(&out).unwrap();
+        assert_eq!(
+            parsed.metadata.response_code,
+            hickory_proto::op::ResponseCode::Refused
+        );
+        assert_eq!(parsed.queries[0].name().to_ascii(), "example.");
+    }
+
+    #[test]
+    fn a_truncation_sets_tc_with_no_error() {
+        let mut out = Vec::new();
+        assert!(rejection(&query(), Decision::Truncate, &mut out));
+        let parsed = hickory_proto::op::Message::from_vec(&out).unwrap();
+        assert!(parsed.metadata.truncation);
+        assert_eq!(
+            parsed.metadata.response_code,
+            hickory_proto::op::ResponseCode::NoError
+        );
+        assert!(parsed.answers.is_empty());
+    }
+
+    #[test]
+    fn nothing_is_sent_for_a_drop_a_response_or_garbage() {
+        let mut out = Vec::new();
+        assert!(!rejection(&query(), Decision::Drop, &mut out));
+        let mut response = query();
+        response[2] |= 0x80;
+        assert!(!rejection(&response, Decision::Refuse, &mut out));
+        assert!(!rejection(&[0; 11], Decision::Refuse, &mut out));
+        let mut compressed = query();
+        compressed[12] = 0xc0;
+        assert!(!rejection(&compressed, Decision::Refuse, &mut out));
+        let cut = &query()[..20];
+        assert!(!rejection(cut, Decision::Refuse, &mut out));
+    }
+
+    #[test]
+    fn admit_all_admits_and_counts_tcp_slots() {
+        let admission = Admission::admit_all(2);
+        let peer: SocketAddr = "192.0.2.1:5300".parse().unwrap();
+        assert!(matches!(
+            admission.request(peer, Transport::Udp),
+            Verdict::Admit(admitted) if admitted.client().address == peer
+        ));
+        let first = admission.connect(peer).expect("a slot");
+        let _second = admission.connect(peer).expect("a slot");
+        assert!(admission.connect(peer).is_none(), "at the cap: closed");
+        drop(first);
+        assert!(admission.connect(peer).is_some(), "a slot given back");
+    }
+}

@@ -7,12 +7,12 @@
 # PODS > 0 serves that many pods too and sets pods = "verified", which watches them), 3 changes
 # (a service added then deleted, each timed).
 #
-# The test `scale_services_and_endpoints` (tests/kubernetes_api.rs, ignored by default)
-# generates the objects into the fake API server of tests/common/apiserver.rs, starts the
-# release `hearth` binary as its own process against it, and prints: the time from process
-# start to the last service answering, Hearth's RSS (and peak) after the first sync, its CPU
-# seconds, and how long a change takes to show at that size. Loopback only; the server is
-# stopped at the end, pass or fail. Run it alone: it takes both cores for a few seconds, and
+# The measurement is benches/cluster_scale.rs (a bench target without a harness, built in
+# release): it generates the objects into the fake API server of tests/common/apiserver.rs,
+# starts the release `hearth` binary as its own process against it, and prints: the time from
+# process start to the last service answering, Hearth's RSS (and peak) after the first sync,
+# its CPU seconds, and how long a change takes to show at that size. Loopback only; the server
+# is stopped at the end, pass or fail. Run it alone: it takes both cores for a few seconds, and
 # other builds on the machine show in every number (`pgrep -a rustc` first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +20,4 @@ export HEARTH_SCALE_SERVICES="${1:-10000}"
 export HEARTH_SCALE_ENDPOINTS_PER_SERVICE="${2:-10}"
 export HEARTH_SCALE_PODS="${3:-0}"
 export HEARTH_SCALE_CHANGES="${4:-3}"
-exec cargo test --release --test kubernetes_api scale_services_and_endpoints \
-    -- --ignored --nocapture --test-threads 1
+exec cargo bench --bench cluster_scale

@@ -18,6 +18,7 @@ use hearth::server::admission::{Admission, Verdict};
 use hearth::server::fast::FastTable;
 use hearth::server::Client;
 use hearth::server::{Engine, Transport};
+use hearth::sources::hosts::FilesConfig;
 use hearth::sources::hosts::{parse, Hosts};
 
 fn query(name: &str, record_type: RecordType) -> Vec<u8> {
@@ -60,13 +61,7 @@ fn benches(c: &mut Criterion) {
     let load_path = load_dir.path().join("hosts");
     std::fs::write(&load_path, &text).unwrap();
     c.bench_function("hosts_load_10k_lines", |b| {
-        b.iter(|| {
-            Hosts::load(
-                std::slice::from_ref(&load_path),
-                3600,
-                DataVersion::detached("files"),
-            )
-        })
+        b.iter(|| Hosts::load(&files_config(&load_path), DataVersion::detached("files")))
     });
 
     let hit = query("host4242.bench.example.", RecordType::A);
@@ -107,8 +102,10 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hosts");
     std::fs::write(&path, &text).unwrap();
-    let hosts: Arc<dyn Source> =
-        Arc::new(Hosts::load(&[path], 3600, DataVersion::detached("files")));
+    let hosts: Arc<dyn Source> = Arc::new(Hosts::load(
+        &files_config(&path),
+        DataVersion::detached("files"),
+    ));
     let engine = Engine::new(Chain::new(&[parse_entry("files").unwrap()], &[hosts]));
 
     c.bench_function("general_path_hosts_answer", |b| {
@@ -158,6 +155,15 @@ fn benches(c: &mut Criterion) {
     c.bench_function("fast_path_hit", |b| {
         b.iter(|| table.answer(&admitted, &hit, tokio::time::Instant::now(), &mut out))
     });
+}
+
+/// `[files]` with one file.
+fn files_config(path: &std::path::Path) -> FilesConfig {
+    FilesConfig {
+        paths: vec![path.to_owned()],
+        ttl: 3600,
+        reload_interval: std::time::Duration::from_secs(1),
+    }
 }
 
 criterion_group!(engine, benches);

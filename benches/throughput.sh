@@ -6,7 +6,9 @@
 #
 # Scenarios: hit (cache hit), hosts (hosts-file answer), auth (authoritative zone), miss (cache
 # miss, one pass over 100k names on a fresh server), loss (500 queries outstanding),
-# crosscheck (hearth-loadgen and dnsperf at the same outstanding count). --servers keeps only
+# crosscheck (hearth-loadgen and dnsperf at the same outstanding count), churn (forwarded cache
+# hits while the cluster feed changes a Service every 100 ms, and without; the notes give the
+# fast path's hit ratio). --servers keeps only
 # the named rows of each scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
 # Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for s in ${ONLY//,/ }; do
-    case "$s" in hit|hosts|auth|miss|loss|crosscheck) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
 # Length of one measured run, in seconds (PEERS.md used 15 s, median of 3: --repeat 3).
 [ -n "$DURATION" ] || DURATION=$([ "$QUICK" = 1 ] && echo 3 || echo 10)
@@ -56,6 +58,7 @@ CLIENT_CPU=0
 PORT_BASE=${HEARTH_BENCH_PORT_BASE:-53530}
 UPSTREAM_PORT=$PORT_BASE            # NSD, the upstream of every forwarder
 PORT=$((PORT_BASE + 1))             # the server under test
+ADMIN_PORT=$((PORT_BASE + 2))       # Hearth's /metrics in the churn scenario
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HEARTH="${HEARTH_BIN:-$ROOT/target/release/hearth}"
@@ -234,10 +237,12 @@ EOF
     echo "$WORK/dnsdist.conf"
 }
 
-hearth_conf() { # hearth_conf NAME [hosts] [zones]
+hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster]
     local f="$WORK/hearth-$1.toml" paths="[]" zones=""
     case " $* " in *" hosts "*) paths="[\"$WORK/hosts\"]" ;; esac
     case " $* " in *" zones "*) zones=$'[zones]\ndirectory = "'"$WORK/zones"'"' ;; esac
+    # The cluster zone from a manifests directory polled every 100 ms, and /metrics.
+    case " $* " in *" cluster "*) zones=$'[zones]\nreload_interval = "100ms"\n[kubernetes]\nmanifests = "'"$WORK/manifests"'"\n[admin]\nlisten = "127.0.0.1:'"$ADMIN_PORT"'"' ;; esac
     cat >"$f" <<EOF
 [server]
 listen = ["127.0.0.1:$PORT"]
@@ -264,6 +269,7 @@ server_cmd() {
         hearth)        echo "$HEARTH serve --config $(hearth_conf fwd)" ;;
         hearth-hosts)  echo "$HEARTH serve --config $(hearth_conf hosts hosts)" ;;
         hearth-zone)   echo "$HEARTH serve --config $(hearth_conf zone zones)" ;;
+        hearth-churn)  echo "$HEARTH serve --config $(hearth_conf churn cluster)" ;;
         unbound)       echo "/usr/sbin/unbound -d -c $(unbound_conf)" ;;
         dnsdist)       echo "/usr/bin/dnsdist --supervised --disable-syslog -C $(dnsdist_conf)" ;;
         dnsmasq)       echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000" ;;
@@ -388,6 +394,7 @@ measured() {
     GEN_CPU=$(busy_pct "$g0" "$(core_ticks "$CLIENT_CPU")")
 }
 
+EXTRA_NOTE=""
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 # record SCENARIO SERVER KVLINE DNSPERF_QPS RSS_KB [EXPECTED_RCODE]
@@ -404,6 +411,7 @@ record() {
     n=$(field mismatched "$kv"); [ "${n:-0}" = 0 ] || notes+="$n mismatched; "
     n=$(field udp_rcvbuf_errors "$kv"); [ "${n:-0}" = 0 ] || notes+="$n rcvbuf drops; "
     [ -z "$BUSY_NOTE" ] || notes+="$BUSY_NOTE; "
+    [ -z "$EXTRA_NOTE" ] || notes+="$EXTRA_NOTE; "
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$server" "$(field qps "$kv")" "$dp" \
         "$(field lat_p50_us "$kv")" "$(field lat_p99_us "$kv")" "$(field lost_pct "$kv")" \
         "$rss" "${SRV_CPU:-?}/${GEN_CPU:-?}" "${notes%; }" >>"$RESULTS"
@@ -506,6 +514,46 @@ if "$LOADGEN" --server "127.0.0.1:$PORT" --queries "$WORK/probe-zone.txt" --once
     die "something already answers on 127.0.0.1:$PORT (set HEARTH_BENCH_PORT_BASE)"
 fi
 HIT=("$WORK/hot.txt" "$WORK/probe-zone.txt")
+# write_service N: the cluster feed's one changing object, a Service whose address is N's.
+write_service() {
+    mkdir -p "$WORK/manifests"
+    printf '%s\n' "apiVersion: v1" "kind: Service" "metadata: {name: churn, namespace: default}" \
+        "spec: {clusterIP: 10.96.$(($1 / 250 % 250)).$(($1 % 250 + 1)), ports: [{port: 80, protocol: TCP}]}" \
+        >"$WORK/manifests/.churn.tmp"
+    mv "$WORK/manifests/.churn.tmp" "$WORK/manifests/churn.yaml"
+}
+# metric NAME: a sample of Hearth's /metrics in the churn scenario.
+metric() {
+    curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v n="$1" '$1 == n { print $2 }'
+}
+# churn LABEL CHANGES: forwarded cache hits on the hot names with a cluster zone served from
+# manifests; with CHANGES=1 a Service is rewritten every 100 ms meanwhile. The notes give the
+# fast path's hit ratio over the measured run, and how many cluster zones were installed.
+churn() {
+    local label=$1 changes=$2 pid kv writer="" h0 m0 r0 h1 m1 r1
+    log "churn: $label"
+    write_service 0
+    launch hearth-churn "$WORK/probe-zone.txt"
+    pid=$STARTED
+    warm "$WORK/hot.txt"
+    if [ "$changes" = 1 ]; then
+        (i=0; while :; do i=$((i + 1)); write_service "$i"; sleep 0.1; done) &
+        writer=$!
+        PIDS+=("$writer")
+    fi
+    h0=$(metric hearth_fast_path_hits_total); m0=$(metric hearth_fast_path_misses_total)
+    r0=$(metric 'hearth_kubernetes_reloads_total{result="success"}')
+    measured "$pid" loadgen --queries "$WORK/hot.txt" --duration "$DURATION" -q "$OUTSTANDING"
+    h1=$(metric hearth_fast_path_hits_total); m1=$(metric hearth_fast_path_misses_total)
+    r1=$(metric 'hearth_kubernetes_reloads_total{result="success"}')
+    [ -z "$writer" ] || stop_pid "$writer"
+    kv=$(cat "$WORK/measured.out")
+    EXTRA_NOTE=$(awk -v h="$((h1 - h0))" -v m="$((m1 - m0))" -v r="$((r1 - r0))" \
+        'BEGIN { printf "fast path %.2f%% hits (%d misses), %d cluster zones installed", 100 * h / (h + m), m, r }')
+    finish churn "$label" "$pid" "$kv" ""
+    EXTRA_NOTE=""
+}
+
 # picked SERVER: whether --servers (if given) names SERVER.
 picked() { [ -z "$SERVERS" ] || case ",$SERVERS," in *",$1,"*) true ;; *) false ;; esac; }
 for scen in ${ONLY//,/ }; do
@@ -519,6 +567,7 @@ for scen in ${ONLY//,/ }; do
         loss) for s in hearth unbound dnsdist dnsmasq hearth-zone nsd; do
                   picked "$s" || continue; loss "$s" "${HIT[@]}"; done ;;
         crosscheck) for s in dnsmasq hearth; do picked "$s" || continue; crosscheck "$s"; done ;;
+        churn) churn "hearth (cluster still)" 0; churn "hearth (Service changed every 100 ms)" 1 ;;
     esac
 done
 stop_pid "$NSD_UP"

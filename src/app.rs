@@ -1,9 +1,10 @@
-//! Builds a running server from a [`Config`]: sources, the chain, the engine, the listeners and
-//! the background reloads; and stops it.
+//! Builds a running server from a [`Config`]: the sources, the chain, the engine, the
+//! listeners and the admin endpoints; reloads it; and stops it. It names no source: the
+//! registry (`sources::REGISTRY`) and the [`Plugin`] trait carry everything it needs.
 //!
 //! Shutdown is one [`CancellationToken`] and one [`TaskTracker`]: cancelling the token stops
-//! every listener from taking new work, and the tracker tells when the queries already taken
-//! have been answered.
+//! every listener from taking new work and every background task, and the tracker tells when
+//! the queries already taken have been answered.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,24 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use prometheus_client::encoding::DescriptorEncoder;
 use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::chain::DataVersions;
-use crate::chain::{Chain, Source};
+use crate::chain::{Chain, DataVersions, Source};
 use crate::config::{Config, ConfigError, Overrides};
-use crate::metrics::Metrics;
+use crate::metrics::{MetricDoc, Metrics};
 use crate::server::admission::{Admission, Policy};
 use crate::server::fast::{self, FastTable};
 use crate::server::tcp::{self, TcpLimits};
 use crate::server::{udp, Engine};
-use crate::sources::forward::Forwarder;
-use crate::sources::hosts::Hosts;
-use crate::sources::watch::Reload;
-use crate::sources::zones::cluster::Cluster;
-use crate::sources::zones::{ZoneVersions, Zones};
+use crate::sources::setup::{Background, BuildContext, Plugin};
 
 /// Memory for the UDP fast path's encoded replies: the hot set, not every name (misses take
 /// the general path and are then stored). 4 MiB holds about 16,000 typical replies; with a
@@ -55,6 +52,24 @@ pub enum StartError {
         source: io::Error,
         hint: &'static str,
     },
+    #[error("{origin}: the {name} source could not be built: {reason}")]
+    Source {
+        origin: String,
+        name: &'static str,
+        reason: String,
+    },
+}
+
+/// Every metric the server exports, without the namespace: the per-query ones, the fast
+/// table's, the admin endpoint's, and each registered source's. The README documents each.
+pub fn metric_names() -> Vec<MetricDoc> {
+    let mut names: Vec<MetricDoc> = crate::metrics::NAMES.to_vec();
+    names.extend_from_slice(fast::METRICS);
+    names.extend_from_slice(crate::admin::METRICS);
+    for setup in crate::sources::REGISTRY {
+        names.extend_from_slice(setup.metrics());
+    }
+    names
 }
 
 /// A server that is answering queries.
@@ -86,19 +101,17 @@ pub struct State {
     tracker: TaskTracker,
 }
 
-/// The sources built from one configuration.
+/// The sources built from one configuration, in the registry's order.
 pub struct Sources {
     config: Config,
-    hosts: Arc<Hosts>,
-    zones: Arc<Zones>,
-    forwarder: Arc<Forwarder>,
-    /// Stops this set's polls when a reload replaces it. This and the two below are children
-    /// of the shutdown token, so shutdown stops them all.
-    polls: CancellationToken,
-    /// Stops the forwarder's loop probe when a reload replaces the forwarder.
-    forwarder_tasks: CancellationToken,
-    /// Stops the cluster's API watch when a reload replaces the cluster.
-    cluster_tasks: CancellationToken,
+    running: Vec<Arc<dyn Plugin>>,
+}
+
+impl Sources {
+    /// The running source named `name`.
+    fn named(&self, name: &str) -> Option<&Arc<dyn Plugin>> {
+        self.running.iter().find(|source| source.name() == name)
+    }
 }
 
 impl Running {
@@ -113,9 +126,14 @@ impl Running {
         self.admin_addr
     }
 
-    /// The `dns` source serving now: its cache and upstream counters.
-    pub fn forwarder(&self) -> Arc<Forwarder> {
-        Arc::clone(&self.state.sources.load().forwarder)
+    /// The source serving now whose type is `T` (its counters, for tests and tools).
+    pub fn source<T: Plugin + 'static>(&self) -> Option<Arc<T>> {
+        self.state
+            .sources
+            .load()
+            .running
+            .iter()
+            .find_map(|source| Arc::clone(source).into_any().downcast::<T>().ok())
     }
 
     /// The front door: its policy can be replaced while serving.
@@ -131,6 +149,12 @@ impl Running {
     /// What the admin endpoints read.
     pub fn state(&self) -> &Arc<State> {
         &self.state
+    }
+
+    /// The text `/metrics` serves, under `namespace`.
+    pub fn render_metrics(&self, namespace: &str) -> String {
+        let status: Arc<dyn crate::admin::Status> = Arc::clone(&self.state) as _;
+        crate::admin::render(&status, namespace)
     }
 
     /// Re-reads the configuration at `path` (the embedded default when `None`) and every
@@ -162,25 +186,22 @@ impl Running {
     }
 }
 
-impl State {
+impl crate::admin::Status for State {
     /// Whether every source has loaded, and if not, what is missing.
-    pub fn readiness(&self) -> Result<(), Vec<String>> {
+    fn readiness(&self) -> Result<(), Vec<String>> {
         if self.lameduck.load(Ordering::Acquire) {
             return Err(vec!["shutting down (lameduck)".to_owned()]);
         }
         if self.ready_latch.load(Ordering::Acquire) {
             return Ok(());
         }
-        let sources = self.sources.load();
-        let mut waiting = Vec::new();
-        if let Some(cluster) = sources.zones.cluster() {
-            if !cluster.is_loaded() {
-                waiting.push(format!(
-                    "kubernetes: the objects of {} have not loaded yet",
-                    cluster.domain()
-                ));
-            }
-        }
+        let waiting: Vec<String> = self
+            .sources
+            .load()
+            .running
+            .iter()
+            .filter_map(|source| source.readiness().err())
+            .collect();
         if waiting.is_empty() {
             self.ready_latch.store(true, Ordering::Release);
             Ok(())
@@ -189,21 +210,17 @@ impl State {
         }
     }
 
-    /// The Prometheus text of every metric, under `namespace`.
-    pub fn render_metrics(&self, namespace: &str) -> String {
-        let sources = self.sources.load();
-        crate::metrics::Scrape {
-            namespace: namespace.to_owned(),
-            metrics: Arc::clone(&self.metrics),
-            fast: Arc::clone(&self.table),
-            hosts: Arc::clone(&sources.hosts),
-            zones: Arc::clone(&sources.zones),
-            forwarder: Arc::clone(&sources.forwarder),
-            ready: self.readiness().is_ok(),
+    fn encode_metrics(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        self.metrics.encode(encoder)?;
+        self.table.stats().encode(encoder)?;
+        for source in &self.sources.load().running {
+            source.encode_metrics(encoder)?;
         }
-        .render()
+        Ok(())
     }
+}
 
+impl State {
     async fn reload(
         &self,
         path: Option<&std::path::Path>,
@@ -233,62 +250,34 @@ impl State {
         };
         let old = self.sources.load_full();
         warn_about_restart_only_keys(&old.config, &config);
-        let sources =
-            Arc::new(build_sources(&config, Some(&old), &self.shutdown, &self.versions).await);
+        let (sources, built) = build_sources(&config, Some(&old), &self.versions).await;
+        let sources = Arc::new(sources);
         self.engine.replace_chain(chain_for(&config, &sources));
         self.engine.set_log_queries(config.log.queries);
         self.sources.store(Arc::clone(&sources));
         // Another order, other actions or other sources: no stored reply is known to hold.
         self.versions.bump_all();
-        // The old set's tasks stop; what was carried over keeps its own.
-        old.polls.cancel();
-        if !Arc::ptr_eq(&old.forwarder, &sources.forwarder) {
-            old.forwarder_tasks.cancel();
-        }
-        if old.zones.cluster().map(Arc::as_ptr) != sources.zones.cluster().map(Arc::as_ptr) {
-            old.cluster_tasks.cancel();
-        }
-        self.spawn_background(&sources, !Arc::ptr_eq(&old.forwarder, &sources.forwarder));
+        // The sources kept run on; the new ones start. A replaced source's tasks end with it.
+        self.start(&sources, &built);
         self.metrics.config_reloads.record(true);
         tracing::info!(config = %config.origin, "configuration reloaded");
         Ok(())
     }
 
-    /// Starts the polls of `sources`, and the loop probe of a new forwarder.
-    fn spawn_background(&self, sources: &Sources, new_forwarder: bool) {
-        self.tracker.spawn(poll(
-            Arc::clone(&sources.hosts),
-            sources.config.files.reload_interval,
-            sources.polls.clone(),
-        ));
-        self.tracker.spawn(poll(
-            Arc::clone(&sources.zones),
-            sources.config.zones.reload_interval,
-            sources.polls.clone(),
-        ));
-        // The live Kubernetes API feed; returns at once for manifests or a cluster already
-        // watched (carried over by a reload).
-        if let Some(cluster) = sources.zones.cluster() {
-            self.tracker.spawn(crate::sources::kubernetes::api::watch(
-                Arc::clone(cluster),
-                sources.cluster_tasks.clone(),
-            ));
-        }
-        // Listeners are up: a loop probe that comes back can now be seen.
-        let uses_dns = sources
-            .config
-            .order
+    /// Starts the background tasks of the sources that were `built` (not kept).
+    fn start(&self, sources: &Sources, built: &[bool]) {
+        for (source, _) in sources
+            .running
             .iter()
-            .any(|e| e.source == crate::chain::SourceKind::Dns);
-        if uses_dns && new_forwarder {
-            let cancelled = sources.forwarder_tasks.clone();
-            let forwarder = Arc::clone(&sources.forwarder);
-            self.tracker.spawn(async move {
-                tokio::select! {
-                    _ = cancelled.cancelled() => {}
-                    _ = forwarder.check_for_loops() => {}
-                }
-            });
+            .zip(built)
+            .filter(|(_, built)| **built)
+        {
+            let background = Background::new(
+                self.tracker.clone(),
+                self.shutdown.clone(),
+                sources.config.in_order(source.name()),
+            );
+            Arc::clone(source).start(&background);
         }
     }
 }
@@ -311,103 +300,72 @@ fn warn_about_restart_only_keys(old: &Config, new: &Config) {
 
 /// The chain for `config` over `sources`.
 fn chain_for(config: &Config, sources: &Sources) -> Chain {
-    let list: Vec<Arc<dyn Source>> = vec![
-        Arc::clone(&sources.hosts) as Arc<dyn Source>,
-        Arc::clone(&sources.zones) as Arc<dyn Source>,
-        Arc::clone(&sources.forwarder) as Arc<dyn Source>,
-    ];
+    let list: Vec<Arc<dyn Source>> = sources
+        .running
+        .iter()
+        .map(|source| Arc::clone(source).as_source())
+        .collect();
     Chain::new(&config.order, &list)
 }
 
-/// Builds the sources of `config`. On a reload (`previous`), a source whose configuration did
-/// not change is kept and re-read, so the answer cache, upstream health and a live cluster
-/// watch survive, and a file that no longer parses keeps its last good version; a source
-/// whose configuration changed is built anew.
+/// Builds the sources of `config`, and says which were built (rather than kept). On a reload
+/// (`previous`), a source whose configuration did not change is kept and re-reads its files, so
+/// the answer cache, upstream health and a live cluster watch survive, and a file that no
+/// longer parses keeps its last good version; a source whose configuration changed is built
+/// anew, handed the old one to carry over what it can. A build that panics keeps the old
+/// source on a reload; at start it is an error.
 async fn build_sources(
     config: &Config,
     previous: Option<&Sources>,
-    shutdown: &CancellationToken,
     versions: &Arc<DataVersions>,
-) -> Sources {
-    // Reading files is blocking I/O: keep it off the runtime's worker threads.
-    let hosts = match previous.filter(|p| p.config.files == config.files) {
-        Some(previous) => {
-            let hosts = Arc::clone(&previous.hosts);
-            let reread = Arc::clone(&hosts);
+) -> (Sources, Vec<bool>) {
+    let mut running = Vec::with_capacity(config.sources.len());
+    let mut built = Vec::with_capacity(config.sources.len());
+    for source_config in &config.sources {
+        let name = source_config.name();
+        let old = previous.and_then(|p| {
+            let old_config = p.config.source_named(name)?;
+            Some((p.named(name)?, old_config))
+        });
+        if let Some((old, old_config)) = old.filter(|(_, c)| c.same_as(&**source_config)) {
+            let _ = old_config;
+            let reread = Arc::clone(old);
+            // Reading files is blocking I/O: keep it off the runtime's worker threads.
             let _ = tokio::task::spawn_blocking(move || reread.reread()).await;
-            hosts
+            running.push(Arc::clone(old));
+            built.push(false);
+            continue;
         }
-        None => {
-            let paths = config.files.paths.clone();
-            let ttl = config.files.ttl;
-            let version = versions.register("files");
-            let loaded = {
-                let (paths, version) = (paths.clone(), version.clone());
-                tokio::task::spawn_blocking(move || Hosts::load(&paths, ttl, version)).await
-            };
-            Arc::new(loaded.unwrap_or_else(|_| Hosts::unavailable(&paths, ttl, version)))
+        let context = BuildContext {
+            versions: Arc::clone(versions),
+        };
+        let previous_source = old.map(|(source, _)| Arc::clone(source));
+        let to_build = Arc::clone(source_config);
+        let result =
+            tokio::task::spawn_blocking(move || to_build.build(&context, previous_source.as_ref()))
+                .await;
+        match (result, old) {
+            (Ok(source), _) => {
+                running.push(source);
+                built.push(true);
+            }
+            (Err(error), Some((old, _))) => {
+                tracing::error!(source = name, %error, "building the source failed; the running one keeps serving");
+                running.push(Arc::clone(old));
+                built.push(false);
+            }
+            (Err(error), None) => {
+                tracing::error!(source = name, %error, "building the source failed");
+            }
         }
-    };
-    let previous_cluster = previous
-        .filter(|p| p.config.kubernetes == config.kubernetes)
-        .and_then(|p| p.zones.cluster().cloned());
-    let cluster_tasks = match (&previous_cluster, previous) {
-        (Some(_), Some(previous)) => previous.cluster_tasks.clone(),
-        _ => shutdown.child_token(),
-    };
-    let zones = match previous
-        .filter(|p| p.config.zones == config.zones && p.config.kubernetes == config.kubernetes)
-    {
-        Some(previous) => {
-            let zones = Arc::clone(&previous.zones);
-            let reread = Arc::clone(&zones);
-            let _ = tokio::task::spawn_blocking(move || reread.reread()).await;
-            zones
-        }
-        None => {
-            let zones_config = config.zones.clone();
-            let kubernetes = config.kubernetes.clone();
-            let zone_versions = ZoneVersions {
-                origins: versions.register("zone origins"),
-                data: versions.register("zone data"),
-            };
-            let cluster_version = versions.register("cluster");
-            let fallback_versions = zone_versions.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                let cluster = previous_cluster.or_else(|| {
-                    kubernetes
-                        .as_ref()
-                        .map(|k| Arc::new(Cluster::load(k, cluster_version)))
-                });
-                Zones::load(&zones_config, cluster, zone_versions)
-            })
-            .await;
-            Arc::new(
-                loaded
-                    .unwrap_or_else(|_| Zones::load(&Default::default(), None, fallback_versions)),
-            )
-        }
-    };
-    let (forwarder, forwarder_tasks) = match previous.filter(|p| p.config.forward == config.forward)
-    {
-        Some(previous) => (
-            Arc::clone(&previous.forwarder),
-            previous.forwarder_tasks.clone(),
-        ),
-        None => (
-            Arc::new(Forwarder::new(&config.forward)),
-            shutdown.child_token(),
-        ),
-    };
-    Sources {
-        config: config.clone(),
-        hosts,
-        zones,
-        forwarder,
-        polls: shutdown.child_token(),
-        forwarder_tasks,
-        cluster_tasks,
     }
+    (
+        Sources {
+            config: config.clone(),
+            running,
+        },
+        built,
+    )
 }
 
 /// Starts serving `config`. Must run inside a tokio runtime.
@@ -416,7 +374,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let tracker = TaskTracker::new();
 
     let versions = DataVersions::new();
-    let sources = build_sources(config, None, &shutdown, &versions).await;
+    let (sources, built) = build_sources(config, None, &versions).await;
+    if let Some(missing) = config
+        .sources
+        .iter()
+        .find(|c| sources.named(c.name()).is_none())
+    {
+        return Err(StartError::Source {
+            origin: config.origin.clone(),
+            name: missing.name(),
+            reason: "its build panicked (see the log)".to_owned(),
+        });
+    }
     let metrics = Arc::new(Metrics::new());
     metrics.config_reloads.mark_loaded();
     let engine = Arc::new(Engine::with_metrics(
@@ -508,26 +477,31 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     });
-    state.spawn_background(&state.sources.load(), true);
+    state.start(&state.sources.load(), &built);
     let mut admin_addr = None;
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
         admin_addr = listener.local_addr().ok();
         tracker.spawn(crate::admin::serve(
             listener,
-            Arc::clone(&state),
+            Arc::clone(&state) as Arc<dyn crate::admin::Status>,
             admin.namespace.clone(),
             shutdown.clone(),
         ));
     }
 
     let order: Vec<String> = config.order.iter().map(ToString::to_string).collect();
+    let sources: Vec<String> = config
+        .sources
+        .iter()
+        .flat_map(|source| source.describe())
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
     tracing::info!(
         config = %config.origin,
         listen = ?local_addrs,
         admin = ?admin_addr,
         order = ?order,
-        upstreams = ?config.forward.upstreams,
-        upstreams_from = ?config.forward.upstreams_from,
+        sources = ?sources,
         "hearth is serving"
     );
     Ok(Running {
@@ -592,22 +566,5 @@ fn hint_for(error: &io::Error, address: SocketAddr) -> &'static str {
         }
         io::ErrorKind::AddrNotAvailable => "; no interface of this host has that address",
         _ => "",
-    }
-}
-
-/// Re-reads what changed in `source`'s files every `interval` until shutdown; the source
-/// bumps its own data version on a change, so no reply computed from the old data is reused.
-async fn poll(source: Arc<impl Reload + 'static>, interval: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    ticks.tick().await; // the first tick is immediate; the files were just read.
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = ticks.tick() => {
-                let source = Arc::clone(&source);
-                let _ = tokio::task::spawn_blocking(move || source.reload_changed()).await;
-            }
-        }
     }
 }

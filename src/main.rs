@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use hearth::config::{values::ListenAddr, Config, KubernetesFeed, Overrides};
-use hearth::sources::{hosts, kubernetes, zones};
+use hearth::config::{values::ListenAddr, Config, Overrides};
 
 /// mimalloc instead of glibc's malloc. Measured on a 100,000-record zone (BENCHMARKS.md):
 /// glibc keeps what a load frees in the arena of the thread that loaded it (a blocking-pool
@@ -237,30 +236,19 @@ fn check(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut problems = Vec::new();
-    for path in &config.files.paths {
-        problems.extend(hosts::check_file(path));
-    }
-    if let Some(directory) = &config.zones.directory {
-        problems.extend(zones::check_directory(directory));
-    }
-    if let Some(KubernetesFeed::Manifests(directory)) = config.kubernetes.as_ref().map(|k| &k.feed)
-    {
-        match kubernetes::objects::read_dir(directory) {
-            Ok((_, manifest_problems)) => {
-                problems.extend(manifest_problems.iter().map(ToString::to_string))
-            }
-            Err(problem) => problems.push(problem.to_string()),
-        }
-    }
+    // Each source checks the data it would load (hosts files, zone files, manifests).
+    let problems: Vec<String> = config
+        .sources
+        .iter()
+        .flat_map(|source| source.check())
+        .collect();
     for problem in &problems {
         println!("{problem}");
     }
     if problems.is_empty() {
         println!(
-            "{}: ok ({} hosts file(s), order: {})",
+            "{}: ok (order: {})",
             config.origin,
-            config.files.paths.len(),
             config
                 .order
                 .iter()

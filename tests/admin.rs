@@ -6,7 +6,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use hearth::metrics::NAMES;
+use hearth::app::metric_names;
 use hickory_proto::rr::RecordType;
 
 use common::*;
@@ -48,7 +48,7 @@ async fn every_metric_is_exported_with_its_help_text() {
     ask(server.addr, "far.example.net.", RecordType::A).await;
     let (status, text) = http_get(admin(&server), "/metrics").await;
     assert_eq!(status, 200);
-    for (name, kind, help) in NAMES {
+    for (name, kind, help) in &metric_names() {
         // OpenMetrics names a family without its sample suffix: `_total` for counters,
         // `_info` for info metrics.
         let family = match *kind {
@@ -80,7 +80,7 @@ async fn every_metric_is_exported_with_its_help_text() {
         "OpenMetrics text ends with # EOF"
     );
     // Each name follows Prometheus conventions: lowercase snake case, units spelled out.
-    for (name, _, _) in NAMES {
+    for (name, _, _) in &metric_names() {
         assert!(
             name.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
@@ -216,7 +216,7 @@ async fn a_cluster_not_yet_synced_is_not_ready_and_its_names_fail() {
 fn the_readme_documents_every_metric_with_its_help_text() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
-    for (name, kind, help) in NAMES {
+    for (name, kind, help) in &metric_names() {
         let row = readme
             .lines()
             .find(|line| line.starts_with(&format!("| `hearth_{name}` |")))
@@ -233,7 +233,7 @@ fn the_readme_documents_every_metric_with_its_help_text() {
         .count();
     assert_eq!(
         rows,
-        NAMES.len(),
+        metric_names().len(),
         "a README row for a metric that does not exist"
     );
 }

@@ -5,6 +5,8 @@
 
 mod common;
 
+use hearth::sources::forward::Forwarder;
+
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -68,7 +70,8 @@ async fn many_client_queries_one_upstream_query_and_ttls_count_down() {
     // Hits are answered by the cache, or by the UDP fast path from the cache's encoded answer.
     let running = server.running();
     let cache_hits = running
-        .forwarder()
+        .source::<Forwarder>()
+        .expect("the dns source")
         .cache_stats()
         .unwrap()
         .hits
@@ -102,7 +105,8 @@ async fn identical_questions_in_flight_are_asked_once() {
     );
     let coalesced = server
         .running()
-        .forwarder()
+        .source::<Forwarder>()
+        .expect("the dns source")
         .cache_stats()
         .unwrap()
         .coalesced
@@ -130,7 +134,10 @@ async fn expired_answers_are_served_stale_during_an_outage() {
         ["flaky.example.net. 30 IN A 198.51.100.3"],
         "RFC 8767: TTL 30"
     );
-    let forwarder = server.running().forwarder();
+    let forwarder = server
+        .running()
+        .source::<Forwarder>()
+        .expect("the dns source");
     let stats = forwarder.cache_stats().unwrap();
     assert!(stats.stale_answers.load(Ordering::Relaxed) >= 1);
 
@@ -169,7 +176,10 @@ async fn a_failing_upstream_is_marked_down_skipped_and_probed_back() {
         first.queries()
     );
     assert_eq!(second.queries(), 10);
-    let forwarder = server.running().forwarder();
+    let forwarder = server
+        .running()
+        .source::<Forwarder>()
+        .expect("the dns source");
     let stats = forwarder.upstream_stats();
     assert!(stats[0].1.is_down());
 
@@ -178,7 +188,15 @@ async fn a_failing_upstream_is_marked_down_skipped_and_probed_back() {
     first.add_a("back.example.net.", Ipv4Addr::new(198, 51, 100, 99));
     let running = server.running();
     assert!(
-        eventually(|| async { !running.forwarder().upstream_stats()[0].1.is_down() }).await,
+        eventually(|| async {
+            !running
+                .source::<Forwarder>()
+                .expect("the dns source")
+                .upstream_stats()[0]
+                .1
+                .is_down()
+        })
+        .await,
         "probed back up"
     );
     assert!(first.probes() >= 1);
@@ -273,7 +291,10 @@ async fn cache_capacity_bounds_memory() {
         )
         .await;
     }
-    let forwarder = server.running().forwarder();
+    let forwarder = server
+        .running()
+        .source::<Forwarder>()
+        .expect("the dns source");
     assert!(
         forwarder.cache_len() <= 55,
         "{} entries for a capacity of 50",
@@ -312,7 +333,12 @@ async fn a_forwarding_loop_disables_the_upstream_without_stopping_the_server() {
     let no_loop = third.running();
     let response = ask(third.addr, "www.example.net.", RecordType::A).await;
     assert_eq!(rdata(&response), ["198.51.100.10"]);
-    assert!(!no_loop.forwarder().upstream_stats()[0].1.is_looping());
+    assert!(!no_loop
+        .source::<Forwarder>()
+        .expect("the dns source")
+        .upstream_stats()[0]
+        .1
+        .is_looping());
 
     // A real loop: two servers that forward to each other (each also has the real upstream).
     let [port_a, port_b] = [free_port(), free_port()];
@@ -331,7 +357,14 @@ async fn a_forwarding_loop_disables_the_upstream_without_stopping_the_server() {
     let b = start_at(port_b, port_a).await;
     // B's probe goes to A, which forwards it to B: B sees its own probe come back.
     assert!(
-        eventually(|| async { b.forwarder().upstream_stats()[0].1.is_looping() }).await,
+        eventually(|| async {
+            b.source::<Forwarder>()
+                .expect("the dns source")
+                .upstream_stats()[0]
+                .1
+                .is_looping()
+        })
+        .await,
         "the loop through A is detected by B"
     );
     // Both keep serving, through the real upstream.

@@ -14,7 +14,7 @@
 #![cfg(unix)]
 
 use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
@@ -85,7 +85,13 @@ fn text(bytes: &[u8]) -> String {
 
 /// A `hearth` command with nothing inherited from the environment that would change it.
 fn hearth_command(args: &[&str]) -> Command {
-    let mut command = Command::new(HEARTH);
+    command_of(Path::new(HEARTH), args)
+}
+
+/// `program` with `args` in the environment every hearth of these tests runs in (`program` is
+/// hearth itself, or a wrapper that runs it).
+fn command_of(program: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
     command
         .args(args)
         .env_remove("HEARTH_CONFIG")
@@ -159,9 +165,15 @@ fn start_hearth(config: &Path) -> Hearth {
 /// Runs `hearth serve` with `args` expecting it to exit by itself, and returns its output.
 /// A server that starts serving instead is killed after [`READY_WITHIN`], failing the test.
 fn serve_expecting_exit(args: &[&str]) -> (ExitStatus, String) {
+    exit_of(Path::new(HEARTH), args)
+}
+
+/// Runs `program` with `args` (a hearth command, perhaps behind a wrapper) until it exits;
+/// its status and stderr.
+fn exit_of(program: &Path, args: &[&str]) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr");
-    let mut command = hearth_command(args);
+    let mut command = command_of(program, args);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -569,42 +581,74 @@ fn minimal_config(dir: &Path) -> PathBuf {
     )
 }
 
-/// Port 53 without the right to bind it: exit 64 with the capability hint. Meaningless as root,
-/// or where unprivileged ports start at or below 53 (some containers): then only a note, and
-/// `serve_on_an_address_in_use_exits_64` covers the bind failure.
+/// Port 53 without the right to bind it: exit 64 with the capability hint. As root, the server
+/// is run as `nobody` with no capabilities (`setpriv`), so the path is tested there too. Where
+/// unprivileged ports start at or below 53 (some containers), or as root without `setpriv`, the
+/// test cannot run: it says SKIPPED, and `serve_on_an_address_in_use_exits_64` covers the bind
+/// failure.
 #[test]
 fn serve_on_a_privileged_port_without_permission_exits_64() {
-    let mut id = Command::new("id");
-    id.arg("-u");
-    let uid = run(id);
-    if text(&uid.stdout).trim() == "0" {
-        eprintln!(
-            "note: {}: running as root, which may bind port 53; the permission-denied path is \
-             not tested here (serve_on_an_address_in_use_exits_64 covers bind failures)",
-            thread::current().name().unwrap_or_default()
-        );
+    let test = thread::current().name().unwrap_or_default().to_owned();
+    let skip = |why: &str| {
+        // Written to stderr directly: libtest captures eprintln! and drops it for a pass.
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+    };
+    let unprivileged_start =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok());
+    if unprivileged_start.is_some_and(|start| start <= 53) {
+        skip("unprivileged users may bind port 53 here (net.ipv4.ip_unprivileged_port_start)");
         return;
     }
-    // Not root, but some containers let anyone bind low ports.
-    match UdpSocket::bind("127.0.0.1:53") {
-        Err(error) if error.kind() == ErrorKind::PermissionDenied => {}
-        other => {
-            eprintln!(
-                "note: this user may bind port 53 here ({other:?}), so the permission-denied \
-                 path cannot be tested; the address-in-use test covers bind failures"
-            );
-            return;
+    let mut id = Command::new("id");
+    id.arg("-u");
+    let as_root = text(&run(id).stdout).trim() == "0";
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if as_root && !setpriv.is_file() {
+        skip("running as root without setpriv (util-linux) to drop the right to bind port 53");
+        return;
+    }
+    if !as_root {
+        // Not root, but some containers let anyone bind low ports.
+        match UdpSocket::bind("127.0.0.1:53") {
+            Err(error) if error.kind() == ErrorKind::PermissionDenied => {}
+            other => {
+                skip(&format!("this user may bind port 53 here ({other:?})"));
+                return;
+            }
         }
     }
     let dir = tempfile::tempdir().unwrap();
     let config = minimal_config(dir.path());
-    let (status, stderr) = serve_expecting_exit(&[
+    let mut args = vec![
         "serve",
         "--config",
         config.to_str().unwrap(),
         "--listen",
         "127.0.0.1:53",
-    ]);
+    ];
+    let (status, stderr) = if as_root {
+        // nobody must read the configuration: the directory and its files, world-readable.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let mut dropped = vec![
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            HEARTH,
+        ];
+        dropped.append(&mut args);
+        exit_of(setpriv, &dropped)
+    } else {
+        serve_expecting_exit(&args)
+    };
     assert_eq!(status.code(), Some(64), "stderr:\n{stderr}");
     assert!(stderr.contains("CAP_NET_BIND_SERVICE"), "{stderr}");
 }

@@ -18,11 +18,13 @@ use tokio::time::Instant;
 use hearth::chain::order::parse_entry;
 use hearth::chain::DataVersions;
 use hearth::chain::{Chain, Source};
-use hearth::config::{ForwardConfig, Policy, UpstreamsFrom, ZonesConfig};
 use hearth::server::fast::FastTable;
 use hearth::server::{Engine, Transport};
 use hearth::sources::forward::Forwarder;
+use hearth::sources::forward::{ForwardConfig, Policy, UpstreamsFrom};
+use hearth::sources::hosts::FilesConfig;
 use hearth::sources::hosts::Hosts;
+use hearth::sources::zones::ZonesConfig;
 use hearth::sources::zones::{ZoneVersions, Zones};
 
 /// A query as bytes: `edns` None for none, Some(do_bit) for an OPT record.
@@ -58,8 +60,11 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
 
     let versions = DataVersions::new();
     let hosts: Arc<dyn Source> = Arc::new(Hosts::load(
-        std::slice::from_ref(&hosts_path),
-        3600,
+        &FilesConfig {
+            paths: vec![hosts_path.clone()],
+            ttl: 3600,
+            reload_interval: Duration::from_secs(1),
+        },
         versions.register("files"),
     ));
     let zones: Arc<dyn Source> = Arc::new(Zones::load(

@@ -2,84 +2,44 @@
 //! a fake API server on loopback (`tests/common/apiserver.rs`), through the real server.
 //!
 //! - The watch itself: nothing answered before every kind has been listed, each event type
-//!   changing answers, bookmarks, cut streams, expired watches (410 Gone in the stream and as
-//!   the HTTP status), the API going away and coming back, clients that cannot be made.
-//! - The checklist of `shared/docs/KUBERNETES-DNS.md` once more, from the example cluster of
-//!   `zones/cluster/` served by the API (tests/kubernetes.rs runs it from the manifests).
+//!   changing answers, bookmarks, silent connections, cut streams, expired watches (410 Gone in
+//!   the stream and as the HTTP status), the API going away and coming back, clients that
+//!   cannot be made.
+//! - The checklist of `shared/docs/KUBERNETES-DNS.md`, the same table of cases as the manifests
+//!   feed runs (tests/common/kubernetes.rs), from the same objects served by the API; then
+//!   what only this feed shows: which kinds are watched, and pods coming and going.
 //!
 //! Changes are waited for by polling (`eventually`, up to `PATIENCE`); no test asserts how long
-//! anything took.
+//! anything took, but for the silent watch, which runs in paused time. The scale measurement is
+//! `benches/cluster_scale.rs`.
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::apiserver::{FakeApiServer, Resource};
+use common::kubernetes::*;
 use common::*;
 use hickory_proto::op::{DnsResponse, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use hearth::chain::{DataVersion, DataVersions};
-use hearth::config::{KubernetesApi, KubernetesConfig, KubernetesFeed, PodMode};
-use hearth::sources::kubernetes::api;
+use hearth::chain::{DataVersion, DataVersions, Outcome, Question};
+use hearth::sources::kubernetes::api::{self, WatchTimeouts};
+use hearth::sources::kubernetes::config::{
+    KubernetesApi, KubernetesConfig, KubernetesFeed, PodMode,
+};
 use hearth::sources::zones::cluster::Cluster;
 
-const SOA: &str = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local.";
-const KUBERNETES: &str = "kubernetes.default.svc.cluster.local.";
-
-/// The example cluster of the checklist, as `kubectl get -o yaml` prints it.
-fn example_yaml() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/cluster");
-    ["default.yaml", "ns.yaml"]
-        .iter()
-        .map(|file| std::fs::read_to_string(dir.join(file)).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n---\n")
-}
-
-async fn example_api() -> FakeApiServer {
-    let api = FakeApiServer::start().await;
-    api.apply_yaml(&example_yaml());
-    api
-}
-
-/// Hearth with `[kubernetes] api = <api>`, its upstream (for `www.example.com`, row 10) and its
-/// hosts file.
-struct Hearth {
-    server: TestServer,
-    upstream: FakeUpstream,
-    _dir: tempfile::TempDir,
-}
-
-impl Hearth {
-    fn addr(&self) -> SocketAddr {
-        self.server.addr
-    }
+async fn hearth(api: &FakeApiServer) -> Hearth {
+    start_hearth(Feed::Api(&api.url()), "insecure").await
 }
 
 async fn hearth_with(api: &str, pods: &str) -> Hearth {
-    let dir = tempfile::tempdir().unwrap();
-    let hosts = hosts_file(dir.path(), "");
-    let upstream = FakeUpstream::start().await;
-    upstream.add_a("www.example.com.", Ipv4Addr::new(93, 184, 215, 14));
-    let toml = format!(
-        "{}[kubernetes]\ndomain = \"cluster.local\"\napi = \"{api}\"\npods = \"{pods}\"\nttl = 5\n",
-        config(&hosts, &[upstream.addr], &["files", "zones", "dns"]),
-    );
-    Hearth {
-        server: start_server(&toml).await,
-        upstream,
-        _dir: dir,
-    }
-}
-
-async fn hearth(api: &FakeApiServer) -> Hearth {
-    hearth_with(&api.url(), "insecure").await
+    start_hearth(Feed::Api(api), pods).await
 }
 
 /// The cluster zone alone, fed by `api::watch`, for what the DNS answers cannot show: the
@@ -93,6 +53,11 @@ struct Watched {
 
 impl Watched {
     fn start(api: KubernetesApi, pods: PodMode) -> Self {
+        Self::start_with(api, pods, WatchTimeouts::default())
+    }
+
+    /// With the watch waiting on the API as `timeouts` say.
+    fn start_with(api: KubernetesApi, pods: PodMode, timeouts: WatchTimeouts) -> Self {
         let config = KubernetesConfig {
             domain: name("cluster.local."),
             feed: KubernetesFeed::Api(api),
@@ -103,7 +68,11 @@ impl Watched {
         let version = versions.register("cluster");
         let cluster = Arc::new(Cluster::load(&config, version.clone()));
         let stop = CancellationToken::new();
-        tokio::spawn(api::watch(Arc::clone(&cluster), stop.clone()));
+        tokio::spawn(api::watch_with(
+            Arc::clone(&cluster),
+            timeouts,
+            stop.clone(),
+        ));
         Self {
             cluster,
             versions,
@@ -120,81 +89,28 @@ impl Watched {
     fn status(&self) -> &api::ApiStatus {
         self.cluster.api_status().expect("an API feed has a status")
     }
+
+    /// The data of the A records the cluster zone answers for `name`, asked of the zone itself
+    /// (no server, no socket); none for anything but a NOERROR answer.
+    fn addresses(&self, name: &str) -> Vec<String> {
+        let question = Question::new(common::name(name), RecordType::A);
+        match self.cluster.lookup(&question) {
+            Some(Outcome::Success(answer)) if answer.response_code == ResponseCode::NoError => {
+                answer
+                    .answers
+                    .iter()
+                    .map(|record| record.data.to_string())
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Drop for Watched {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-fn sorted_answers(response: &DnsResponse) -> Vec<String> {
-    let mut lines = answers(response);
-    lines.sort();
-    lines
-}
-
-fn has_soa(response: &DnsResponse) -> bool {
-    response.authorities.len() == 1 && response.authorities[0].to_string().starts_with(SOA)
-}
-
-/// The RCODE and the sorted answer data.
-async fn outcome(
-    addr: SocketAddr,
-    name: &str,
-    record_type: RecordType,
-) -> (ResponseCode, Vec<String>) {
-    let response = ask(addr, name, record_type).await;
-    let mut data = rdata(&response);
-    data.sort();
-    (response.response_code, data)
-}
-
-async fn ask_ok(addr: SocketAddr, name: &str, record_type: RecordType) -> Vec<String> {
-    let response = ask(addr, name, record_type).await;
-    assert_eq!(
-        response.response_code,
-        ResponseCode::NoError,
-        "{name} {record_type}"
-    );
-    assert!(response.authoritative, "{name} {record_type}: AA");
-    sorted_answers(&response)
-}
-
-/// Waits until `name A` answers exactly `addresses` (none: NXDOMAIN).
-async fn until_a(addr: SocketAddr, name: &str, addresses: &[&str]) -> bool {
-    eventually(|| async move {
-        let (code, data) = outcome(addr, name, RecordType::A).await;
-        if addresses.is_empty() {
-            code == ResponseCode::NXDomain
-        } else {
-            code == ResponseCode::NoError && data == addresses
-        }
-    })
-    .await
-}
-
-/// Waits until the example cluster is served.
-async fn synced(addr: SocketAddr) {
-    assert!(
-        until_a(addr, KUBERNETES, &["10.96.0.1"]).await,
-        "the example cluster is served"
-    );
-}
-
-fn service(namespace: &str, name: &str, cluster_ip: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}")},
-        "spec": {
-            "type": "ClusterIP",
-            "clusterIP": cluster_ip,
-            "clusterIPs": [cluster_ip],
-            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]
-        },
-        "status": {"loadBalancer": {}}
-    })
 }
 
 /// The headless `hdls` service's EndpointSlice with these (address, hostname, ready) endpoints.
@@ -395,27 +311,70 @@ async fn bookmarks_are_harmless() {
 
 /// A connection that dies without a reset (a node cut off, a load balancer dropping its
 /// state): the open watches go silent, and only a read timeout can tell. The API server here
-/// stops sending on them but answers new requests, as a fresh connection would reach it.
-/// The watch is given up after a minute of silence (`READ_TIMEOUT` in `api.rs`) and the next
-/// one, from the last resourceVersion, brings the change; with kube's defaults it took
-/// 295 s, past this test's two minutes. This test takes about a minute.
+/// stops sending on them but answers new requests, as a fresh connection would reach it. With
+/// the production timeouts, the watch is given up after a minute of silence and the next one,
+/// from the last resourceVersion, brings the change; with kube's defaults it took 295 s.
+///
+/// The minute passes in paused time: a virtual step at a time, each followed by a real
+/// millisecond in the blocking pool (`settle`), during which tokio does not move the paused
+/// clock, so that the thread that builds the zone keeps up with it.
 #[tokio::test]
 async fn a_silent_watch_is_given_up_within_a_minute() {
+    let timeouts = WatchTimeouts::default();
+    assert!(timeouts.read <= Duration::from_secs(60), "{timeouts:?}");
     let api = example_api().await;
-    let hearth = hearth(&api).await;
-    let addr = hearth.addr();
-    synced(addr).await;
+    let watched = Watched::start_with(KubernetesApi::Url(api.url()), PodMode::Insecure, timeouts);
+    assert!(
+        eventually(|| async { watched.addresses(KUBERNETES) == ["10.96.0.1"] }).await,
+        "the example cluster is served"
+    );
     let watches = api.watches(Resource::Services);
 
+    tokio::time::pause();
+    let silent_since = tokio::time::Instant::now();
     api.set_quiet(true);
+    let silent = "silent.default.svc.cluster.local.";
     api.apply(service("default", "silent", "10.96.0.92"));
-    let served = eventually_within(Duration::from_secs(120), || async {
-        let (code, data) = outcome(addr, "silent.default.svc.cluster.local.", RecordType::A).await;
-        code == ResponseCode::NoError && data == ["10.96.0.92"]
-    })
-    .await;
-    assert!(served, "the change arrives through a new watch");
+    let zone = &watched;
+    let arrived = |within: Duration| async move {
+        let deadline = silent_since + within;
+        while tokio::time::Instant::now() < deadline {
+            if zone.addresses(silent) == ["10.96.0.92"] {
+                return true;
+            }
+            settle().await;
+        }
+        false
+    };
+    assert!(
+        !arrived(timeouts.read / 2).await,
+        "nothing comes through a silent watch"
+    );
+    assert!(
+        arrived(Duration::from_secs(120)).await,
+        "the change arrives through a new watch"
+    );
+    let took = silent_since.elapsed();
+    assert!(
+        took <= timeouts.read + Duration::from_secs(10),
+        "given up within a minute: {took:?}"
+    );
     assert!(api.watches(Resource::Services) > watches, "watched again");
+    assert_eq!(
+        watched.addresses(KUBERNETES),
+        ["10.96.0.1"],
+        "and nothing lost"
+    );
+}
+
+/// In paused time: moves the clock on by a step, then waits a real millisecond in which it
+/// stands still (tokio does not auto-advance while a blocking task runs), for what works on
+/// threads of its own.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(1)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -672,118 +631,28 @@ async fn a_kubeconfig_file_reaches_the_api() {
 // The checklist (shared/docs/KUBERNETES-DNS.md) through the API feed.
 
 #[tokio::test]
-async fn checklist_rows_01_to_05_services() {
-    let api = example_api().await;
-    let hearth = hearth(&api).await;
-    let addr = hearth.addr();
-    synced(addr).await;
-
-    // Row 1.
-    let response = ask(addr, "dns-version.cluster.local.", RecordType::TXT).await;
-    assert_eq!(rdata(&response), ["1.1.0"]);
-    // Rows 2 and 15: the ClusterIP, though the service has no endpoints; any case.
-    assert_eq!(
-        ask_ok(addr, "Kubernetes.Default.SVC.cluster.local.", RecordType::A).await,
-        ["Kubernetes.Default.SVC.cluster.local. 5 IN A 10.96.0.1"]
-    );
-    // Row 3.
-    for record_type in [RecordType::AAAA, RecordType::TXT] {
-        let response = ask(addr, KUBERNETES, record_type).await;
-        assert_eq!(response.response_code, ResponseCode::NoError);
-        assert!(
-            response.answers.is_empty() && has_soa(&response),
-            "{record_type}"
-        );
-    }
-    // Row 4.
-    assert_eq!(
-        ask_ok(addr, "_https._tcp.kubernetes.default.svc.cluster.local.", RecordType::SRV).await,
-        ["_https._tcp.kubernetes.default.svc.cluster.local. 5 IN SRV 0 100 443 kubernetes.default.svc.cluster.local."]
-    );
-    // Row 5; other addresses go on down the chain.
-    assert_eq!(
-        ask_ok(addr, "1.0.96.10.in-addr.arpa.", RecordType::PTR).await,
-        ["1.0.96.10.in-addr.arpa. 5 IN PTR kubernetes.default.svc.cluster.local."]
-    );
-    let response = ask(addr, "99.99.99.10.in-addr.arpa.", RecordType::PTR).await;
-    assert_eq!(response.response_code, ResponseCode::NXDomain);
-    assert_eq!(hearth.upstream.asked(), ["99.99.99.10.in-addr.arpa."]);
+async fn the_checklist_from_the_api() {
+    run_checklist(ChecklistFeed::Api).await;
 }
 
+/// Pods are watched only when the records need them (`pods = "verified"`): row 12's name comes
+/// from the EndpointSlice, where the EndpointSlice controller writes the pod's hostname, and
+/// `insecure` reads the address from the name. Verified, they come and go.
 #[tokio::test]
-async fn checklist_rows_06_to_09_headless_services() {
-    let api = example_api().await;
-    api.apply(json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "lonely", "namespace": "ns"},
-        "spec": {"clusterIP": "None", "clusterIPs": ["None"],
-                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
-    }));
-    let hearth = hearth(&api).await;
-    let addr = hearth.addr();
-    synced(addr).await;
-
-    // Row 6.
-    assert_eq!(
-        ask_ok(addr, "hdls.ns.svc.cluster.local.", RecordType::A).await,
-        [
-            "hdls.ns.svc.cluster.local. 5 IN A 10.0.0.2",
-            "hdls.ns.svc.cluster.local. 5 IN A 10.0.0.3"
-        ]
-    );
-    let response = ask(addr, "lonely.ns.svc.cluster.local.", RecordType::A).await;
-    assert_eq!(
-        response.response_code,
-        ResponseCode::NXDomain,
-        "no ready endpoints"
-    );
-    assert!(has_soa(&response));
-    // Row 7.
-    assert_eq!(
-        ask_ok(addr, "my-pet.hdls.ns.svc.cluster.local.", RecordType::A).await,
-        ["my-pet.hdls.ns.svc.cluster.local. 5 IN A 10.0.0.2"]
-    );
-    assert_eq!(
-        ask_ok(addr, "10-0-0-3.hdls.ns.svc.cluster.local.", RecordType::A).await,
-        ["10-0-0-3.hdls.ns.svc.cluster.local. 5 IN A 10.0.0.3"]
-    );
-    // Row 8.
-    assert_eq!(
-        ask_ok(addr, "_https._tcp.hdls.ns.svc.cluster.local.", RecordType::SRV).await,
-        [
-            "_https._tcp.hdls.ns.svc.cluster.local. 5 IN SRV 0 100 443 10-0-0-3.hdls.ns.svc.cluster.local.",
-            "_https._tcp.hdls.ns.svc.cluster.local. 5 IN SRV 0 100 443 my-pet.hdls.ns.svc.cluster.local.",
-        ]
-    );
-    // Row 9.
-    assert_eq!(
-        ask_ok(addr, "2.0.0.10.in-addr.arpa.", RecordType::PTR).await,
-        ["2.0.0.10.in-addr.arpa. 5 IN PTR my-pet.hdls.ns.svc.cluster.local."]
-    );
-}
-
-#[tokio::test]
-async fn checklist_row_10_external_name() {
-    let api = example_api().await;
-    let hearth = hearth(&api).await;
-    let addr = hearth.addr();
-    synced(addr).await;
-    let response = ask(addr, "ext.ns.svc.cluster.local.", RecordType::A).await;
-    assert_eq!(response.response_code, ResponseCode::NoError);
-    assert_eq!(
-        answers(&response),
-        [
-            "ext.ns.svc.cluster.local. 5 IN CNAME www.example.com.",
-            "www.example.com. 300 IN A 93.184.215.14"
-        ]
-    );
-}
-
-#[tokio::test]
-async fn checklist_row_11_pod_names_by_mode() {
+async fn pods_are_watched_only_when_verified() {
     let api = example_api().await;
     let insecure = hearth(&api).await;
     synced(insecure.addr()).await;
+    assert_eq!(
+        ask_ok(
+            insecure.addr(),
+            "busybox-1.subdomain.ns.svc.cluster.local.",
+            RecordType::A
+        )
+        .await,
+        ["busybox-1.subdomain.ns.svc.cluster.local. 5 IN A 10.0.0.10"],
+        "row 12, from the slice"
+    );
     assert_eq!(
         ask_ok(
             insecure.addr(),
@@ -793,24 +662,11 @@ async fn checklist_row_11_pod_names_by_mode() {
         .await,
         ["1-2-3-4.ns.pod.cluster.local. 5 IN A 1.2.3.4"]
     );
-    let response = ask(
-        insecure.addr(),
-        "1-2-3-4.nonexistent.pod.cluster.local.",
-        RecordType::A,
-    )
-    .await;
-    assert_eq!(response.response_code, ResponseCode::NXDomain);
     assert_eq!(api.lists(Resource::Pods), 0, "insecure needs no pods");
 
     let disabled = hearth_with(&api.url(), "disabled").await;
     synced(disabled.addr()).await;
-    let response = ask(
-        disabled.addr(),
-        "1-2-3-4.ns.pod.cluster.local.",
-        RecordType::A,
-    )
-    .await;
-    assert_eq!(response.response_code, ResponseCode::NXDomain);
+    assert_eq!(api.lists(Resource::Pods), 0, "nor does disabled");
 
     let verified = hearth_with(&api.url(), "verified").await;
     let addr = verified.addr();
@@ -819,12 +675,6 @@ async fn checklist_row_11_pod_names_by_mode() {
     assert_eq!(
         ask_ok(addr, "10-0-0-10.ns.pod.cluster.local.", RecordType::A).await,
         ["10-0-0-10.ns.pod.cluster.local. 5 IN A 10.0.0.10"]
-    );
-    let response = ask(addr, "1-2-3-4.ns.pod.cluster.local.", RecordType::A).await;
-    assert_eq!(
-        response.response_code,
-        ResponseCode::NXDomain,
-        "verified: no such pod"
     );
     // Pods come and go.
     let mut pod = json!({
@@ -844,75 +694,6 @@ async fn checklist_row_11_pod_names_by_mode() {
     );
 }
 
-#[tokio::test]
-async fn checklist_row_12_pod_hostname_and_subdomain_from_the_slice() {
-    // The EndpointSlice controller writes the pod's hostname into the slice of the headless
-    // service its subdomain names; that is where the API feed finds it, pods unwatched.
-    let api = example_api().await;
-    let hearth = hearth(&api).await;
-    let addr = hearth.addr();
-    synced(addr).await;
-    assert_eq!(
-        ask_ok(
-            addr,
-            "busybox-1.subdomain.ns.svc.cluster.local.",
-            RecordType::A
-        )
-        .await,
-        ["busybox-1.subdomain.ns.svc.cluster.local. 5 IN A 10.0.0.10"]
-    );
-    assert_eq!(api.lists(Resource::Pods), 0);
-}
-
-#[tokio::test]
-async fn checklist_rows_13_14_16_names_that_do_not_exist_empty_names_and_the_apex() {
-    let api = example_api().await;
-    let hearth = hearth(&api).await;
-    let addr = hearth.addr();
-    synced(addr).await;
-
-    // Row 13: NXDOMAIN with the SOA, never forwarded.
-    for name in [
-        "nope.default.svc.cluster.local.",
-        "kubernetes.nonexistent.svc.cluster.local.",
-        "www.example.com.ns.svc.cluster.local.",
-    ] {
-        let response = ask(addr, name, RecordType::A).await;
-        assert_eq!(response.response_code, ResponseCode::NXDomain, "{name}");
-        assert!(has_soa(&response), "{name}");
-    }
-    assert_eq!(hearth.upstream.queries(), 0);
-    // Row 14.
-    for name in [
-        "svc.cluster.local.",
-        "pod.cluster.local.",
-        "ns.svc.cluster.local.",
-        "default.svc.cluster.local.",
-    ] {
-        let response = ask(addr, name, RecordType::A).await;
-        assert_eq!(response.response_code, ResponseCode::NoError, "{name}");
-        assert!(response.answers.is_empty() && has_soa(&response), "{name}");
-    }
-    // Row 16.
-    let soa = ask_ok(addr, "cluster.local.", RecordType::SOA).await;
-    assert!(
-        soa.len() == 1 && soa[0].starts_with(SOA) && soa[0].ends_with(" 7200 1800 86400 5"),
-        "{soa:?}"
-    );
-    assert_eq!(
-        ask_ok(addr, "cluster.local.", RecordType::NS).await,
-        ["cluster.local. 5 IN NS ns.dns.cluster.local."]
-    );
-    let transfer = udp_raw(
-        addr,
-        &query_bytes(9, "cluster.local.", RecordType::AXFR, None),
-        PATIENCE,
-    )
-    .await
-    .unwrap();
-    assert_eq!(transfer[3] & 0x0f, 5, "AXFR is REFUSED");
-}
-
 // ---------------------------------------------------------------------------------------------
 // One record builder, two feeds.
 
@@ -924,16 +705,7 @@ async fn the_api_and_the_manifests_give_the_same_answers() {
     api.apply_yaml(&std::fs::read_to_string(live.join("cluster.yaml")).unwrap());
     let from_api = hearth_with(&api.url(), "verified").await;
     synced(from_api.addr()).await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let hosts = hosts_file(dir.path(), "");
-    let upstream = FakeUpstream::start().await;
-    let toml = format!(
-        "{}[kubernetes]\ndomain = \"cluster.local\"\nmanifests = \"{}\"\npods = \"verified\"\nttl = 5\n",
-        config(&hosts, &[upstream.addr], &["files", "zones", "dns"]),
-        live.display()
-    );
-    let from_manifests = start_server(&toml).await;
+    let from_manifests = start_hearth(Feed::Manifests(&live), "verified").await;
 
     let questions = [
         ("web.apps.svc.cluster.local.", RecordType::A),
@@ -964,7 +736,7 @@ async fn the_api_and_the_manifests_give_the_same_answers() {
     let mut answered = 0;
     for (name, record_type) in questions {
         let api_response = ask(from_api.addr(), name, record_type).await;
-        let file_response = ask(from_manifests.addr, name, record_type).await;
+        let file_response = ask(from_manifests.addr(), name, record_type).await;
         let shown = |response: &DnsResponse| {
             let authorities: Vec<String> = response
                 .authorities
@@ -988,266 +760,4 @@ async fn the_api_and_the_manifests_give_the_same_answers() {
         answered, 18,
         "all answered but the finished pod, the pod being deleted and the empty namespace"
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Scale: `benches/cluster_scale.sh` runs this (release build, `--ignored --nocapture`).
-
-/// The generated cluster: `services` services over 100 namespaces, each with one EndpointSlice
-/// of `endpoints` endpoints (so 10,000 x 10 = 100,000 endpoints), every other service headless;
-/// objects carry what the API server adds (uid, timestamps, managedFields, ownerReferences,
-/// targetRef, nodeName, zone), which the feed must drop. `pods` > 0 adds that many pods and
-/// switches to `pods = "verified"`, which watches them.
-fn generate_cluster(api: &FakeApiServer, services: usize, endpoints: usize, pods: usize) {
-    const NAMESPACES: usize = 100;
-    for namespace in 0..NAMESPACES {
-        api.apply(
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": format!("ns-{namespace}"), "uid": format!("ns-uid-{namespace}"),
-            "labels": {"kubernetes.io/metadata.name": format!("ns-{namespace}")},
-            "creationTimestamp": "2026-11-01T09:00:00Z"},
-            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
-        );
-    }
-    let mut address = 0u32;
-    for index in 0..services {
-        let namespace = format!("ns-{}", index % NAMESPACES);
-        let name = format!("svc-{index}");
-        let headless = index % 2 == 1;
-        let cluster_ip = if headless {
-            "None".to_owned()
-        } else {
-            format!("10.96.{}.{}", index / 250, index % 250 + 1)
-        };
-        api.apply(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {
-                "name": name, "namespace": namespace, "uid": format!("svc-uid-{index}"),
-                "creationTimestamp": "2026-11-01T09:00:00Z", "labels": {"app": name},
-                "managedFields": [{"apiVersion": "v1", "fieldsType": "FieldsV1", "manager": "kubectl",
-                    "operation": "Update", "time": "2026-11-01T09:00:00Z",
-                    "fieldsV1": {"f:spec": {"f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {
-                        ".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}},
-                        "f:selector": {}, "f:sessionAffinity": {}, "f:type": {}}}}]
-            },
-            "spec": {
-                "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "type": "ClusterIP",
-                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
-                "internalTrafficPolicy": "Cluster", "selector": {"app": name},
-                "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]
-            },
-            "status": {"loadBalancer": {}}
-        }));
-        let endpoint_list: Vec<Value> = (0..endpoints)
-            .map(|endpoint| {
-                address += 1;
-                let ip = std::net::Ipv4Addr::from(0x0a00_0000 + address);
-                json!({
-                    "addresses": [ip.to_string()],
-                    "conditions": {"ready": true, "serving": true, "terminating": false},
-                    "nodeName": format!("node-{}", address % 500),
-                    "zone": format!("zone-{}", address % 3),
-                    "targetRef": {"kind": "Pod", "name": format!("{name}-{endpoint}"),
-                        "namespace": namespace, "uid": format!("pod-uid-{address}")}
-                })
-            })
-            .collect();
-        api.apply(json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {
-                "name": format!("{name}-abcde"), "namespace": namespace,
-                "uid": format!("slice-uid-{index}"), "generateName": format!("{name}-"),
-                "labels": {"kubernetes.io/service-name": name,
-                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
-                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name,
-                    "uid": format!("svc-uid-{index}"), "controller": true, "blockOwnerDeletion": true}]
-            },
-            "addressType": "IPv4",
-            "endpoints": endpoint_list,
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
-        }));
-    }
-    for index in 0..pods {
-        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + 1 + index as u32);
-        api.apply(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": format!("pod-{index}"), "namespace": format!("ns-{}", index % NAMESPACES),
-                "uid": format!("pod-uid-{index}"), "labels": {"app": "generated"}},
-            "spec": {"nodeName": format!("node-{}", index % 500),
-                "containers": [{"name": "app", "image": "registry.example/app:1.0",
-                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]},
-            "status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
-                "hostIP": "192.168.0.1", "qosClass": "Burstable",
-                "conditions": [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}],
-                "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0,
-                    "image": "registry.example/app:1.0", "imageID": "sha256:00",
-                    "state": {"running": {"startedAt": "2026-11-01T09:00:00Z"}}}]}
-        }));
-    }
-}
-
-/// `VmRSS` and `VmHWM` (the peak) of a process, in MiB.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |key: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(key))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-/// Asks `name A` once over UDP: the RCODE and how many answers, or `None` without a reply.
-async fn probe_a(addr: SocketAddr, name: &str) -> Option<(ResponseCode, usize)> {
-    let reply = udp_raw(
-        addr,
-        &query_bytes(7, name, RecordType::A, Some(1232)),
-        Duration::from_millis(200),
-    )
-    .await?;
-    let message = hickory_proto::op::Message::from_vec(&reply).ok()?;
-    Some((message.metadata.response_code, message.answers.len()))
-}
-
-/// Polls until `name A` has `count` answers (0: NXDOMAIN); how long that took.
-async fn time_until(addr: SocketAddr, name: &str, count: usize) -> Duration {
-    let began = std::time::Instant::now();
-    loop {
-        let expected = if count == 0 {
-            Some((ResponseCode::NXDomain, 0))
-        } else {
-            Some((ResponseCode::NoError, count))
-        };
-        if probe_a(addr, name).await == expected {
-            return began.elapsed();
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(600),
-            "{name} never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: benches/cluster_scale.sh"]
-async fn scale_services_and_endpoints() {
-    use common::external::{free_port, Process};
-    let count = |variable: &str, default: usize| {
-        std::env::var(variable)
-            .ok()
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(default)
-    };
-    let services = count("HEARTH_SCALE_SERVICES", 10_000);
-    let endpoints = count("HEARTH_SCALE_ENDPOINTS_PER_SERVICE", 10);
-    let pods = count("HEARTH_SCALE_PODS", 0);
-
-    let api = FakeApiServer::start().await;
-    let generating = std::time::Instant::now();
-    generate_cluster(&api, services, endpoints, pods);
-    eprintln!(
-        "generated {services} services, {} endpoints, {pods} pods in {:.1?}",
-        services * endpoints,
-        generating.elapsed()
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let hosts = hosts_file(dir.path(), "");
-    let (_dead, upstream) = dead_upstream().await;
-    let mode = if pods > 0 { "verified" } else { "insecure" };
-    let toml = format!(
-        "{}[kubernetes]\ndomain = \"cluster.local\"\napi = \"{}\"\npods = \"{mode}\"\n",
-        config(&hosts, &[upstream], &["files", "zones", "dns"]),
-        api.url()
-    );
-    let config_path = dir.path().join("hearth.toml");
-    std::fs::write(&config_path, toml).unwrap();
-    let port = free_port();
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let log = std::fs::File::create(dir.path().join("hearth.log")).unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
-    command
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .args(["--listen", &addr.to_string()])
-        .env("HEARTH_LOG", "info")
-        .stderr(log);
-    let started = std::time::Instant::now();
-    let hearth = Process::spawn("hearth", command);
-    let (idle_rss, _) = {
-        // Serving, not yet synced: cluster names SERVFAIL.
-        while probe_a(addr, "svc-0.ns-0.svc.cluster.local.")
-            .await
-            .is_none()
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        memory_mib(hearth.pid())
-    };
-    let last = format!(
-        "svc-{}.ns-{}.svc.cluster.local.",
-        services - 1,
-        (services - 1) % 100
-    );
-    let expected = if (services - 1) % 2 == 1 {
-        endpoints
-    } else {
-        1
-    };
-    time_until(addr, &last, expected).await;
-    let first_sync = started.elapsed();
-    let (rss, peak) = memory_mib(hearth.pid());
-    let cpu = cpu_seconds(hearth.pid());
-
-    // Changes at full size: a service added, then deleted, a few times.
-    let mut changes = Vec::new();
-    for _ in 0..count("HEARTH_SCALE_CHANGES", 3) {
-        api.apply(service("ns-0", "scale-probe", "10.97.0.1"));
-        changes.push(time_until(addr, "scale-probe.ns-0.svc.cluster.local.", 1).await);
-        api.delete("Service", "ns-0", "scale-probe");
-        changes.push(time_until(addr, "scale-probe.ns-0.svc.cluster.local.", 0).await);
-    }
-    let (rss_after, peak_after) = memory_mib(hearth.pid());
-
-    let logged = std::fs::read_to_string(dir.path().join("hearth.log")).unwrap_or_default();
-    let sync_line = logged
-        .lines()
-        .find(|line| line.contains("first sync"))
-        .unwrap_or("(no first-sync line)")
-        .to_owned();
-    eprintln!(
-        "--- {services} services, {} endpoints, {pods} pods (pods = {mode}) ---",
-        services * endpoints
-    );
-    eprintln!("time to first sync (process start -> last service answered): {first_sync:.2?}");
-    eprintln!("hearth's own log: {sync_line}");
-    eprintln!(
-        "RSS before sync {idle_rss:.1} MiB; after first sync {rss:.1} MiB (peak {peak:.1} MiB)"
-    );
-    eprintln!("CPU used up to the first sync: {cpu:.2} s");
-    let shown: Vec<String> = changes.iter().map(|took| format!("{took:.2?}")).collect();
-    eprintln!("a change at full size shows after: {}", shown.join(", "));
-    eprintln!(
-        "RSS after {} more rebuilds {rss_after:.1} MiB (peak {peak_after:.1} MiB)",
-        changes.len()
-    );
-    drop(hearth);
 }

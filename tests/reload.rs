@@ -40,7 +40,7 @@ fn write(path: &Path, text: &str) {
 }
 
 fn metrics(running: &Running) -> String {
-    running.state().render_metrics("hearth")
+    running.render_metrics("hearth")
 }
 
 /// A server started from a config file that serves `web.example.org` from the first of two

@@ -14,6 +14,13 @@
 //!
 //! The server is axum over hyper's HTTP/1: three routes, no TLS (the port is meant for the
 //! pod network or loopback, as CoreDNS's `:8080` and `:9153`).
+//!
+//! What it serves it reads through [`Status`], which the running server (`app`) implements:
+//! this module sits above everything it reports on and imports none of it.
+
+mod scrape;
+
+pub use scrape::{render, METRICS};
 
 use std::sync::Arc;
 
@@ -25,17 +32,27 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::State;
+use prometheus_client::encoding::DescriptorEncoder;
+
+/// What the admin endpoints ask of the running server.
+pub trait Status: Send + Sync + 'static {
+    /// Whether every source has loaded, and if not, what is missing; an error from lameduck on.
+    fn readiness(&self) -> Result<(), Vec<String>>;
+
+    /// Encodes every metric of the server (the per-query ones, the fast table's, each
+    /// source's), without the namespace and without `ready` (which this module adds).
+    fn encode_metrics(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result;
+}
 
 struct Admin {
-    state: Arc<State>,
+    state: Arc<dyn Status>,
     namespace: String,
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<State>,
+    state: Arc<dyn Status>,
     namespace: String,
     shutdown: CancellationToken,
 ) {
@@ -73,6 +90,6 @@ async fn ready(Extract(admin): Extract<Arc<Admin>>) -> Response {
 }
 
 async fn metrics(Extract(admin): Extract<Arc<Admin>>) -> Response {
-    let text = admin.state.render_metrics(&admin.namespace);
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+    let text = render(&admin.state, &admin.namespace);
+    ([(header::CONTENT_TYPE, scrape::CONTENT_TYPE)], text).into_response()
 }

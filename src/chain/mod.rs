@@ -16,16 +16,14 @@ pub mod order;
 pub mod validity;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
-use thiserror::Error;
 
 pub use client::{Client, Transport};
-pub use order::{Actions, OrderEntry, SourceKind};
+pub use order::{Actions, OrderEntry};
 pub use validity::{DataVersion, DataVersions, Dependencies, Validity};
 
 /// How many CNAME links one answer follows across sources (and within a zone).
@@ -147,46 +145,59 @@ impl Answer {
     }
 }
 
-/// Why a source could not be consulted. Each ends, if the chain runs out after it, in the RCODE
-/// given by [`SourceError::response_code`].
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum SourceError {
-    #[error("hosts file not readable: {0}")]
-    FilesUnreadable(String),
-    #[error("upstream {upstream} did not answer within {timeout:?}")]
-    UpstreamTimeout {
-        upstream: SocketAddr,
-        timeout: std::time::Duration,
-    },
-    #[error("upstream {upstream} answered {response_code}")]
-    UpstreamResponse {
-        upstream: SocketAddr,
-        response_code: ResponseCode,
-    },
-    #[error("upstream {upstream} could not be asked: {reason}")]
-    UpstreamUnreachable {
-        upstream: SocketAddr,
-        reason: String,
-    },
-    #[error("zones not readable: {0}")]
-    ZonesUnreadable(String),
-    #[error("no upstream is configured")]
-    NoUpstreams,
-    #[error("max_concurrent upstream queries are in flight")]
-    Overloaded,
-    #[error("forwarding loop through upstream {upstream}: it is disabled")]
-    ForwardingLoop { upstream: SocketAddr },
+/// Why a source could not be consulted: each source has an error type of its own, in its
+/// folder, that says which RCODE it ends in if the chain runs out after it.
+pub trait Failure: std::error::Error + Send + Sync + 'static {
+    /// RFC 1035 §4.1.1: SERVFAIL, "the name server was unable to process this query due to a
+    /// problem with the name server", unless the source says otherwise.
+    fn response_code(&self) -> ResponseCode {
+        ResponseCode::ServFail
+    }
 }
 
+/// A source's [`Failure`], shared (outcomes are cloned into the cache's coalesced waiters).
+#[derive(Clone)]
+pub struct SourceError(Arc<dyn Failure>);
+
 impl SourceError {
-    /// RFC 1035 §4.1.1: SERVFAIL, "the name server was unable to process this query due to a
-    /// problem with the name server"; REFUSED when the upstream queries are at their limit, as
-    /// CoreDNS's `forward` answers then.
+    pub fn new(failure: impl Failure) -> Self {
+        Self(Arc::new(failure))
+    }
+
+    /// The RCODE this failure ends in.
     pub fn response_code(&self) -> ResponseCode {
-        match self {
-            Self::Overloaded => ResponseCode::Refused,
-            _ => ResponseCode::ServFail,
-        }
+        self.0.response_code()
+    }
+
+    /// The source's own error, to tell which failure this is.
+    pub fn downcast_ref<T: Failure>(&self) -> Option<&T> {
+        let failure: &dyn std::error::Error = &*self.0;
+        failure.downcast_ref()
+    }
+}
+
+impl<F: Failure> From<F> for SourceError {
+    fn from(failure: F) -> Self {
+        Self::new(failure)
+    }
+}
+
+impl fmt::Debug for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+/// Two failures are the same when they say the same thing: what a client and the log see.
+impl PartialEq for SourceError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
     }
 }
 
@@ -212,6 +223,12 @@ impl Outcome {
             response_code: ResponseCode::NXDomain,
             ..Answer::default()
         })
+    }
+
+    /// SUCCESS with SERVFAIL: the name is the source's, but it cannot answer it yet (see the
+    /// [`Source`] contract). Final, so the question does not leak to the next source.
+    pub fn not_ready() -> Self {
+        Self::Success(Answer::server_failure())
     }
 
     /// Marks an answer read from local data as true until that data changes. The source that
@@ -273,6 +290,10 @@ impl Outcome {
 ///   the chain as an NXDOMAIN that resolvers cache (RFC 2308).
 /// - **UNAVAIL** means the source could not be consulted at all; **TRYAGAIN** that it failed
 ///   for a reason that may pass. Both end as SERVFAIL if nothing after them answers.
+/// - A source that owns a name but cannot answer it yet (the cluster domain before its objects
+///   have loaded) answers **SUCCESS with SERVFAIL** ([`Outcome::not_ready`]): the failure is
+///   final, so the question never leaks to the next source (an upstream would answer NXDOMAIN
+///   for `cluster.local`, which clients cache). UNAVAIL would let the chain go on.
 /// - `lookup` never panics on any question and is bounded in time: a source that waits on the
 ///   network carries its own timeout.
 /// - Sources are shared between all queries (`Send + Sync`) and reload their own data; a
@@ -280,7 +301,7 @@ impl Outcome {
 #[async_trait]
 pub trait Source: Send + Sync {
     /// The source's name as it appears in the order and in logs.
-    fn kind(&self) -> SourceKind;
+    fn name(&self) -> &'static str;
 
     /// Answers `question`.
     async fn lookup(&self, question: &Question) -> Outcome;
@@ -298,13 +319,13 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain from the order and the sources it names. Sources are looked up by kind,
+    /// Builds the chain from the order and the sources it names. Sources are looked up by name,
     /// so the order alone decides who is asked first.
     pub fn new(order: &[OrderEntry], sources: &[Arc<dyn Source>]) -> Self {
         let links = order
             .iter()
             .filter_map(|entry| {
-                let source = sources.iter().find(|s| s.kind() == entry.source)?;
+                let source = sources.iter().find(|s| s.name() == entry.source)?;
                 Some(Link {
                     source: Arc::clone(source),
                     actions: entry.actions,
@@ -362,8 +383,8 @@ impl Chain {
             let outcome = link.source.lookup(question).await;
             validity = validity.meet(outcome.validity());
             let status = outcome.status();
-            let kind = link.source.kind();
-            tracing::trace!(name = %question.name, %kind, %status, "source answered");
+            let kind = link.source.name();
+            tracing::trace!(name = %question.name, source = kind, %status, "source answered");
             let stop = link.actions.after(status) == Action::Return;
             last = Some((kind, outcome));
             if stop {
@@ -394,7 +415,8 @@ impl Chain {
 #[derive(Debug)]
 pub struct Resolution {
     pub status: Status,
-    pub source: Option<SourceKind>,
+    /// The name of the source whose answer it is.
+    pub source: Option<&'static str>,
     pub answer: Answer,
 }
 
@@ -402,17 +424,23 @@ pub struct Resolution {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use thiserror::Error;
 
     /// A source that always gives the same status and counts how often it was asked.
     struct Fixed {
-        kind: SourceKind,
+        kind: &'static str,
         status: Status,
         asked: AtomicUsize,
     }
 
+    #[derive(Debug, Error)]
+    #[error("no upstream is configured")]
+    struct NoUpstreams;
+    impl Failure for NoUpstreams {}
+
     #[async_trait]
     impl Source for Fixed {
-        fn kind(&self) -> SourceKind {
+        fn name(&self) -> &'static str {
             self.kind
         }
         async fn lookup(&self, _question: &Question) -> Outcome {
@@ -420,13 +448,13 @@ mod tests {
             match self.status {
                 Status::Success => Outcome::Success(Answer::default()),
                 Status::NotFound => Outcome::not_found(),
-                Status::Unavail => Outcome::Unavail(SourceError::NoUpstreams),
-                Status::TryAgain => Outcome::TryAgain(SourceError::NoUpstreams),
+                Status::Unavail => Outcome::Unavail(NoUpstreams.into()),
+                Status::TryAgain => Outcome::TryAgain(NoUpstreams.into()),
             }
         }
     }
 
-    fn fixed(kind: SourceKind, status: Status) -> Arc<Fixed> {
+    fn fixed(kind: &'static str, status: Status) -> Arc<Fixed> {
         Arc::new(Fixed {
             kind,
             status,
@@ -439,8 +467,8 @@ mod tests {
             .iter()
             .map(|e| order::parse_entry(e).unwrap())
             .collect();
-        let files = fixed(SourceKind::Files, files);
-        let dns = fixed(SourceKind::Dns, dns);
+        let files = fixed("files", files);
+        let dns = fixed("dns", dns);
         let sources: Vec<Arc<dyn Source>> = vec![files.clone(), dns.clone()];
         let chain = Chain::new(&order, &sources);
         let question = Question::new(Name::from_ascii("example.").unwrap(), RecordType::A);
@@ -524,7 +552,7 @@ mod tests {
             Outcome::not_found().into_answer().response_code,
             ResponseCode::NXDomain
         );
-        let failed = Outcome::TryAgain(SourceError::NoUpstreams).into_answer();
+        let failed = Outcome::TryAgain(NoUpstreams.into()).into_answer();
         assert_eq!(failed.response_code, ResponseCode::ServFail);
         assert_eq!(
             Outcome::Success(Answer::default())

@@ -19,43 +19,6 @@ use thiserror::Error;
 
 use super::{Action, Status};
 
-/// The sources Hearth knows how to consult. The names are the ones used in `resolve.order`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SourceKind {
-    /// hosts(5) files.
-    Files,
-    /// Local authoritative zones.
-    Zones,
-    /// The upstream resolvers.
-    Dns,
-}
-
-impl SourceKind {
-    /// The name as written in the order.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Files => "files",
-            Self::Zones => "zones",
-            Self::Dns => "dns",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "files" => Some(Self::Files),
-            "zones" => Some(Self::Zones),
-            "dns" => Some(Self::Dns),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// What to do after a source answered with each of the four statuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Actions {
@@ -89,15 +52,27 @@ impl Actions {
 }
 
 /// One source in the order, with its actions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderEntry {
-    pub source: SourceKind,
+    /// The source's name, lower-cased. Which names exist is the source registry's to say
+    /// (`sources::REGISTRY`): [`check_order`] is given the list.
+    pub source: String,
     pub actions: Actions,
+}
+
+impl OrderEntry {
+    /// `source` with nsswitch's default actions.
+    pub fn plain(source: &str) -> Self {
+        Self {
+            source: source.to_owned(),
+            actions: Actions::default(),
+        }
+    }
 }
 
 impl fmt::Display for OrderEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.source.name())?;
+        f.write_str(&self.source)?;
         let default = Actions::default();
         let changed: Vec<String> = Status::ALL
             .iter()
@@ -114,8 +89,10 @@ impl fmt::Display for OrderEntry {
 /// Why an order could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum OrderError {
-    #[error("unknown source `{0}` (expected files, zones or dns)")]
-    UnknownSource(String),
+    #[error("unknown source `{0}` (expected {1})")]
+    UnknownSource(String, String),
+    #[error("`{0}`: one source per entry (write them as separate strings)")]
+    SeveralSources(String),
     #[error("`[` without a source before it")]
     ActionWithoutSource,
     #[error("unclosed `[`")]
@@ -129,7 +106,7 @@ pub enum OrderError {
     #[error("the `merge` action is for group databases and has no meaning for hosts")]
     MergeUnsupported,
     #[error("`{0}` appears twice in the order")]
-    Duplicate(SourceKind),
+    Duplicate(String),
     #[error("the order is empty")]
     Empty,
     #[error("no service Hearth has (files, dns) on the line")]
@@ -137,7 +114,7 @@ pub enum OrderError {
 }
 
 /// A service name as written and the actions that follow it; the name is not yet checked
-/// against [`SourceKind`], because nsswitch.conf names services Hearth does not have.
+/// against the sources Hearth has, because nsswitch.conf names services it does not have.
 #[derive(Debug, PartialEq, Eq)]
 struct Service<'a> {
     name: &'a str,
@@ -205,31 +182,50 @@ fn parse_actions(inside: &str, actions: &mut Actions) -> Result<(), OrderError> 
     Ok(())
 }
 
-/// Reads one entry of `resolve.order`, e.g. `"files [NOTFOUND=return]"`.
+/// Reads one entry of `resolve.order`, e.g. `"files [NOTFOUND=return]"`. The syntax only:
+/// whether the source exists is [`check_source`]'s question.
 pub fn parse_entry(text: &str) -> Result<OrderEntry, OrderError> {
     let services = parse_services(text)?;
     match services.as_slice() {
         [] => Err(OrderError::Empty),
         [service] => Ok(OrderEntry {
-            source: SourceKind::from_name(service.name)
-                .ok_or_else(|| OrderError::UnknownSource(service.name.to_owned()))?,
+            source: service.name.to_ascii_lowercase(),
             actions: service.actions,
         }),
-        [_, second, ..] => Err(OrderError::UnknownSource(format!(
-            "{} (one source per entry: write them as separate strings)",
-            second.name
-        ))),
+        [_, second, ..] => Err(OrderError::SeveralSources(second.name.to_owned())),
     }
 }
 
-/// Checks a whole order: not empty, no source twice.
-pub fn check_order(entries: &[OrderEntry]) -> Result<(), OrderError> {
+/// Whether `entry` names one of the `known` sources.
+pub fn check_source(entry: &OrderEntry, known: &[&str]) -> Result<(), OrderError> {
+    if known.contains(&entry.source.as_str()) {
+        Ok(())
+    } else {
+        Err(OrderError::UnknownSource(
+            entry.source.clone(),
+            expected(known),
+        ))
+    }
+}
+
+/// "files, zones or dns".
+fn expected(known: &[&str]) -> String {
+    match known {
+        [] => "none".to_owned(),
+        [only] => (*only).to_owned(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// Checks a whole order: not empty, every source one of the `known`, none twice.
+pub fn check_order(entries: &[OrderEntry], known: &[&str]) -> Result<(), OrderError> {
     if entries.is_empty() {
         return Err(OrderError::Empty);
     }
     for (index, entry) in entries.iter().enumerate() {
+        check_source(entry, known)?;
         if entries[..index].iter().any(|e| e.source == entry.source) {
-            return Err(OrderError::Duplicate(entry.source));
+            return Err(OrderError::Duplicate(entry.source.clone()));
         }
     }
     Ok(())
@@ -264,20 +260,29 @@ pub enum NsswitchError {
     },
 }
 
-/// Reads the `hosts:` line of an nsswitch.conf. `zones`, which nsswitch.conf has no name for,
-/// is placed just before `dns` (or last when there is no `dns`): local authoritative data is
-/// answered before anything is forwarded, and hosts files still come first when listed first.
-pub fn read_nsswitch(path: &Path) -> Result<NsswitchOrder, NsswitchError> {
+/// Reads the `hosts:` line of an nsswitch.conf; `known` are the sources Hearth has. glibc's
+/// `files` and `dns` are Hearth's sources of the same names; `zones`, which nsswitch.conf has
+/// no name for, is placed just before `dns` (or last when there is no `dns`): local
+/// authoritative data is answered before anything is forwarded, and hosts files still come
+/// first when listed first. Services Hearth does not have are skipped.
+pub fn read_nsswitch(path: &Path, known: &[&str]) -> Result<NsswitchOrder, NsswitchError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| NsswitchError::Read {
         file: file.clone(),
         source,
     })?;
-    parse_nsswitch(&text, &file)
+    parse_nsswitch(&text, &file, known)
 }
 
+/// The source nsswitch.conf has no name for (see [`read_nsswitch`]).
+const ZONES: &str = "zones";
+
 /// [`read_nsswitch`] on text already read; `file` names it in errors.
-pub fn parse_nsswitch(text: &str, file: &str) -> Result<NsswitchOrder, NsswitchError> {
+pub fn parse_nsswitch(
+    text: &str,
+    file: &str,
+    known: &[&str],
+) -> Result<NsswitchOrder, NsswitchError> {
     for (index, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         let Some(rest) = line.strip_prefix("hosts:") else {
@@ -291,37 +296,30 @@ pub fn parse_nsswitch(text: &str, file: &str) -> Result<NsswitchOrder, NsswitchE
         };
         let mut entries = Vec::new();
         let mut skipped = Vec::new();
+        let has_zones = known.contains(&ZONES);
         for service in parse_services(rest).map_err(at_line)? {
-            match SourceKind::from_name(service.name) {
-                Some(SourceKind::Dns) if !entries.iter().any(is_zones) => {
-                    entries.push(OrderEntry {
-                        source: SourceKind::Zones,
-                        actions: Actions::default(),
-                    });
-                    entries.push(OrderEntry {
-                        source: SourceKind::Dns,
-                        actions: service.actions,
-                    });
-                }
-                Some(source) => entries.push(OrderEntry {
-                    source,
-                    actions: service.actions,
-                }),
-                None => skipped.push(service.name.to_owned()),
+            let name = service.name.to_ascii_lowercase();
+            if !known.contains(&name.as_str()) {
+                skipped.push(service.name.to_owned());
+                continue;
             }
-        }
-        if !entries.iter().any(is_zones) {
+            if name == "dns" && has_zones && !entries.iter().any(is_zones) {
+                entries.push(OrderEntry::plain(ZONES));
+            }
             entries.push(OrderEntry {
-                source: SourceKind::Zones,
-                actions: Actions::default(),
+                source: name,
+                actions: service.actions,
             });
+        }
+        if has_zones && !entries.iter().any(is_zones) {
+            entries.push(OrderEntry::plain(ZONES));
         }
         // A line of services Hearth does not have (`hosts: resolve myhostname`) leaves only
         // `zones`: every name outside the zones would be NXDOMAIN. Better refused.
-        if !entries.iter().any(|e| e.source != SourceKind::Zones) {
+        if !entries.iter().any(|e| !is_zones(e)) {
             return Err(at_line(OrderError::NoKnownSource));
         }
-        check_order(&entries).map_err(at_line)?;
+        check_order(&entries, known).map_err(at_line)?;
         return Ok(NsswitchOrder {
             entries,
             line: line_number,
@@ -334,7 +332,7 @@ pub fn parse_nsswitch(text: &str, file: &str) -> Result<NsswitchOrder, NsswitchE
 }
 
 fn is_zones(entry: &OrderEntry) -> bool {
-    entry.source == SourceKind::Zones
+    entry.source == ZONES
 }
 
 #[cfg(test)]
@@ -343,6 +341,8 @@ mod tests {
     use Action::{Continue, Return};
     use Status::{NotFound, Success, TryAgain, Unavail};
 
+    const KNOWN: &[&str] = &["files", "zones", "dns"];
+
     fn actions(entry: &OrderEntry) -> [Action; 4] {
         Status::ALL.map(|status| entry.actions.after(status))
     }
@@ -350,14 +350,14 @@ mod tests {
     #[test]
     fn plain_source_has_nsswitch_defaults() {
         let entry = parse_entry("files").unwrap();
-        assert_eq!(entry.source, SourceKind::Files);
+        assert_eq!(entry.source, "files");
         assert_eq!(actions(&entry), [Return, Continue, Continue, Continue]);
     }
 
     #[test]
     fn actions_are_read_case_insensitively_with_spaces() {
         let entry = parse_entry("DNS [notfound = Return  TRYAGAIN=return]").unwrap();
-        assert_eq!(entry.source, SourceKind::Dns);
+        assert_eq!(entry.source, "dns");
         assert_eq!(entry.actions.after(NotFound), Return);
         assert_eq!(entry.actions.after(TryAgain), Return);
         assert_eq!(entry.actions.after(Unavail), Continue);
@@ -374,8 +374,15 @@ mod tests {
     #[test]
     fn bad_entries_are_named() {
         assert_eq!(
-            parse_entry("nis"),
-            Err(OrderError::UnknownSource("nis".into()))
+            check_source(&parse_entry("nis").unwrap(), KNOWN),
+            Err(OrderError::UnknownSource(
+                "nis".into(),
+                "files, zones or dns".into()
+            ))
+        );
+        assert_eq!(
+            OrderError::UnknownSource("nis".into(), expected(KNOWN)).to_string(),
+            "unknown source `nis` (expected files, zones or dns)"
         );
         assert_eq!(
             parse_entry("files [NOTFOUND=return"),
@@ -403,7 +410,7 @@ mod tests {
         );
         assert!(matches!(
             parse_entry("files dns"),
-            Err(OrderError::UnknownSource(_))
+            Err(OrderError::SeveralSources(_))
         ));
         assert_eq!(parse_entry("  "), Err(OrderError::Empty));
     }
@@ -412,22 +419,19 @@ mod tests {
     fn duplicates_and_empty_orders_are_rejected() {
         let files = parse_entry("files").unwrap();
         assert_eq!(
-            check_order(&[files, files]),
-            Err(OrderError::Duplicate(SourceKind::Files))
+            check_order(&[files.clone(), files], KNOWN),
+            Err(OrderError::Duplicate("files".into()))
         );
-        assert_eq!(check_order(&[]), Err(OrderError::Empty));
+        assert_eq!(check_order(&[], KNOWN), Err(OrderError::Empty));
     }
 
     #[test]
     fn nsswitch_hosts_line_is_read_and_zones_goes_before_dns() {
         let text = "# comment\npasswd: files\nhosts:  files mdns4_minimal [NOTFOUND=return] dns myhostname # trailing\n";
-        let order = parse_nsswitch(text, "nsswitch.conf").unwrap();
+        let order = parse_nsswitch(text, "nsswitch.conf", KNOWN).unwrap();
         assert_eq!(order.line, 3);
-        let names: Vec<_> = order.entries.iter().map(|e| e.source).collect();
-        assert_eq!(
-            names,
-            [SourceKind::Files, SourceKind::Zones, SourceKind::Dns]
-        );
+        let names: Vec<_> = order.entries.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(names, ["files", "zones", "dns"]);
         // The action belonged to mdns4_minimal, which is skipped with it.
         assert_eq!(order.entries[0].actions, Actions::default());
         assert_eq!(order.skipped, ["mdns4_minimal", "myhostname"]);
@@ -435,23 +439,27 @@ mod tests {
 
     #[test]
     fn nsswitch_dns_first_keeps_its_actions() {
-        let order = parse_nsswitch("hosts: dns [NOTFOUND=return] files\n", "x").unwrap();
+        let order = parse_nsswitch("hosts: dns [NOTFOUND=return] files\n", "x", KNOWN).unwrap();
         let shown: Vec<String> = order.entries.iter().map(|e| e.to_string()).collect();
         assert_eq!(shown, ["zones", "dns [NOTFOUND=return]", "files"]);
     }
 
     #[test]
     fn nsswitch_errors_name_file_and_line() {
-        let error = parse_nsswitch("\nhosts: files [BOGUS=return]\n", "/etc/nsswitch.conf")
-            .unwrap_err()
-            .to_string();
+        let error = parse_nsswitch(
+            "\nhosts: files [BOGUS=return]\n",
+            "/etc/nsswitch.conf",
+            KNOWN,
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             error,
             "/etc/nsswitch.conf:2: unknown status `BOGUS` (expected SUCCESS, NOTFOUND, UNAVAIL or TRYAGAIN)"
         );
-        assert!(parse_nsswitch("passwd: files\n", "f").is_err());
-        let error =
-            parse_nsswitch("hosts: resolve [!UNAVAIL=return] myhostname\n", "f").unwrap_err();
+        assert!(parse_nsswitch("passwd: files\n", "f", KNOWN).is_err());
+        let error = parse_nsswitch("hosts: resolve [!UNAVAIL=return] myhostname\n", "f", KNOWN)
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             "f:1: no service Hearth has (files, dns) on the line"

@@ -113,7 +113,7 @@ impl FromStr for DomainName {
 deserialize_from_str!(DomainName, "a domain name such as \"example.internal\"");
 
 /// One entry of `resolve.order`, such as `"files [NOTFOUND=return]"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderValue(pub OrderEntry);
 
 impl FromStr for OrderValue {

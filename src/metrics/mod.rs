@@ -1,14 +1,18 @@
-//! Prometheus metrics: what the server counts, and the text `/metrics` serves.
+//! Prometheus metrics: the per-query recorder, and what every part of the server uses to
+//! encode its own metrics at scrape time.
 //!
 //! ```text
-//!  per query (hot path)                         per scrape (GET /metrics)
-//!  ───────────────────                          ─────────────────────────
-//!  Metrics::record ─► this thread's Shard       Scrape::encode ─► sum the shards
-//!    (relaxed atomic adds into fixed arrays:                     + read the sources' own
-//!     no lock, no map, no allocation)                              counters (cache, upstreams,
-//!                                                                   hosts, zones, cluster)
-//!                                                                 ─► prometheus-client text
+//!  per query (hot path)                         per scrape (GET /metrics, in admin)
+//!  ───────────────────                          ─────────────────────────────────
+//!  Metrics::record ─► this thread's Shard       Metrics::encode ─► sum the shards
+//!    (relaxed atomic adds into fixed arrays:     + the fast table's counters (server::fast)
+//!     no lock, no map, no allocation)            + each source's own (Plugin::encode_metrics,
+//!                                                  declared and encoded in its folder)
+//!                                                ─► prometheus-client text
 //! ```
+//!
+//! This module sits below the server and the sources, and names neither: the scrape that
+//! reads them all is assembled above them (`app`, served by `admin`).
 //!
 //! Why not `prometheus-client`'s `Family<Labels, Counter>` on the query path: each increment
 //! hashes the label set and takes a lock, and the fast path answers over half a million queries
@@ -17,30 +21,23 @@
 //! cache lines so two cores never write the same line), summed at scrape time. The crate is
 //! used for what it is good at: the exposition format, through a [`Collector`].
 //!
-//! Every metric name is listed in [`NAMES`] with its help text, and the README's table and a
-//! test keep the three in step.
+//! Every metric is declared once, with its type and help text, in a [`MetricDoc`] list beside
+//! the code that counts it ([`NAMES`] here for the per-query ones); the README's table and a
+//! test keep the lists and the README in step.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Unit;
 
 use crate::chain::Transport;
-use crate::server::fast::{FastStats, FastTable};
-use crate::sources::forward::Forwarder;
-use crate::sources::hosts::Hosts;
-use crate::sources::watch::ReloadStats;
-use crate::sources::zones::Zones;
 
-/// The content type of what [`Scrape::render`] returns.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// One metric as exported: its name without the namespace, its type, and its help text.
+pub type MetricDoc = (&'static str, &'static str, &'static str);
 
 /// The query types counted by name; every other type is `other`.
 const QUERY_TYPES: [(u16, &str); 15] = [
@@ -86,45 +83,36 @@ const BUCKETS: [f64; 16] = [
 ];
 const BUCKET_SLOTS: usize = BUCKETS.len() + 1;
 
-/// Every metric this server exports, without the namespace, with its type and help text. The
-/// README's metrics table is generated from the same list (a test compares them).
-pub const NAMES: &[(&str, &str, &str)] = &[
+/// The per-query metrics and the configuration's, without the namespace, with their type and
+/// help text. The other parts of the server declare their own beside their code.
+pub const NAMES: &[MetricDoc] = &[
     ("build_info", "info", "Build information: version."),
-    ("requests_total", "counter", "Queries received, by protocol, address family and query type."),
+    (
+        "requests_total",
+        "counter",
+        "Queries received, by protocol, address family and query type.",
+    ),
     ("responses_total", "counter", "Replies sent, by RCODE."),
-    ("requests_unanswered_total", "counter", "Queries dropped without a reply (too short, a response, or not answerable)."),
-    ("request_duration_seconds", "histogram", "Time from receiving a query to its reply being ready, by protocol."),
-    ("fast_path_hits_total", "counter", "UDP queries answered from the fast path's encoded replies."),
-    ("fast_path_misses_total", "counter", "UDP queries the fast path passed to the general path."),
-    ("cache_entries", "gauge", "Answers in the forwarding cache."),
-    ("cache_hits_total", "counter", "Forwarded questions answered from the cache."),
-    ("cache_misses_total", "counter", "Forwarded questions not in the cache."),
-    ("cache_evictions_total", "counter", "Cache entries evicted to make room."),
-    ("cache_inserts_total", "counter", "Answers stored in the cache."),
-    ("cache_stale_answers_total", "counter", "Expired answers served because every upstream failed (RFC 8767)."),
-    ("cache_prefetches_total", "counter", "Popular entries refreshed before they expired."),
-    ("cache_coalesced_total", "counter", "Queries that waited for an identical one already in flight upstream."),
-    ("upstream_requests_total", "counter", "Queries sent to each upstream."),
-    ("upstream_failures_total", "counter", "Upstream queries that got no reply (timeout or unreachable)."),
-    ("upstream_replies_total", "counter", "Upstream queries that got a reply."),
-    ("upstream_latency_seconds_total", "counter", "Sum of the round-trip times of upstream replies; divide by upstream_replies_total for the mean."),
-    ("upstream_healthy", "gauge", "1 if the upstream is up, 0 if marked down or looping."),
-    ("upstream_looping", "gauge", "1 if a loop probe sent to the upstream came back to this server."),
-    ("hosts_entries", "gauge", "Names in the hosts files."),
-    ("hosts_reloads_total", "counter", "Hosts file reads, by result."),
-    ("hosts_last_reload_timestamp_seconds", "gauge", "When a hosts file was last read successfully (Unix time)."),
-    ("zones_loaded", "gauge", "Zones served from zone files."),
-    ("zones_reloads_total", "counter", "Zone directory loads, by result (failure: any file had errors)."),
-    ("kubernetes_ready", "gauge", "1 once the cluster zone has loaded its objects."),
-    ("kubernetes_reloads_total", "counter", "Cluster object loads (manifests or API), by result."),
-    ("kubernetes_api_connected", "gauge", "1 while the Kubernetes API feeds the cluster zone; 0 before the first sync and while it is unreachable (the last state keeps serving)."),
-    ("kubernetes_api_watch_errors_total", "counter", "Failed Kubernetes API lists and watches: refused or cut connections, ERROR events, expired watches (410 Gone)."),
-    ("kubernetes_api_events_total", "counter", "Objects received from the Kubernetes API: listed, added, modified or deleted."),
-    ("kubernetes_api_lists_total", "counter", "Complete lists of one kind from the Kubernetes API (at start, and after a watch expired)."),
-    ("kubernetes_api_last_sync_timestamp_seconds", "gauge", "Up to when the cluster zone is known to match the API (Unix time); 0 before the first sync."),
-    ("config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result."),
-    ("config_last_reload_timestamp_seconds", "gauge", "When the configuration was last loaded successfully (Unix time)."),
-    ("ready", "gauge", "1 when /ready answers 200."),
+    (
+        "requests_unanswered_total",
+        "counter",
+        "Queries dropped without a reply (too short, a response, or not answerable).",
+    ),
+    (
+        "request_duration_seconds",
+        "histogram",
+        "Time from receiving a query to its reply being ready, by protocol.",
+    ),
+    (
+        "config_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP), by result.",
+    ),
+    (
+        "config_last_reload_timestamp_seconds",
+        "gauge",
+        "When the configuration was last loaded successfully (Unix time).",
+    ),
 ];
 
 /// The per-query counters of one thread.
@@ -277,107 +265,171 @@ fn rcode_slot(code: u16) -> usize {
         .unwrap_or(RCODES.len())
 }
 
-/// What one scrape reads: the per-query counters and the sources serving now.
-pub struct Scrape {
-    pub namespace: String,
-    pub metrics: Arc<Metrics>,
-    pub fast: Arc<FastTable>,
-    pub hosts: Arc<Hosts>,
-    pub zones: Arc<Zones>,
-    pub forwarder: Arc<Forwarder>,
-    pub ready: bool,
+/// How a source's reloads went, for the metrics: a failure is a reload that found a file it
+/// could not use (the last good version keeps serving).
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub successes: AtomicU64,
+    pub failures: AtomicU64,
+    /// Unix time in milliseconds of the last success; 0 before the first.
+    last_success_millis: AtomicU64,
 }
 
-impl Scrape {
-    /// The OpenMetrics text of every metric.
-    pub fn render(self) -> String {
-        let mut registry = Registry::with_prefix(self.namespace.clone());
-        registry.register_collector(Box::new(Collected(self)));
-        let mut text = String::new();
-        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
-            // Writing to a String cannot fail; keep the scrape well-formed if it ever does.
-            text.clear();
-            let _ = writeln!(text, "# EOF");
+impl ReloadStats {
+    pub fn record(&self, success: bool) {
+        if success {
+            self.successes.fetch_add(1, Ordering::Relaxed);
+            self.mark_loaded();
+        } else {
+            self.failures.fetch_add(1, Ordering::Relaxed);
         }
-        text
+    }
+
+    /// Sets the time of the last success without counting a reload (the first load).
+    pub fn mark_loaded(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.last_success_millis.store(now, Ordering::Relaxed);
+    }
+
+    /// When the last successful reload happened.
+    pub fn last_success(&self) -> Option<SystemTime> {
+        match self.last_success_millis.load(Ordering::Relaxed) {
+            0 => None,
+            millis => Some(UNIX_EPOCH + Duration::from_millis(millis)),
+        }
     }
 }
 
-struct Collected(Scrape);
-
 /// A sample value: counts are integers, sums of seconds are not.
-enum Value {
+#[derive(Clone, Copy, Debug)]
+pub enum Value {
     Integer(u64),
     Float(f64),
 }
 
-impl std::fmt::Debug for Collected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Collected")
-    }
-}
-
-/// Help text of a metric in [`NAMES`].
-fn help(name: &str) -> &'static str {
-    NAMES
-        .iter()
+/// The help text of `name` in `docs`.
+fn help(docs: &[MetricDoc], name: &str) -> &'static str {
+    docs.iter()
         .find(|(n, _, _)| *n == name)
         .map_or("", |(_, _, help)| *help)
 }
 
-fn load(counter: &AtomicU64) -> u64 {
+pub fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
-fn unix_seconds(time: SystemTime) -> f64 {
+pub fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Encodes a counter without labels. `name` is as in [`NAMES`], `_total` included; the
-/// encoder adds `_total` back.
-fn counter(encoder: &mut DescriptorEncoder, name: &str, value: u64) -> std::fmt::Result {
-    let base = name.trim_end_matches("_total");
-    let metric = ConstCounter::new(value);
-    metric.encode(encoder.encode_descriptor(base, help(name), None, MetricType::Counter)?)
+/// Encodes metrics declared in one [`MetricDoc`] list: each part of the server encodes its own
+/// with this, so names and help texts come from the list beside its code.
+pub struct Encoder<'e, 'a> {
+    encoder: &'e mut DescriptorEncoder<'a>,
+    docs: &'static [MetricDoc],
 }
 
-fn gauge<V>(encoder: &mut DescriptorEncoder, name: &str, value: V) -> std::fmt::Result
-where
-    V: prometheus_client::encoding::EncodeGaugeValue + Send + Sync + std::fmt::Debug + 'static,
-{
-    let metric = ConstGauge::new(value);
-    metric.encode(encoder.encode_descriptor(name, help(name), None, MetricType::Gauge)?)
-}
-
-/// A counter family with one `result` label: success and failure.
-fn reloads(encoder: &mut DescriptorEncoder, name: &str, stats: &ReloadStats) -> std::fmt::Result {
-    let base = name.trim_end_matches("_total");
-    let mut family = encoder.encode_descriptor(base, help(name), None, MetricType::Counter)?;
-    for (result, value) in [
-        ("success", load(&stats.successes)),
-        ("failure", load(&stats.failures)),
-    ] {
-        ConstCounter::new(value).encode(family.encode_family(&[("result", result)])?)?;
+impl<'e, 'a> Encoder<'e, 'a> {
+    pub fn new(encoder: &'e mut DescriptorEncoder<'a>, docs: &'static [MetricDoc]) -> Self {
+        Self { encoder, docs }
     }
-    Ok(())
+
+    /// A counter without labels. `name` is as declared, `_total` included; the encoder adds
+    /// `_total` back.
+    pub fn counter(&mut self, name: &str, value: u64) -> std::fmt::Result {
+        let base = name.trim_end_matches("_total");
+        let help = help(self.docs, name);
+        ConstCounter::new(value).encode(self.encoder.encode_descriptor(
+            base,
+            help,
+            None,
+            MetricType::Counter,
+        )?)
+    }
+
+    /// A gauge without labels.
+    pub fn gauge<V>(&mut self, name: &str, value: V) -> std::fmt::Result
+    where
+        V: prometheus_client::encoding::EncodeGaugeValue + Send + Sync + std::fmt::Debug + 'static,
+    {
+        let help = help(self.docs, name);
+        ConstGauge::new(value).encode(self.encoder.encode_descriptor(
+            name,
+            help,
+            None,
+            MetricType::Gauge,
+        )?)
+    }
+
+    /// A counter family with one `result` label: success and failure.
+    pub fn reloads(&mut self, name: &str, stats: &ReloadStats) -> std::fmt::Result {
+        let base = name.trim_end_matches("_total");
+        let help = help(self.docs, name);
+        let mut family = self
+            .encoder
+            .encode_descriptor(base, help, None, MetricType::Counter)?;
+        for (result, value) in [
+            ("success", load(&stats.successes)),
+            ("failure", load(&stats.failures)),
+        ] {
+            ConstCounter::new(value).encode(family.encode_family(&[("result", result)])?)?;
+        }
+        Ok(())
+    }
+
+    /// A family with one label, `label`, and a sample per `(label value, sample)`: a counter
+    /// when `name` ends in `_total`, else a gauge.
+    pub fn labelled(
+        &mut self,
+        name: &str,
+        label: &str,
+        samples: impl Iterator<Item = (String, Value)>,
+    ) -> std::fmt::Result {
+        let counter = name.ends_with("_total");
+        let (base, kind) = if counter {
+            (name.trim_end_matches("_total"), MetricType::Counter)
+        } else {
+            (name, MetricType::Gauge)
+        };
+        let help = help(self.docs, name);
+        let mut family = self.encoder.encode_descriptor(base, help, None, kind)?;
+        for (value_of_label, sample) in samples {
+            let labels = [(label, value_of_label.as_str())];
+            let metric = family.encode_family(&labels)?;
+            match (counter, sample) {
+                (true, Value::Integer(v)) => ConstCounter::new(v).encode(metric)?,
+                (true, Value::Float(v)) => ConstCounter::new(v).encode(metric)?,
+                (false, Value::Integer(v)) => {
+                    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(metric)?
+                }
+                (false, Value::Float(v)) => ConstGauge::new(v).encode(metric)?,
+            }
+        }
+        Ok(())
+    }
 }
 
-impl Collector for Collected {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let scrape = &self.0;
-        let metrics = &scrape.metrics;
-
+impl Metrics {
+    /// Encodes the per-query metrics ([`NAMES`]).
+    pub fn encode(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let metrics = self;
         {
-            let mut info =
-                encoder.encode_descriptor("build", help("build_info"), None, MetricType::Info)?;
+            let mut info = encoder.encode_descriptor(
+                "build",
+                help(NAMES, "build_info"),
+                None,
+                MetricType::Info,
+            )?;
             info.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
         }
 
         {
             let mut family = encoder.encode_descriptor(
                 "requests",
-                help("requests_total"),
+                help(NAMES, "requests_total"),
                 None,
                 MetricType::Counter,
             )?;
@@ -401,7 +453,7 @@ impl Collector for Collected {
         {
             let mut family = encoder.encode_descriptor(
                 "responses",
-                help("responses_total"),
+                help(NAMES, "responses_total"),
                 None,
                 MetricType::Counter,
             )?;
@@ -411,15 +463,12 @@ impl Collector for Collected {
                 ConstCounter::new(value).encode(family.encode_family(&[("rcode", rcode)])?)?;
             }
         }
-        counter(
-            &mut encoder,
-            "requests_unanswered_total",
-            metrics.sum(|s| &s.unanswered),
-        )?;
+        Encoder::new(encoder, NAMES)
+            .counter("requests_unanswered_total", metrics.sum(|s| &s.unanswered))?;
         {
             let mut family = encoder.encode_descriptor(
                 "request_duration",
-                help("request_duration_seconds"),
+                help(NAMES, "request_duration_seconds"),
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?;
@@ -442,155 +491,15 @@ impl Collector for Collected {
             }
         }
 
-        let fast: &FastStats = scrape.fast.stats();
-        counter(&mut encoder, "fast_path_hits_total", load(&fast.hits))?;
-        counter(&mut encoder, "fast_path_misses_total", load(&fast.misses))?;
-
-        let forwarder = &scrape.forwarder;
-        gauge(&mut encoder, "cache_entries", forwarder.cache_len() as i64)?;
-        let cache = forwarder.cache_stats();
-        let read =
-            |pick: fn(&crate::cache::CacheStats) -> &AtomicU64| cache.map_or(0, |c| load(pick(c)));
-        counter(&mut encoder, "cache_hits_total", read(|c| &c.hits))?;
-        counter(&mut encoder, "cache_misses_total", read(|c| &c.misses))?;
-        counter(
-            &mut encoder,
-            "cache_evictions_total",
-            read(|c| &c.evictions),
-        )?;
-        counter(&mut encoder, "cache_inserts_total", read(|c| &c.inserts))?;
-        counter(
-            &mut encoder,
-            "cache_stale_answers_total",
-            read(|c| &c.stale_answers),
-        )?;
-        counter(
-            &mut encoder,
-            "cache_prefetches_total",
-            read(|c| &c.prefetches),
-        )?;
-        counter(
-            &mut encoder,
-            "cache_coalesced_total",
-            read(|c| &c.coalesced),
-        )?;
-
-        let upstreams = forwarder.upstream_stats();
-        let per_upstream = |encoder: &mut DescriptorEncoder,
-                            name: &str,
-                            counter: bool,
-                            value: &dyn Fn(&crate::sources::forward::UpstreamStats) -> Value|
-         -> std::fmt::Result {
-            let (base, kind) = if counter {
-                (name.trim_end_matches("_total"), MetricType::Counter)
-            } else {
-                (name, MetricType::Gauge)
-            };
-            let mut family = encoder.encode_descriptor(base, help(name), None, kind)?;
-            for (address, stats) in &upstreams {
-                let label = address.to_string();
-                let labels = [("upstream", label.as_str())];
-                let metric = family.encode_family(&labels)?;
-                match (counter, value(stats)) {
-                    (true, Value::Integer(v)) => ConstCounter::new(v).encode(metric)?,
-                    (true, Value::Float(v)) => ConstCounter::new(v).encode(metric)?,
-                    (false, Value::Integer(v)) => ConstGauge::new(v as i64).encode(metric)?,
-                    (false, Value::Float(v)) => ConstGauge::new(v).encode(metric)?,
-                }
-            }
-            Ok(())
-        };
-        per_upstream(&mut encoder, "upstream_requests_total", true, &|s| {
-            Value::Integer(load(&s.requests))
-        })?;
-        per_upstream(&mut encoder, "upstream_failures_total", true, &|s| {
-            Value::Integer(load(&s.failures))
-        })?;
-        per_upstream(&mut encoder, "upstream_replies_total", true, &|s| {
-            Value::Integer(load(&s.replies))
-        })?;
-        per_upstream(&mut encoder, "upstream_latency_seconds_total", true, &|s| {
-            Value::Float(load(&s.latency_micros) as f64 / 1e6)
-        })?;
-        per_upstream(&mut encoder, "upstream_healthy", false, &|s| {
-            Value::Integer(u64::from(!s.is_down() && !s.is_looping()))
-        })?;
-        per_upstream(&mut encoder, "upstream_looping", false, &|s| {
-            Value::Integer(u64::from(s.is_looping()))
-        })?;
-
-        let hosts = &scrape.hosts;
-        gauge(&mut encoder, "hosts_entries", hosts.table().len() as i64)?;
-        reloads(&mut encoder, "hosts_reloads_total", hosts.reload_stats())?;
-        gauge(
-            &mut encoder,
-            "hosts_last_reload_timestamp_seconds",
-            hosts
-                .reload_stats()
-                .last_success()
-                .map_or(0.0, unix_seconds),
-        )?;
-
-        let zones = &scrape.zones;
-        gauge(&mut encoder, "zones_loaded", zones.zone_count() as i64)?;
-        reloads(&mut encoder, "zones_reloads_total", zones.reload_stats())?;
-        let cluster = zones.cluster();
-        gauge(
-            &mut encoder,
-            "kubernetes_ready",
-            i64::from(cluster.is_some_and(|c| c.is_loaded())),
-        )?;
-        let empty = ReloadStats::default();
-        reloads(
-            &mut encoder,
-            "kubernetes_reloads_total",
-            cluster.map_or(&empty, |c| c.reload_stats()),
-        )?;
-
-        let api = cluster.and_then(|c| c.api_status());
-        gauge(
-            &mut encoder,
-            "kubernetes_api_connected",
-            i64::from(api.is_some_and(|a| a.connected())),
-        )?;
-        counter(
-            &mut encoder,
-            "kubernetes_api_watch_errors_total",
-            api.map_or(0, |a| a.watch_errors_total()),
-        )?;
-        counter(
-            &mut encoder,
-            "kubernetes_api_events_total",
-            api.map_or(0, |a| a.events_total()),
-        )?;
-        counter(
-            &mut encoder,
-            "kubernetes_api_lists_total",
-            api.map_or(0, |a| a.lists_total()),
-        )?;
-        gauge(
-            &mut encoder,
-            "kubernetes_api_last_sync_timestamp_seconds",
-            api.map_or(0, |a| {
-                i64::try_from(a.last_sync_unix_seconds()).unwrap_or(i64::MAX)
-            }),
-        )?;
-
-        reloads(
-            &mut encoder,
-            "config_reloads_total",
-            &metrics.config_reloads,
-        )?;
-        gauge(
-            &mut encoder,
+        let mut out = Encoder::new(encoder, NAMES);
+        out.reloads("config_reloads_total", &metrics.config_reloads)?;
+        out.gauge(
             "config_last_reload_timestamp_seconds",
             metrics
                 .config_reloads
                 .last_success()
                 .map_or(0.0, unix_seconds),
-        )?;
-        gauge(&mut encoder, "ready", i64::from(scrape.ready))?;
-        Ok(())
+        )
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::Arc;
 
 fn observation(query_type: u16, response_code: Option<u16>, micros: u64) -> Observation {
     Observation {

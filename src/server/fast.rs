@@ -53,8 +53,11 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::admission::{Admitted, Verdict};
 use super::{Client, Engine, Reply, Transport};
+use prometheus_client::encoding::DescriptorEncoder;
+
 use crate::chain::validity::VersionSnapshot;
-use crate::chain::{DataVersions, Dependencies, SourceKind, Validity};
+use crate::chain::{DataVersions, Dependencies, Validity};
+use crate::metrics::{load, Encoder, MetricDoc};
 
 /// Datagrams per recvmmsg/sendmmsg: PEERS.md's generator uses 32; larger batches gain little
 /// and hold replies back longer under light load (a batch is sent when the socket runs dry).
@@ -78,7 +81,7 @@ struct Entry {
     /// Where each record's TTL is in `reply` (the OPT record's "TTL" field is not one).
     ttl_offsets: Box<[u16]>,
     /// The source that gave the answer, for the query log.
-    source: Option<SourceKind>,
+    source: Option<&'static str>,
 }
 
 /// For a reply from the cache: when its TTLs were full, how old they were when encoded, and
@@ -96,6 +99,29 @@ pub struct FastStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub stored: AtomicU64,
+}
+
+/// The fast table's metrics.
+pub const METRICS: &[MetricDoc] = &[
+    (
+        "fast_path_hits_total",
+        "counter",
+        "UDP queries answered from the fast path's encoded replies.",
+    ),
+    (
+        "fast_path_misses_total",
+        "counter",
+        "UDP queries the fast path passed to the general path.",
+    ),
+];
+
+impl FastStats {
+    /// Encodes [`METRICS`].
+    pub fn encode(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut out = Encoder::new(encoder, METRICS);
+        out.counter("fast_path_hits_total", load(&self.hits))?;
+        out.counter("fast_path_misses_total", load(&self.misses))
+    }
 }
 
 /// How the table's size is counted.
@@ -204,7 +230,7 @@ impl FastTable {
         query: &[u8],
         now: Instant,
         out: &mut Vec<u8>,
-    ) -> Option<Option<SourceKind>> {
+    ) -> Option<Option<&'static str>> {
         let Some(entry) = key_of(query).and_then(|key| self.entries.get(key)) else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -448,7 +474,7 @@ struct Worker {
     /// What the metrics need of each hit in the batch: its slot in `replies`, its index in
     /// `buffers`, and its source. (Rejections, between them in `replies`, are counted by
     /// [`Engine::reject`].)
-    answered: Vec<(usize, usize, Option<SourceKind>)>,
+    answered: Vec<(usize, usize, Option<&'static str>)>,
     /// The batch's misses, for the general path: the query, its admitted sender, its place in
     /// flight.
     misses: Vec<(Vec<u8>, Admitted, OwnedSemaphorePermit)>,
@@ -651,7 +677,7 @@ impl Worker {
                         query_type(query),
                         Some(response_code),
                         elapsed,
-                        source.map(SourceKind::name),
+                        source,
                     );
                 }
             }

@@ -41,7 +41,7 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
 use thiserror::Error;
 
-use crate::chain::{Answer, Chain, Question, SourceKind, Validity};
+use crate::chain::{Answer, Chain, Question, Validity};
 use crate::metrics::{Metrics, Observation};
 
 /// The UDP payload size we advertise and the most we send over UDP to an EDNS client: the DNS
@@ -232,7 +232,7 @@ struct Handled {
     reply: Option<Reply>,
     query_type: u16,
     name: Option<Name>,
-    source: Option<SourceKind>,
+    source: Option<&'static str>,
 }
 
 impl Engine {
@@ -310,7 +310,7 @@ impl Engine {
                 handled.query_type,
                 response_code,
                 elapsed,
-                handled.source.map(SourceKind::name),
+                handled.source,
             );
         }
         handled.reply
@@ -429,7 +429,7 @@ pub struct Reply {
     pub bytes: Vec<u8>,
     pub validity: Validity,
     /// The source whose answer this is (for the query log), if the chain answered.
-    pub source: Option<SourceKind>,
+    pub source: Option<&'static str>,
 }
 
 /// The RCODE of an encoded reply: the header's four bits, plus the OPT record's upper eight

@@ -6,48 +6,10 @@
 //! file and catches all of them.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-/// How a source's reloads went, for the metrics: a failure is a reload that found a file it
-/// could not use (the last good version keeps serving).
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    pub successes: AtomicU64,
-    pub failures: AtomicU64,
-    /// Unix time in milliseconds of the last success; 0 before the first.
-    last_success_millis: AtomicU64,
-}
-
-impl ReloadStats {
-    pub fn record(&self, success: bool) {
-        if success {
-            self.successes.fetch_add(1, Ordering::Relaxed);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            self.last_success_millis.store(now, Ordering::Relaxed);
-        } else {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Sets the time of the last success without counting a reload (the first load).
-    pub fn mark_loaded(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.last_success_millis.store(now, Ordering::Relaxed);
-    }
-
-    /// When the last successful reload happened.
-    pub fn last_success(&self) -> Option<SystemTime> {
-        match self.last_success_millis.load(Ordering::Relaxed) {
-            0 => None,
-            millis => Some(UNIX_EPOCH + Duration::from_millis(millis)),
-        }
-    }
-}
+/// Kept here too for the sources that count their reloads; it lives with the other metrics.
+pub use crate::metrics::ReloadStats;
 
 /// What a poll remembers of a file: replacing by rename changes the inode, an edit in place the
 /// size or modification time, `touch` the change time.

@@ -200,12 +200,18 @@ pub(crate) fn reverse_suffix(address: IpAddr) -> [&'static [u8]; 2] {
 /// The reverse name of `address` (RFC 1035 §3.5, RFC 3596 §2.5), as `Name::from(address)`
 /// writes it but without a string for each label.
 pub(crate) fn reverse_name(address: IpAddr) -> Name {
-    let labels = reverse_labels(address)
-        .map(|label| label.as_bytes().to_vec())
-        .chain(reverse_suffix(address).map(<[u8]>::to_vec));
-    // Short labels, 34 at most: they always make a name; hickory's own way otherwise all the
-    // same.
-    let name = Name::from_labels(labels).unwrap_or_else(|_| Name::from(address));
+    let labels = || -> Result<Name, hickory_proto::ProtoError> {
+        let mut name = Name::root();
+        for label in reverse_labels(address) {
+            name = name.append_label(label.as_bytes())?;
+        }
+        for label in reverse_suffix(address) {
+            name = name.append_label(label)?;
+        }
+        Ok(name)
+    };
+    // Short labels, 34 at most, that always fit; hickory's own way otherwise all the same.
+    let name = labels().unwrap_or_else(|_| Name::from(address));
     debug_assert_eq!(name.to_string(), Name::from(address).to_string());
     name
 }
@@ -240,6 +246,7 @@ pub(crate) fn reverse_address(name: &Name) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::serialize::binary::BinEncodable;
 
     #[test]
     fn text_names_match_hickorys_wire_form() {
@@ -299,7 +306,10 @@ mod tests {
             push_reverse_key(&mut key, address);
             assert_eq!(key, key_of(&name), "{address}");
             assert_eq!(reverse_address(&name), Some(address));
-            assert_eq!(reverse_labels(address).len() + 2, name.num_labels() as usize);
+            assert_eq!(
+                reverse_labels(address).len() + 2,
+                name.num_labels() as usize
+            );
         }
         assert_eq!(
             reverse_name("10.2.0.52".parse().unwrap()).to_string(),

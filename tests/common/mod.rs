@@ -7,6 +7,7 @@
 
 pub mod apiserver;
 pub mod external;
+pub mod kubernetes;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};

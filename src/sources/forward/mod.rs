@@ -42,7 +42,10 @@
 //! instead, which crash-loops a pod).
 
 mod pool;
+mod setup;
 mod upstream;
+
+pub use setup::{DnsSetup, ForwardConfig, Policy, UpstreamsFrom};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,10 +61,46 @@ use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
 use crate::cache::{Cache, CacheKey, CacheStats, Lookup};
-use crate::chain::{Answer, Outcome, Question, Source, SourceError, SourceKind};
-use crate::config::{ForwardConfig, Policy};
+use crate::chain::{Answer, Outcome, Question, Source};
 pub use upstream::UpstreamStats;
 use upstream::{Failure, Upstream};
+
+/// Why the `dns` source could not answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    #[error("upstream {upstream} did not answer within {timeout:?}")]
+    UpstreamTimeout {
+        upstream: std::net::SocketAddr,
+        timeout: Duration,
+    },
+    #[error("upstream {upstream} answered {response_code}")]
+    UpstreamResponse {
+        upstream: std::net::SocketAddr,
+        response_code: ResponseCode,
+    },
+    #[error("upstream {upstream} could not be asked: {reason}")]
+    UpstreamUnreachable {
+        upstream: std::net::SocketAddr,
+        reason: String,
+    },
+    #[error("no upstream is configured")]
+    NoUpstreams,
+    #[error("max_concurrent upstream queries are in flight")]
+    Overloaded,
+    #[error("forwarding loop through upstream {upstream}: it is disabled")]
+    ForwardingLoop { upstream: std::net::SocketAddr },
+}
+
+impl crate::chain::Failure for ForwardError {
+    /// REFUSED when the upstream queries are at their limit, as CoreDNS's `forward` answers
+    /// then; SERVFAIL otherwise.
+    fn response_code(&self) -> ResponseCode {
+        match self {
+            Self::Overloaded => ResponseCode::Refused,
+            _ => ResponseCode::ServFail,
+        }
+    }
+}
 
 /// Failures in a row that mark an upstream down (CoreDNS's `max_fails` default).
 pub const MAX_FAILS: u32 = 2;
@@ -210,7 +249,7 @@ impl Inner {
                         ResponseCode::NoError => return Outcome::Success(answer),
                         ResponseCode::NXDomain => return Outcome::NotFound(answer),
                         response_code => {
-                            let error = SourceError::UpstreamResponse {
+                            let error = ForwardError::UpstreamResponse {
                                 upstream: upstream.address,
                                 response_code,
                             };
@@ -234,9 +273,9 @@ impl Inner {
             }
         }
         match (temporary, permanent) {
-            (Some(error), _) => Outcome::TryAgain(error),
-            (None, Some(error)) => Outcome::Unavail(error),
-            (None, None) => Outcome::Unavail(SourceError::NoUpstreams),
+            (Some(error), _) => Outcome::TryAgain(error.into()),
+            (None, Some(error)) => Outcome::Unavail(error.into()),
+            (None, None) => Outcome::Unavail(ForwardError::NoUpstreams.into()),
         }
     }
 
@@ -273,7 +312,7 @@ impl Inner {
     /// One upstream resolution, within the concurrency limit; the answer is cached.
     async fn resolve_now(&self, question: &Question, key: &CacheKey) -> Outcome {
         let Ok(_permit) = self.concurrency.try_acquire() else {
-            return Outcome::TryAgain(SourceError::Overloaded);
+            return Outcome::TryAgain(ForwardError::Overloaded.into());
         };
         let outcome = self.ask_upstreams(question).await;
         if let (Some(cache), Outcome::Success(answer) | Outcome::NotFound(answer)) =
@@ -296,15 +335,15 @@ fn outcome_of(answer: Answer) -> Outcome {
 
 #[async_trait]
 impl Source for Forwarder {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Dns
+    fn name(&self) -> &'static str {
+        "dns"
     }
 
     async fn lookup(&self, question: &Question) -> Outcome {
         let inner = &self.inner;
         if let Some(index) = inner.loop_probe_index(question) {
             let Some(upstream) = inner.upstreams.get(index) else {
-                return Outcome::Unavail(SourceError::NoUpstreams);
+                return Outcome::Unavail(ForwardError::NoUpstreams.into());
             };
             if upstream.stats.mark_looping() {
                 tracing::error!(
@@ -313,9 +352,12 @@ impl Source for Forwarder {
                      Point forward.upstreams at a resolver that does not forward to Hearth"
                 );
             }
-            return Outcome::Unavail(SourceError::ForwardingLoop {
-                upstream: upstream.address,
-            });
+            return Outcome::Unavail(
+                ForwardError::ForwardingLoop {
+                    upstream: upstream.address,
+                }
+                .into(),
+            );
         }
         let key = CacheKey::new(question);
         let Some(cache) = &inner.cache else {
@@ -375,7 +417,6 @@ async fn health_checks(inner: Weak<Inner>, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UpstreamsFrom;
 
     fn forwarder(policy: Policy, count: usize) -> Forwarder {
         let config = ForwardConfig {
@@ -462,8 +503,9 @@ mod tests {
         );
         let outcome = forwarder.lookup(&ours).await;
         assert!(matches!(
-            outcome,
-            Outcome::Unavail(SourceError::ForwardingLoop { .. })
+            &outcome,
+            Outcome::Unavail(error)
+                if matches!(error.downcast_ref(), Some(ForwardError::ForwardingLoop { .. }))
         ));
         assert!(forwarder.inner.upstreams[1].stats.is_looping());
         assert_eq!(forwarder.inner.attempt_order(), [0]);

@@ -13,15 +13,16 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::time::Instant;
 
 use super::pool::{ExchangeError, Pool, UPSTREAM_PAYLOAD};
+use super::ForwardError;
 use super::MAX_FAILS;
-use crate::chain::{Answer, Question, SourceError};
+use crate::chain::{Answer, Question};
 
 /// How an attempt at one upstream ended, when it did not give an answer to pass on.
 pub enum Failure {
     /// TRYAGAIN: no reply in time.
-    Temporary(SourceError),
+    Temporary(ForwardError),
     /// UNAVAIL: could not be sent, or the connection failed.
-    Permanent(SourceError),
+    Permanent(ForwardError),
 }
 
 /// Counters and health of one upstream, read by the metrics.
@@ -127,13 +128,13 @@ impl Upstream {
         provider: &TokioRuntimeProvider,
     ) -> Result<Message, Failure> {
         let timed_out = || {
-            Failure::Temporary(SourceError::UpstreamTimeout {
+            Failure::Temporary(ForwardError::UpstreamTimeout {
                 upstream: self.address,
                 timeout,
             })
         };
         let unreachable = |reason: String| {
-            Failure::Permanent(SourceError::UpstreamUnreachable {
+            Failure::Permanent(ForwardError::UpstreamUnreachable {
                 upstream: self.address,
                 reason,
             })

@@ -11,6 +11,9 @@
 //!   (why polling: [`crate::sources::watch`]).
 
 pub mod parse;
+mod setup;
+
+pub use setup::{FilesConfig, FilesSetup};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -21,11 +24,11 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::chain::{Answer, DataVersion, Outcome, Question, Source, SourceError, SourceKind};
+use crate::chain::{Answer, DataVersion, Failure, Outcome, Question, Source};
 use crate::sources::watch::{Fingerprint, Reload, ReloadStats};
-use crate::sources::wire::{key_in, push_text_name, same_wire_name, wire_name, NameKey};
+use crate::sources::wire::{self, key_in, push_text_name, same_wire_name, wire_name, NameKey};
 use parse::LineProblem;
 
 /// The most names a PTR answer gives for one address. glibc's `gethostbyaddr` returns one line's
@@ -153,7 +156,7 @@ impl HostsTable {
         if self.unreadable.is_empty() {
             Outcome::not_found()
         } else {
-            Outcome::Unavail(SourceError::FilesUnreadable(self.unreadable.join(", ")))
+            Outcome::Unavail(HostsError::Unreadable(self.unreadable.join(", ")).into())
         }
     }
 }
@@ -304,17 +307,10 @@ fn owned_answer(answers: Vec<Record>) -> Answer {
     }
 }
 
-/// The address a reverse name stands for: `4.3.2.1.in-addr.arpa.` is 1.2.3.4, and the 32-nibble
-/// `ip6.arpa.` name an IPv6 address (RFC 1035 §3.5, RFC 3596 §2.5). Shorter names (networks)
-/// are not addresses.
+/// The address a reverse name stands for (`4.3.2.1.in-addr.arpa.` is 1.2.3.4): one shared with
+/// the other sources, in [`crate::sources::wire`].
 fn reverse_address(name: &Name) -> Option<IpAddr> {
-    let network = name.parse_arpa_name().ok()?;
-    if network.prefix_len() != network.max_prefix_len() {
-        return None;
-    }
-    // hickory reads `01` and `+1` as labels of 1; only the canonical spelling is that address.
-    let address = network.addr();
-    (LowerName::new(&Name::from(address)) == LowerName::new(name)).then_some(address)
+    wire::reverse_address(name)
 }
 
 /// One configured file and its last good contents.
@@ -345,11 +341,22 @@ impl Contents {
     }
 }
 
+/// Why the `files` source could not be consulted.
+#[derive(Debug, thiserror::Error)]
+pub enum HostsError {
+    #[error("hosts file not readable: {0}")]
+    Unreadable(String),
+}
+
+impl Failure for HostsError {}
+
 /// The `files` source.
 pub struct Hosts {
     table: ArcSwap<HostsTable>,
     files: Mutex<Vec<FileState>>,
     ttl: u32,
+    /// How often the files are polled for changes.
+    reload_interval: std::time::Duration,
     reload_stats: ReloadStats,
     /// Bumped after every new table is swapped in: answers read from the old one stop being
     /// reused, and nothing else does.
@@ -359,7 +366,8 @@ pub struct Hosts {
 impl Hosts {
     /// Reads every file now. A file that cannot be read is logged and makes the source UNAVAIL
     /// for names found in no other file, until it can be read.
-    pub fn load(paths: &[PathBuf], ttl: u32, version: DataVersion) -> Self {
+    pub fn load(config: &FilesConfig, version: DataVersion) -> Self {
+        let (paths, ttl) = (&config.paths, config.ttl);
         let hosts = Self {
             table: ArcSwap::from_pointee(HostsTable::default()),
             files: Mutex::new(
@@ -373,6 +381,7 @@ impl Hosts {
                     .collect(),
             ),
             ttl,
+            reload_interval: config.reload_interval,
             reload_stats: ReloadStats::default(),
             version,
         };
@@ -444,31 +453,6 @@ impl Hosts {
         changed
     }
 
-    /// A source whose files could not be loaded at all: UNAVAIL for every name.
-    pub fn unavailable(paths: &[PathBuf], ttl: u32, version: DataVersion) -> Self {
-        let files: Vec<FileState> = paths
-            .iter()
-            .map(|path| FileState {
-                path: path.clone(),
-                fingerprint: None,
-                contents: Contents::Unread,
-            })
-            .collect();
-        let mut table = HostsTable::build(&files);
-        if table.unreadable.is_empty() {
-            table
-                .unreadable
-                .push("the hosts files failed to load".into());
-        }
-        Self {
-            table: ArcSwap::from_pointee(table),
-            files: Mutex::new(files),
-            ttl,
-            reload_stats: ReloadStats::default(),
-            version,
-        }
-    }
-
     /// Re-reads every file, changed or not (SIGHUP). A file that cannot be read keeps its
     /// last good contents. Returns whether the table was rebuilt.
     pub fn reread(&self) -> bool {
@@ -495,8 +479,8 @@ impl Reload for Hosts {
 
 #[async_trait]
 impl Source for Hosts {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Files
+    fn name(&self) -> &'static str {
+        "files"
     }
 
     async fn lookup(&self, question: &Question) -> Outcome {
@@ -550,6 +534,14 @@ mod tests {
     use super::*;
     use crate::chain::Status;
     use hickory_proto::op::ResponseCode;
+
+    fn config(paths: &[PathBuf]) -> FilesConfig {
+        FilesConfig {
+            paths: paths.to_vec(),
+            ttl: 60,
+            reload_interval: std::time::Duration::from_secs(1),
+        }
+    }
 
     fn table(text: &str) -> HostsTable {
         HostsTable::build(&[FileState {
@@ -710,7 +702,7 @@ mod tests {
     #[test]
     fn unread_file_makes_misses_unavail() {
         let missing = PathBuf::from("/nonexistent/hearth/hosts");
-        let hosts = Hosts::load(&[missing], 60, DataVersion::detached("files"));
+        let hosts = Hosts::load(&config(&[missing]), DataVersion::detached("files"));
         let (status, _) = ask(&hosts.table(), "web.example.org.", RecordType::A);
         assert_eq!(status, Status::Unavail);
         let question = Question::new(Name::from_ascii("x.").unwrap(), RecordType::A);
@@ -724,8 +716,7 @@ mod tests {
         let path = dir.path().join("hosts");
         std::fs::write(&path, "192.0.2.1 one.example\n").unwrap();
         let hosts = Hosts::load(
-            std::slice::from_ref(&path),
-            60,
+            &config(std::slice::from_ref(&path)),
             DataVersion::detached("files"),
         );
         assert_eq!(
@@ -775,8 +766,7 @@ mod tests {
         std::fs::write(&first, "192.0.2.1 one.example\n").unwrap();
         std::fs::write(&second, "192.0.2.2 two.example\n").unwrap();
         let hosts = Hosts::load(
-            &[first.clone(), second.clone()],
-            60,
+            &config(&[first.clone(), second.clone()]),
             DataVersion::detached("files"),
         );
         std::fs::remove_file(&first).unwrap();

@@ -18,7 +18,12 @@
 //!
 //! `pods insecure` names (`1-2-3-4.<ns>.pod.<domain>`) are not records: any address can be
 //! written that way, so they are answered on demand by [`records::pod_name_address`].
+//!
+//! The cluster zone that serves these records (`sources::zones::cluster`) imports this module;
+//! this module imports nothing of it. The API watch knows the zone only as an
+//! [`api::ClusterSink`], and the names' wire forms come from `sources::wire`.
 
 pub mod api;
+pub mod config;
 pub mod objects;
 pub mod records;

@@ -25,8 +25,10 @@ use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
 use super::zone::{RecordsByName, RecordsByNameBuilder, Zone, ZoneBuilder};
 use crate::chain::{Answer, DataVersion, Dependencies, Outcome, Question};
-use crate::config::{KubernetesApi, KubernetesConfig, KubernetesFeed, PodMode as ConfigPodMode};
-use crate::sources::kubernetes::api::ApiStatus;
+use crate::sources::kubernetes::api::{ApiStatus, ClusterSink};
+use crate::sources::kubernetes::config::{
+    KubernetesApi, KubernetesConfig, KubernetesFeed, PodMode as ConfigPodMode,
+};
 use crate::sources::kubernetes::objects;
 use crate::sources::kubernetes::records::{
     self, ClusterSettings, ObjectRefs, PodMode, RecordData, RecordSink,
@@ -120,19 +122,6 @@ impl Cluster {
     /// How the watch of the Kubernetes API is doing, for metrics; `None` with manifests.
     pub fn api_status(&self) -> Option<&ApiStatus> {
         self.api.as_ref().map(|(_, status)| status)
-    }
-
-    /// Where the objects come from when it is the API (`kubernetes.api`).
-    pub(crate) fn api(&self) -> Option<&KubernetesApi> {
-        self.api.as_ref().map(|(api, _)| api)
-    }
-
-    /// Whether the records need Pod objects from the API: only `pods = "verified"` answers from
-    /// them. Row 12's `<hostname>.<subdomain>` names come from the EndpointSlice, where the
-    /// EndpointSlice controller writes the pod's hostname when its subdomain names a headless
-    /// service (records::build only falls back on pods for manifests that lack that slice).
-    pub(crate) fn needs_pods(&self) -> bool {
-        self.settings.pods == PodMode::Verified
     }
 
     fn reload(&self) -> bool {
@@ -320,6 +309,30 @@ impl RecordSink for Building {
         if let Some(zone) = &mut self.zone {
             zone.add_name(name);
         }
+    }
+}
+
+/// The API watch feeds the cluster through this: it knows the cluster only as a
+/// [`ClusterSink`], so the imports run one way, from here to the Kubernetes source.
+impl ClusterSink for Cluster {
+    fn domain(&self) -> &hickory_proto::rr::Name {
+        &self.settings.domain
+    }
+
+    fn api(&self) -> Option<(&KubernetesApi, &ApiStatus)> {
+        self.api.as_ref().map(|(api, status)| (api, status))
+    }
+
+    /// Only `pods = "verified"` answers from Pod objects. Row 12's `<hostname>.<subdomain>`
+    /// names come from the EndpointSlice, where the EndpointSlice controller writes the pod's
+    /// hostname when its subdomain names a headless service (records::build only falls back on
+    /// pods for manifests that lack that slice).
+    fn needs_pods(&self) -> bool {
+        self.settings.pods == PodMode::Verified
+    }
+
+    fn install_objects(&self, objects: &ObjectRefs<'_>) -> bool {
+        self.install_refs(objects)
     }
 }
 

@@ -601,10 +601,10 @@ impl Reader<'_> {
             (None, None, None, RData::SOA(soa)) => soa.minimum,
             (None, None, None, _) => return Err("no TTL: give one, or set $TTL first".into()),
         };
-        if ttl > crate::config::MAX_TTL {
+        if ttl > crate::config::file::MAX_TTL {
             return Err(format!(
                 "TTL {ttl} is above {} (RFC 2181 §8)",
-                crate::config::MAX_TTL
+                crate::config::file::MAX_TTL
             ));
         }
         self.last_ttl = Some(ttl);

@@ -14,7 +14,10 @@
 
 pub mod cluster;
 pub mod master;
+mod setup;
 pub mod zone;
+
+pub use setup::{ZonesConfig, ZonesSetup};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,8 +28,11 @@ use async_trait::async_trait;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::LowerName;
 
-use crate::chain::{DataVersion, Dependencies, Outcome, Question, Source, SourceError, SourceKind};
-use crate::config::ZonesConfig;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::chain::{DataVersion, Dependencies, Failure, Outcome, Question, Source};
+use crate::sources::kubernetes::config::KubernetesConfig;
+use crate::sources::setup::Background;
 use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
 use cluster::Cluster;
 use master::ZoneProblem;
@@ -136,13 +142,60 @@ struct ReloadState {
     last_good: HashMap<PathBuf, Arc<Zone>>,
 }
 
+/// Why the `zones` source could not be consulted.
+#[derive(Debug, thiserror::Error)]
+pub enum ZonesError {
+    #[error("zones not readable: {0}")]
+    Unreadable(String),
+}
+
+impl Failure for ZonesError {}
+
+/// The cluster zone as the `zones` source holds it: shared with the next `Zones` a reload
+/// builds while `[kubernetes]` is unchanged, and its API watch with it. The watch stops when
+/// the last `Zones` holding the cluster is gone (or at shutdown).
+#[derive(Clone)]
+pub struct ClusterHandle {
+    cluster: Arc<Cluster>,
+    config: KubernetesConfig,
+    watch: CancellationToken,
+    _stop_watch: Arc<DropGuard>,
+}
+
+impl ClusterHandle {
+    pub fn new(cluster: Arc<Cluster>, config: KubernetesConfig) -> Self {
+        let watch = CancellationToken::new();
+        Self {
+            cluster,
+            config,
+            _stop_watch: Arc::new(watch.clone().drop_guard()),
+            watch,
+        }
+    }
+
+    /// The `[kubernetes]` it was built from.
+    pub fn config(&self) -> &KubernetesConfig {
+        &self.config
+    }
+
+    /// Starts the live API watch; nothing for manifests or a cluster already watched.
+    fn watch(&self, background: &Background) {
+        background.spawn(crate::sources::kubernetes::api::watch(
+            Arc::clone(&self.cluster),
+            self.watch.clone(),
+        ));
+    }
+}
+
 /// The `zones` source.
 pub struct Zones {
     set: ArcSwap<ZoneSet>,
     directory: Option<PathBuf>,
     fallthrough: Vec<LowerName>,
+    /// How often the zone files and manifests are polled.
+    reload_interval: std::time::Duration,
     state: Mutex<ReloadState>,
-    cluster: Option<Arc<Cluster>>,
+    cluster: Option<ClusterHandle>,
     reload_stats: ReloadStats,
     versions: ZoneVersions,
 }
@@ -172,13 +225,14 @@ impl Zones {
     /// Loads the zone files now (logging every problem) and takes the cluster zone, if any.
     pub fn load(
         config: &ZonesConfig,
-        cluster: Option<Arc<Cluster>>,
+        cluster: Option<ClusterHandle>,
         versions: ZoneVersions,
     ) -> Self {
         let zones = Self {
             set: ArcSwap::from_pointee(ZoneSet::default()),
             directory: config.directory.clone(),
             fallthrough: config.fallthrough.iter().map(LowerName::new).collect(),
+            reload_interval: config.reload_interval,
             state: Mutex::new(ReloadState::default()),
             cluster,
             reload_stats: ReloadStats::default(),
@@ -198,8 +252,18 @@ impl Zones {
                 .snapshot = Snapshot::default();
         }
         let files = self.reload(false);
-        let cluster = self.cluster.as_ref().is_some_and(|c| c.reread());
+        let cluster = self.cluster().is_some_and(|c| c.reread());
         files || cluster
+    }
+
+    /// How often the files are polled.
+    pub fn reload_interval(&self) -> std::time::Duration {
+        self.reload_interval
+    }
+
+    /// The cluster zone and its watch, to carry over to a rebuilt `Zones`.
+    pub fn cluster_handle(&self) -> Option<&ClusterHandle> {
+        self.cluster.as_ref()
     }
 
     /// How the zone directory loads went.
@@ -209,7 +273,7 @@ impl Zones {
 
     /// The cluster zone, when `[kubernetes]` is configured.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.cluster.as_ref()
+        self.cluster.as_ref().map(|handle| &handle.cluster)
     }
 
     /// How many zones are served from files.
@@ -291,25 +355,25 @@ impl Zones {
 impl Reload for Zones {
     fn reload_changed(&self) -> bool {
         let files = self.reload(false);
-        let cluster = self.cluster.as_ref().is_some_and(|c| c.reload_changed());
+        let cluster = self.cluster().is_some_and(|c| c.reload_changed());
         files || cluster
     }
 }
 
 #[async_trait]
 impl Source for Zones {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Zones
+    fn name(&self) -> &'static str {
+        "zones"
     }
 
     async fn lookup(&self, question: &Question) -> Outcome {
-        if let Some(outcome) = self.cluster.as_ref().and_then(|c| c.lookup(question)) {
+        if let Some(outcome) = self.cluster().and_then(|c| c.lookup(question)) {
             return outcome;
         }
         let set = self.set.load();
         let Some(zone) = set.find(&question.lower_name) else {
             return match &set.unreadable {
-                Some(reason) => Outcome::Unavail(SourceError::ZonesUnreadable(reason.clone())),
+                Some(reason) => Outcome::Unavail(ZonesError::Unreadable(reason.clone()).into()),
                 None => Outcome::not_found().read_from(self.outside_dependencies(question)),
             };
         };
@@ -339,7 +403,7 @@ impl Zones {
     /// the rest on).
     fn outside_dependencies(&self, question: &Question) -> Dependencies {
         let origins = self.versions.origins.dependencies();
-        match &self.cluster {
+        match self.cluster() {
             Some(cluster) if is_reverse(&question.name) => origins.union(cluster.dependencies()),
             _ => origins,
         }

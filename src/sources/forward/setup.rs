@@ -1,0 +1,351 @@
+//! The `dns` source's place in the server: its `[forward]` and `[cache]` tables, its build,
+//! its metrics and its loop probe.
+
+use std::any::Any;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::DescriptorEncoder;
+use serde::Deserialize;
+
+use super::Forwarder;
+use crate::cache::CacheConfig;
+use crate::chain::Source;
+use crate::config::file::{ConfigError, Tables, MAX_TTL};
+use crate::config::values::{HumanDuration, UpstreamAddr};
+use crate::metrics::{load, Encoder, MetricDoc, Value};
+use crate::sources::setup::{Background, BuildContext, Plugin, SourceConfig, SourceSetup};
+
+/// Upstream queries in flight: each holds a socket, so far below any file-descriptor limit.
+const MAX_CONCURRENT_UPSTREAM: usize = 100_000;
+
+/// A query waits at most this long for one upstream: a DNS client gives up long before.
+const MAX_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `[forward]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardTable {
+    upstreams: Option<Vec<UpstreamAddr>>,
+    policy: Option<Policy>,
+    timeout: Option<HumanDuration>,
+    max_concurrent: Option<usize>,
+    health_check: Option<HumanDuration>,
+}
+
+/// `[cache]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheTable {
+    capacity: Option<usize>,
+    min_ttl: Option<HumanDuration>,
+    max_ttl: Option<HumanDuration>,
+    negative_max_ttl: Option<HumanDuration>,
+    serve_stale: Option<HumanDuration>,
+    prefetch: Option<bool>,
+}
+
+/// `[forward]` and `[cache]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardConfig {
+    pub upstreams: Vec<SocketAddr>,
+    /// Where `upstreams` came from, for the startup log.
+    pub upstreams_from: UpstreamsFrom,
+    pub policy: Policy,
+    /// The longest one attempt at one upstream may take.
+    pub timeout: Duration,
+    /// Upstream queries in flight at most; beyond, queries are REFUSED (as CoreDNS does).
+    pub max_concurrent: usize,
+    /// How often an upstream marked down is probed.
+    pub health_check: Duration,
+    /// The answer cache in front of the upstreams.
+    pub cache: CacheConfig,
+}
+
+/// Which upstream is tried first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Always the first; the next only when one fails.
+    Sequential,
+    /// A random order for every query.
+    Random,
+    /// Each query starts one further along the list.
+    RoundRobin,
+}
+
+/// Where the upstreams came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamsFrom {
+    Config,
+    ResolvConf,
+    /// Neither the config nor resolv.conf named one.
+    Fallback,
+}
+
+/// The metrics of the `dns` source: its cache and its upstreams.
+pub const METRICS: &[MetricDoc] = &[
+    ("cache_entries", "gauge", "Answers in the forwarding cache."),
+    ("cache_hits_total", "counter", "Forwarded questions answered from the cache."),
+    ("cache_misses_total", "counter", "Forwarded questions not in the cache."),
+    ("cache_evictions_total", "counter", "Cache entries evicted to make room."),
+    ("cache_inserts_total", "counter", "Answers stored in the cache."),
+    ("cache_stale_answers_total", "counter", "Expired answers served because every upstream failed (RFC 8767)."),
+    ("cache_prefetches_total", "counter", "Popular entries refreshed before they expired."),
+    ("cache_coalesced_total", "counter", "Queries that waited for an identical one already in flight upstream."),
+    ("upstream_requests_total", "counter", "Queries sent to each upstream."),
+    ("upstream_failures_total", "counter", "Upstream queries that got no reply (timeout or unreachable)."),
+    ("upstream_replies_total", "counter", "Upstream queries that got a reply."),
+    ("upstream_latency_seconds_total", "counter", "Sum of the round-trip times of upstream replies; divide by upstream_replies_total for the mean."),
+    ("upstream_healthy", "gauge", "1 if the upstream is up, 0 if marked down or looping."),
+    ("upstream_looping", "gauge", "1 if a loop probe sent to the upstream came back to this server."),
+];
+
+/// The `dns` source in the registry.
+pub struct DnsSetup;
+
+impl SourceSetup for DnsSetup {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["forward", "cache"]
+    }
+
+    fn metrics(&self) -> &'static [MetricDoc] {
+        METRICS
+    }
+
+    fn configure(&self, tables: &Tables<'_>) -> Result<Arc<dyn SourceConfig>, ConfigError> {
+        let forward: ForwardTable = tables.read_or_default("forward")?;
+        let cache: CacheTable = tables.read_or_default("cache")?;
+        let timeout = tables.bounded(
+            forward.timeout,
+            Duration::from_secs(2),
+            MAX_FORWARD_TIMEOUT,
+            "forward.timeout",
+        )?;
+        let (upstreams, upstreams_from) = match forward.upstreams {
+            Some(list) if list.is_empty() => return Err(tables.invalid(
+                "forward.upstreams",
+                "is empty: list at least one upstream, or remove the key to use /etc/resolv.conf",
+            )),
+            Some(list) => (
+                list.into_iter().map(|a| a.0).collect(),
+                UpstreamsFrom::Config,
+            ),
+            None => default_upstreams(tables.listen()),
+        };
+        for upstream in &upstreams {
+            if tables
+                .listen()
+                .iter()
+                .any(|listen| is_same_socket(*listen, *upstream))
+            {
+                return Err(tables.invalid(
+                    "forward.upstreams",
+                    format!(
+                        "{upstream} is Hearth's own listen address: forwarding to it would loop"
+                    ),
+                ));
+            }
+        }
+        let max_concurrent = forward.max_concurrent.unwrap_or(1000);
+        if !(1..=MAX_CONCURRENT_UPSTREAM).contains(&max_concurrent) {
+            return Err(tables.invalid(
+                "forward.max_concurrent",
+                format!("must be between 1 and {MAX_CONCURRENT_UPSTREAM}"),
+            ));
+        }
+        let defaults = CacheConfig::default();
+        let duration =
+            |value: Option<HumanDuration>, default: Duration| value.map_or(default, |v| v.0);
+        let cache = CacheConfig {
+            capacity: cache.capacity.unwrap_or(defaults.capacity),
+            min_ttl: duration(cache.min_ttl, defaults.min_ttl),
+            max_ttl: duration(cache.max_ttl, defaults.max_ttl),
+            negative_max_ttl: duration(cache.negative_max_ttl, defaults.negative_max_ttl),
+            serve_stale: duration(cache.serve_stale, defaults.serve_stale),
+            prefetch: cache.prefetch.unwrap_or(defaults.prefetch),
+        };
+        for (key, value) in [
+            ("cache.min_ttl", cache.min_ttl),
+            ("cache.max_ttl", cache.max_ttl),
+            ("cache.negative_max_ttl", cache.negative_max_ttl),
+        ] {
+            if value.as_secs() > u64::from(MAX_TTL) {
+                return Err(
+                    tables.invalid(key, format!("must be at most {MAX_TTL}s (RFC 2181 §8)"))
+                );
+            }
+        }
+        if cache.min_ttl > cache.max_ttl {
+            return Err(tables.invalid("cache.min_ttl", "is above cache.max_ttl"));
+        }
+        Ok(Arc::new(ForwardConfig {
+            upstreams,
+            upstreams_from,
+            policy: forward.policy.unwrap_or(Policy::Sequential),
+            timeout,
+            max_concurrent,
+            health_check: tables.bounded(
+                forward.health_check,
+                Duration::from_millis(500),
+                Duration::from_secs(3600),
+                "forward.health_check",
+            )?,
+            cache,
+        }))
+    }
+}
+
+/// Whether a packet sent to `upstream` would arrive at a socket bound to `listen`. An IPv6
+/// socket is IPv6-only (`server::udp::bind`), so `[::]` never receives what is sent to
+/// 127.0.0.1. (A wildcard listener also receives what is sent to the host's own interface
+/// addresses; that loop is not caught here.)
+fn is_same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
+    listen.port() == upstream.port()
+        && listen.is_ipv4() == upstream.is_ipv4()
+        && (listen.ip() == upstream.ip()
+            || (listen.ip().is_unspecified() && upstream.ip().is_loopback()))
+}
+
+/// The nameservers of /etc/resolv.conf, less any that are Hearth itself (a host whose
+/// resolv.conf already points at Hearth must not forward to itself); 8.8.8.8 when none is left.
+fn default_upstreams(listen: &[SocketAddr]) -> (Vec<SocketAddr>, UpstreamsFrom) {
+    let from_resolv_conf: Vec<SocketAddr> = match hickory_resolver::system_conf::read_system_conf()
+    {
+        Ok((config, _)) => config
+            .name_servers()
+            .iter()
+            .map(|server| SocketAddr::new(server.ip, 53))
+            .filter(|upstream| {
+                let is_self = listen.iter().any(|l| is_same_socket(*l, *upstream));
+                if is_self {
+                    tracing::warn!(%upstream, "a nameserver of /etc/resolv.conf may be Hearth itself; not used as an upstream (set forward.upstreams to use it)");
+                }
+                !is_self
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read /etc/resolv.conf for default upstreams");
+            Vec::new()
+        }
+    };
+    if from_resolv_conf.is_empty() {
+        (
+            vec![SocketAddr::from((Ipv4Addr::new(8, 8, 8, 8), 53))],
+            UpstreamsFrom::Fallback,
+        )
+    } else {
+        (from_resolv_conf, UpstreamsFrom::ResolvConf)
+    }
+}
+
+impl SourceConfig for ForwardConfig {
+    fn name(&self) -> &'static str {
+        "dns"
+    }
+
+    fn same_as(&self, other: &dyn SourceConfig) -> bool {
+        other.downcast_ref::<Self>() == Some(self)
+    }
+
+    fn build(
+        &self,
+        _context: &BuildContext,
+        _previous: Option<&Arc<dyn Plugin>>,
+    ) -> Arc<dyn Plugin> {
+        Arc::new(Forwarder::new(self))
+    }
+
+    fn describe(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("upstreams", format!("{:?}", self.upstreams)),
+            ("upstreams_from", format!("{:?}", self.upstreams_from)),
+        ]
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Plugin for Forwarder {
+    fn encode_metrics(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut out = Encoder::new(encoder, METRICS);
+        out.gauge("cache_entries", self.cache_len() as i64)?;
+        let cache = self.cache_stats();
+        let read = |pick: fn(&crate::cache::CacheStats) -> &std::sync::atomic::AtomicU64| {
+            cache.map_or(0, |c| load(pick(c)))
+        };
+        out.counter("cache_hits_total", read(|c| &c.hits))?;
+        out.counter("cache_misses_total", read(|c| &c.misses))?;
+        out.counter("cache_evictions_total", read(|c| &c.evictions))?;
+        out.counter("cache_inserts_total", read(|c| &c.inserts))?;
+        out.counter("cache_stale_answers_total", read(|c| &c.stale_answers))?;
+        out.counter("cache_prefetches_total", read(|c| &c.prefetches))?;
+        out.counter("cache_coalesced_total", read(|c| &c.coalesced))?;
+
+        let upstreams = self.upstream_stats();
+        let per_upstream = |value: &dyn Fn(&super::UpstreamStats) -> Value| {
+            upstreams
+                .iter()
+                .map(|(address, stats)| (address.to_string(), value(stats)))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        out.labelled(
+            "upstream_requests_total",
+            "upstream",
+            per_upstream(&|s| Value::Integer(load(&s.requests))),
+        )?;
+        out.labelled(
+            "upstream_failures_total",
+            "upstream",
+            per_upstream(&|s| Value::Integer(load(&s.failures))),
+        )?;
+        out.labelled(
+            "upstream_replies_total",
+            "upstream",
+            per_upstream(&|s| Value::Integer(load(&s.replies))),
+        )?;
+        out.labelled(
+            "upstream_latency_seconds_total",
+            "upstream",
+            per_upstream(&|s| Value::Float(load(&s.latency_micros) as f64 / 1e6)),
+        )?;
+        out.labelled(
+            "upstream_healthy",
+            "upstream",
+            per_upstream(&|s| Value::Integer(u64::from(!s.is_down() && !s.is_looping()))),
+        )?;
+        out.labelled(
+            "upstream_looping",
+            "upstream",
+            per_upstream(&|s| Value::Integer(u64::from(s.is_looping()))),
+        )
+    }
+
+    /// The loop probe, once the listeners are up so that a probe that comes back can be seen;
+    /// only when the order uses this source.
+    fn start(self: Arc<Self>, background: &Background) {
+        if background.in_order {
+            background.spawn(async move { self.check_for_loops().await });
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn as_source(self: Arc<Self>) -> Arc<dyn Source> {
+        self
+    }
+}

@@ -1,0 +1,482 @@
+//! What the specification asks for each object (the table in [`super`]), and the walk over the
+//! objects that applies it: [`build_into`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use hickory_proto::rr::rdata::{CNAME, NS, TXT};
+use hickory_proto::rr::{Name, RData};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::order::{Data, Owner, Zone};
+use super::{ClusterSettings, ObjectRefs, PodMode, RecordSink, SCHEMA_VERSION, SERVICE_NAME_LABEL};
+
+/// The longest DNS label (RFC 1035 §2.3.4).
+const MAX_LABEL: usize = 63;
+
+/// [`build`](super::build), the zone handed to `sink`: the same records, in the same order.
+pub fn build_into(
+    objects: &ObjectRefs<'_>,
+    settings: &ClusterSettings,
+    sink: &mut impl RecordSink,
+) {
+    let mut domain = settings.domain.to_lowercase();
+    domain.set_fqdn(true);
+    // Only a pod with a hostname and a subdomain asks which endpoint names there are.
+    let endpoint_names = objects
+        .pods
+        .iter()
+        .filter_map(|pod| pod.spec.as_ref())
+        .any(|spec| spec.hostname.is_some() && spec.subdomain.is_some())
+        .then(HashSet::new);
+    let mut zone = Zone::new(domain, settings.ttl, endpoint_names);
+
+    let services = latest(&objects.services, |service| &service.metadata);
+    let slices = latest(&objects.endpoint_slices, |slice| &slice.metadata);
+    let pods = latest(&objects.pods, |pod| &pod.metadata);
+    for namespace in &objects.namespaces {
+        match namespace.metadata.name.as_deref().and_then(label) {
+            Some(name) => {
+                zone.namespaces.insert(name);
+            }
+            None => tracing::debug!(?namespace.metadata.name, "namespace skipped: no valid name"),
+        }
+    }
+    for (namespace, _) in services.keys().chain(slices.keys()).chain(pods.keys()) {
+        if !zone.namespaces.contains(namespace) {
+            zone.namespaces.insert(namespace.clone());
+        }
+    }
+
+    zone.apex_records();
+    // Slices by (namespace, service name), in the order of their own names.
+    let mut slices_of: BTreeMap<(&str, String), Vec<&EndpointSlice>> = BTreeMap::new();
+    for ((namespace, _), slice) in &slices {
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
+            .and_then(|name| label(name));
+        if let Some(service) = service {
+            slices_of
+                .entry((namespace.as_str(), service))
+                .or_default()
+                .push(slice);
+        }
+    }
+    let mut headless = BTreeMap::new();
+    for ((namespace, name), service) in &services {
+        let key = (namespace.as_str(), name.clone());
+        let slices = slices_of.get(&key).map(Vec::as_slice).unwrap_or_default();
+        // Services come in the order of (namespace, name), which is the canonical order of
+        // their names, and each one's records are all at or under its name: sorted service by
+        // service, the records are in order before the final sort, which then only checks it.
+        let first = zone.records.len();
+        if zone.service(namespace, name, service, slices) {
+            headless.insert(key, *service);
+        }
+        zone.records.sort_from(first);
+    }
+    if settings.pods == PodMode::Verified {
+        // `<address>.<namespace>.pod.<domain>`: in order namespace by namespace, sorted each.
+        let mut first = zone.records.len();
+        let mut namespace_now = None;
+        for ((namespace, name), pod) in &pods {
+            if namespace_now != Some(namespace) {
+                zone.records.sort_from(first);
+                first = zone.records.len();
+                namespace_now = Some(namespace);
+            }
+            zone.pod_address_records(namespace, name, pod);
+        }
+        zone.records.sort_from(first);
+    }
+    for ((namespace, name), pod) in &pods {
+        zone.pod_hostname_records(namespace, name, pod, &headless);
+    }
+    zone.finish(settings.pods, sink);
+}
+
+/// Pods "insecure" (CoreDNS): the address written in a pod name, `1-2-3-4.<ns>.pod.<domain>` ->
+/// 1.2.3.4; IPv6 as `2001-db8--1` (each `:` a `-`). None if `name` is not of that shape or mode
+/// is not Insecure.
+///
+/// The namespace is checked only for being a label, not against the cluster: current CoreDNS
+/// also wants the namespace to exist, which the caller can ask of
+/// [`ClusterRecords::empty_names`](super::ClusterRecords::empty_names) (it holds
+/// `<ns>.pod.<domain>`, the name's parent, for every namespace there is).
+pub fn pod_name_address(name: &Name, settings: &ClusterSettings) -> Option<IpAddr> {
+    if settings.pods != PodMode::Insecure || !settings.domain.zone_of(name) {
+        return None;
+    }
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let domain_labels = settings.domain.iter().count();
+    if labels.len() != domain_labels + 3 || !labels[2].eq_ignore_ascii_case(b"pod") {
+        return None;
+    }
+    std::str::from_utf8(labels[1]).ok().and_then(label)?;
+    let address = std::str::from_utf8(labels[0]).ok()?;
+    undashed(address)
+}
+
+/// The address a dashed label stands for: `10-0-0-3` or `2001-db8--1`. The way CoreDNS tells
+/// them apart: three dashes and no `--` is IPv4.
+fn undashed(text: &str) -> Option<IpAddr> {
+    if text.bytes().filter(|byte| *byte == b'-').count() == 3 && !text.contains("--") {
+        Ipv4Addr::from_str(&text.replace('-', "."))
+            .ok()
+            .map(IpAddr::V4)
+    } else {
+        Ipv6Addr::from_str(&text.replace('-', ":"))
+            .ok()
+            .map(IpAddr::V6)
+    }
+}
+
+/// An address as one label: `10.0.0.3` -> `10-0-0-3`, `2001:db8::1` -> `2001-db8--1`, from the
+/// RFC 5952 text form the API server also writes.
+fn dashed(address: IpAddr) -> String {
+    let mut text = address.to_string().into_bytes();
+    for byte in &mut text {
+        if matches!(byte, b':' | b'.') {
+            *byte = b'-';
+        }
+    }
+    // ASCII digits, letters and hyphens.
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// `text` as a lower-case DNS label of letters, digits and hyphens (RFC 1123 §2.1), which every
+/// Kubernetes object name used here is; None for anything else.
+fn label(text: &str) -> Option<String> {
+    let valid = !text.is_empty()
+        && text.len() <= MAX_LABEL
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
+    valid.then(|| text.to_ascii_lowercase())
+}
+
+/// The objects by (namespace, name), the last of any repeated one winning (as with
+/// `kubectl apply` of the files in order). Objects without a valid namespace and name are
+/// skipped: the namespace is never guessed.
+fn latest<'a, T>(
+    objects: &[&'a T],
+    metadata: impl Fn(&T) -> &ObjectMeta,
+) -> BTreeMap<(String, String), &'a T> {
+    let mut by_name = BTreeMap::new();
+    for &object in objects {
+        let meta = metadata(object);
+        let namespace = meta.namespace.as_deref().and_then(label);
+        let name = meta.name.as_deref().and_then(label);
+        match (namespace, name) {
+            (Some(namespace), Some(name)) => {
+                if by_name.insert((namespace, name), object).is_some() {
+                    tracing::debug!(?meta.namespace, ?meta.name, "object repeated; the last is used");
+                }
+            }
+            _ => tracing::debug!(
+                ?meta.namespace,
+                ?meta.name,
+                "object skipped: no valid namespace and name"
+            ),
+        }
+    }
+    by_name
+}
+
+/// The address of a service, endpoint or pod, parsed; None (with a debug log) if it is not one.
+fn address(text: &str) -> Option<IpAddr> {
+    let parsed = IpAddr::from_str(text).ok();
+    if parsed.is_none() {
+        tracing::debug!(address = text, "skipped: not an IP address");
+    }
+    parsed
+}
+
+/// A named port: its label (`_https`, `_tcp`), number. Unnamed ports have no SRV (spec §2.3.2).
+struct NamedPort {
+    name: String,
+    protocol: String,
+    number: u16,
+}
+
+impl NamedPort {
+    fn new(name: Option<&str>, protocol: Option<&str>, number: Option<i32>) -> Option<Self> {
+        let name = label(name.filter(|name| !name.is_empty())?)?;
+        // "protocol ... Default is TCP" (ServicePort and EndpointPort API documentation).
+        let protocol = label(protocol.unwrap_or("TCP"))?;
+        let number = u16::try_from(number?).ok()?;
+        Some(Self {
+            name: format!("_{name}"),
+            protocol: format!("_{protocol}"),
+            number,
+        })
+    }
+
+    /// The port with the owner of its SRV records under `service`: `_<port>._<proto>.<service>`.
+    fn owner(self, service: &Owner) -> Option<(Self, Owner)> {
+        let owner = service.child(&[self.name.as_bytes(), self.protocol.as_bytes()])?;
+        Some((self, owner))
+    }
+}
+
+impl Zone {
+    /// NS and `dns-version`; the SOA comes last, in [`Zone::finish`], as its serial hashes the
+    /// rest.
+    fn apex_records(&mut self) {
+        let mut apex = self.apex();
+        if let Some(server) = self.name(&["ns", "dns"]) {
+            self.add(&mut apex, Data::Other(RData::NS(NS(server))));
+        }
+        if let Some(mut version) = self.owner(&["dns-version"]) {
+            let text = TXT::new(vec![SCHEMA_VERSION.to_string()]);
+            self.add(&mut version, Data::Other(RData::TXT(text)));
+        }
+    }
+
+    /// A service's records; true if it is headless (`clusterIP: None`).
+    fn service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        service: &Service,
+        slices: &[&EndpointSlice],
+    ) -> bool {
+        let Some(spec) = service.spec.as_ref() else {
+            tracing::debug!(namespace, name, "service skipped: no spec");
+            return false;
+        };
+        let Some(mut owner) = self.in_namespace(name, namespace, "svc") else {
+            return false;
+        };
+        // spec §2.5: "<service>.<ns>.svc.<zone>. <ttl> IN CNAME <extname>."
+        if spec.type_.as_deref() == Some("ExternalName") {
+            let target = spec
+                .external_name
+                .as_deref()
+                .and_then(|external| Name::from_ascii(external).ok())
+                .filter(|target| target.iter().count() > 0);
+            match target {
+                Some(mut target) => {
+                    target.set_fqdn(true);
+                    let data = RData::CNAME(CNAME(target.to_lowercase()));
+                    self.add(&mut owner, Data::Other(data));
+                }
+                None => tracing::debug!(namespace, name, "ExternalName service without a name"),
+            }
+            return false;
+        }
+
+        // `clusterIPs` holds `clusterIP` first, then the other family's (dual stack);
+        // "None" in either means headless.
+        let cluster_ips: Vec<&str> = match spec.cluster_ips.as_deref() {
+            Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
+            _ => spec.cluster_ip.as_deref().into_iter().collect(),
+        };
+        if cluster_ips.first() == Some(&"None") || spec.cluster_ip.as_deref() == Some("None") {
+            self.headless_service(&mut owner, spec.publish_not_ready_addresses, slices);
+            return true;
+        }
+        let addresses: Vec<IpAddr> = cluster_ips
+            .into_iter()
+            .filter(|ip| !ip.is_empty())
+            .filter_map(address)
+            .collect();
+        if addresses.is_empty() {
+            // A manifest written by hand or by `kubectl create --dry-run`, before the API server
+            // allocated an address: no address to give, so no name either.
+            tracing::debug!(namespace, name, "service skipped: no cluster IP");
+            return false;
+        }
+        // spec §2.3.1: A/AAAA; §2.3.3: PTR.
+        for &address in &addresses {
+            self.add_address(&mut owner, address);
+            self.add_reverse(address, &mut owner);
+        }
+        // spec §2.3.2: "_<port>._<proto>.<service>.<ns>.svc.<zone>. <ttl> IN SRV <weight>
+        // <priority> <port-number> <service>.<ns>.svc.<zone>."
+        for port in spec.ports.iter().flatten() {
+            let named = NamedPort::new(
+                port.name.as_deref(),
+                port.protocol.as_deref(),
+                Some(port.port),
+            );
+            if let Some((port, mut srv_owner)) = named.and_then(|port| port.owner(&owner)) {
+                self.add_srv(&mut srv_owner, port.number, &mut owner);
+            }
+        }
+        false
+    }
+
+    /// spec §2.4: a headless service's ready endpoints. None ready, no records: the name does
+    /// not exist (NXDOMAIN), as in CoreDNS.
+    fn headless_service(
+        &mut self,
+        owner: &mut Owner,
+        publish_not_ready: Option<bool>,
+        slices: &[&EndpointSlice],
+    ) {
+        let publish_not_ready = publish_not_ready.unwrap_or(false);
+        for slice in slices {
+            if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+                continue; // "FQDN" is deprecated and has no address to give
+            }
+            // Each named port with the owner of its SRV records, `_<port>._<proto>.<service>`.
+            let mut ports: Vec<(NamedPort, Owner)> = slice
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|port| {
+                    NamedPort::new(port.name.as_deref(), port.protocol.as_deref(), port.port)
+                })
+                .filter_map(|port| port.owner(owner))
+                .collect();
+            for endpoint in &slice.endpoints {
+                let ready = endpoint
+                    .conditions
+                    .as_ref()
+                    .and_then(|conditions| conditions.ready)
+                    .unwrap_or(true);
+                if !ready && !publish_not_ready {
+                    continue;
+                }
+                let hostname = endpoint.hostname.as_deref().and_then(label);
+                for address in endpoint.addresses.iter().filter_map(|text| address(text)) {
+                    // spec §2.4.1: `<hostname>.<service>...`; without a hostname, CoreDNS's
+                    // dashed address.
+                    let endpoint_label = hostname.clone().unwrap_or_else(|| dashed(address));
+                    let Some(mut endpoint_name) = owner.child(&[endpoint_label.as_bytes()]) else {
+                        continue;
+                    };
+                    self.add_address(owner, address);
+                    self.add_address(&mut endpoint_name, address);
+                    self.add_reverse(address, &mut endpoint_name);
+                    for (port, srv_owner) in &mut ports {
+                        self.add_srv(srv_owner, port.number, &mut endpoint_name);
+                    }
+                    if let Some(endpoint_names) = &mut self.endpoint_names {
+                        endpoint_names.insert(endpoint_name.key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `pods verified`: `<dashed-ip>.<ns>.pod.<domain>` for each address of a pod that is there.
+    fn pod_address_records(&mut self, namespace: &str, name: &str, pod: &Pod) {
+        if !is_running(pod) {
+            return;
+        }
+        for address in pod_addresses(pod) {
+            let dashed = dashed(address);
+            if let Some(mut owner) = self.in_namespace(&dashed, namespace, "pod") {
+                self.add_address(&mut owner, address);
+            } else {
+                tracing::debug!(namespace, name, "pod address skipped: not a valid name");
+            }
+        }
+    }
+
+    /// Row 12 of the checklist: a pod with `hostname` and `subdomain` is
+    /// `<hostname>.<subdomain>.<ns>.svc.<domain>` when a headless service of that name in its
+    /// namespace selects it (spec §2.4.1 through the pod's EndpointSlice entry; this covers
+    /// manifests that hold the pod but not the slice the controller would have written). When
+    /// the slice has that name already, the slice decides, readiness included.
+    fn pod_hostname_records(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        pod: &Pod,
+        headless: &BTreeMap<(&str, String), &Service>,
+    ) {
+        let Some(spec) = pod.spec.as_ref() else {
+            return;
+        };
+        let hostname = spec.hostname.as_deref().and_then(label);
+        let subdomain = spec.subdomain.as_deref().and_then(label);
+        let (Some(hostname), Some(subdomain)) = (hostname, subdomain) else {
+            return;
+        };
+        let Some(service) = headless.get(&(namespace, subdomain.clone())) else {
+            return;
+        };
+        let service_spec = service.spec.as_ref();
+        let publish_not_ready = service_spec
+            .and_then(|spec| spec.publish_not_ready_addresses)
+            .unwrap_or(false);
+        if !selects(service, pod) || !is_running(pod) || !(publish_not_ready || is_ready(pod)) {
+            return;
+        }
+        let Some(mut owner) = self.owner(&[&hostname, &subdomain, namespace, "svc"]) else {
+            return;
+        };
+        let endpoint_names = self.endpoint_names.as_ref();
+        if endpoint_names.is_some_and(|names| names.contains(&owner.key)) {
+            return;
+        }
+        tracing::debug!(namespace, name, owner = %owner.name, "pod hostname from the pod itself");
+        for address in pod_addresses(pod) {
+            self.add_address(&mut owner, address);
+        }
+    }
+}
+
+/// A pod's addresses: `status.podIPs` (both families), or `status.podIP` from older servers.
+fn pod_addresses(pod: &Pod) -> Vec<IpAddr> {
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let mut texts: Vec<&str> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .map(|pod_ip| pod_ip.ip.as_str())
+        .collect();
+    if texts.is_empty() {
+        texts.extend(status.pod_ip.as_deref());
+    }
+    let mut addresses: Vec<IpAddr> = texts.into_iter().filter_map(address).collect();
+    addresses.dedup();
+    addresses
+}
+
+/// Whether the pod is there to answer: not being deleted, not finished (CoreDNS skips both).
+fn is_running(pod: &Pod) -> bool {
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|status| status.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+    pod.metadata.deletion_timestamp.is_none() && !finished
+}
+
+/// The pod's `Ready` condition, where absent counts as ready (as for endpoints): a manifest
+/// written by hand has no status conditions.
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_none_or(|ready| ready.status != "False")
+}
+
+/// Whether the service's selector picks the pod. A service without a selector takes its
+/// endpoints from elsewhere; the pod naming it as its subdomain is taken as enough.
+fn selects(service: &Service, pod: &Pod) -> bool {
+    let Some(selector) = service
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.selector.as_ref())
+    else {
+        return true;
+    };
+    let labels = pod.metadata.labels.as_ref();
+    selector
+        .iter()
+        .all(|(key, value)| labels.and_then(|labels| labels.get(key)) == Some(value))
+}

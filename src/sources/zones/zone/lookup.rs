@@ -1,0 +1,231 @@
+//! A zone ready to answer, and how it answers: RFC 1034 §4.3.2's algorithm (see the drawing in
+//! [`super`]), with wildcards (RFC 4592), negative answers (RFC 2308) and ANY (RFC 8482).
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+use super::storage::{is_under, parent, Span, Table};
+use crate::chain::{Answer, MAX_CNAME_CHAIN};
+use crate::sources::wire::{key_in, key_of, NameKey};
+
+/// A zone ready to answer.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    origin: Name,
+    lower_origin: LowerName,
+    origin_key: NameKey,
+    soa: Record,
+    table: Table,
+    /// Whether any NS exists below the apex; when none does, the walk for delegations is skipped.
+    has_delegations: bool,
+}
+
+impl Zone {
+    pub(super) fn from_table(
+        origin: Name,
+        lower_origin: LowerName,
+        origin_key: NameKey,
+        soa: Record,
+        mut table: Table,
+    ) -> Self {
+        // Every ancestor of a name, up to the apex, exists: empty non-terminals are names.
+        table.add_ancestors(&origin_key);
+        table.names.shrink_to_fit();
+        let has_delegations = table
+            .names
+            .iter()
+            .any(|(name, span)| *name != origin_key && table.get(*span, RecordType::NS).is_some());
+        Self {
+            origin,
+            lower_origin,
+            origin_key,
+            soa,
+            table,
+            has_delegations,
+        }
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    /// How many names (nodes) the zone holds.
+    pub fn len(&self) -> usize {
+        self.table.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.names.is_empty()
+    }
+
+    /// The records of `name`, if it exists; names in a zone are fully qualified.
+    fn node(&self, name: &Name) -> Option<Span> {
+        if !name.is_fqdn() {
+            return None;
+        }
+        let mut buffer = [0; 256];
+        self.table.names.get(key_in(name, &mut buffer)?).copied()
+    }
+
+    /// Whether `name` exists in the zone (with records, or as an empty non-terminal).
+    pub fn has_name(&self, name: &LowerName) -> bool {
+        self.node(name).is_some()
+    }
+
+    /// Whether `name` is at or below the apex.
+    pub fn contains(&self, name: &LowerName) -> bool {
+        self.lower_origin.zone_of(name)
+    }
+
+    /// The SOA for a negative answer: RFC 2308 §3, "the TTL of this record is set from the
+    /// minimum of the MINIMUM field of the SOA record and the TTL of the SOA itself".
+    pub fn negative_soa(&self) -> Record {
+        let mut soa = self.soa.clone();
+        if let RData::SOA(data) = &self.soa.data {
+            soa.ttl = soa.ttl.min(data.minimum);
+        }
+        soa
+    }
+
+    /// The delegation point at or above `name` (strictly below the apex), if any. DS lives on
+    /// the parent side of a cut (RFC 4034 §5; RFC 4035 §3.1.4.1: the parent answers DS
+    /// authoritatively), so for DS the cut at `name` itself does not count.
+    fn delegation(&self, name: &Name, record_type: RecordType) -> Option<Vec<Record>> {
+        if !self.has_delegations {
+            return None;
+        }
+        let key = key_of(name);
+        // `name` itself only if fully qualified: its parents always are (`Name::base_name`).
+        let mut current = if record_type == RecordType::DS || !name.is_fqdn() {
+            parent(&key)
+        } else {
+            Some(key.as_slice())
+        };
+        let mut ancestors = Vec::new();
+        while let Some(ancestor) = current {
+            if ancestor.len() <= self.origin_key.len() || !is_under(ancestor, &self.origin_key) {
+                break;
+            }
+            ancestors.push(ancestor);
+            current = parent(ancestor);
+        }
+        // From the top down: the highest cut wins.
+        ancestors.into_iter().rev().find_map(|ancestor| {
+            let span = *self.table.names.get(ancestor)?;
+            let name_servers = self.table.get(span, RecordType::NS)?;
+            Some(
+                name_servers
+                    .iter()
+                    .map(|ns| ns.original(ancestor, &self.table.targets))
+                    .collect(),
+            )
+        })
+    }
+
+    /// Glue: the zone's A and AAAA records for the name servers of a referral.
+    fn glue(&self, name_servers: &[Record]) -> Vec<Record> {
+        let mut glue = Vec::new();
+        for ns in name_servers {
+            let RData::NS(target) = &ns.data else {
+                continue;
+            };
+            if let Some(span) = self.node(&target.0) {
+                let key = key_of(&target.0);
+                for record_type in [RecordType::A, RecordType::AAAA] {
+                    let records = self.table.get(span, record_type).unwrap_or_default();
+                    glue.extend(
+                        records
+                            .iter()
+                            .map(|record| record.original(&key, &self.table.targets)),
+                    );
+                }
+            }
+        }
+        glue
+    }
+
+    /// The closest encloser's wildcard for a name that does not exist (RFC 4592 §3.3.1).
+    fn wildcard_for(&self, name: &Name) -> Option<Span> {
+        let key = key_of(name);
+        let mut encloser = parent(&key).unwrap_or(&key);
+        while !self.table.names.contains_key(encloser) {
+            if !is_under(encloser, &self.origin_key) {
+                return None;
+            }
+            encloser = parent(encloser)?;
+        }
+        let mut wildcard = Vec::with_capacity(encloser.len() + 2);
+        wildcard.extend_from_slice(&[1, b'*']);
+        wildcard.extend_from_slice(encloser);
+        self.table.names.get(wildcard.as_slice()).copied()
+    }
+
+    /// Answers `name`/`record_type`, a name at or below the apex. `owner` is the name as the
+    /// client wrote it: answers for it are owned by it.
+    pub fn lookup(&self, owner: &Name, record_type: RecordType) -> Answer {
+        let mut answer = Answer {
+            authoritative: true,
+            // Its owner (the zones source, the cluster) stamps the version it read.
+            ..Answer::default()
+        };
+        let mut current = owner.clone();
+        let mut seen: Vec<LowerName> = Vec::new();
+        loop {
+            if let Some(name_servers) = self.delegation(&current, record_type) {
+                // RFC 1034 §4.3.2 step 3b: a referral, not authoritative. Inside a CNAME chain
+                // the answer so far stands (AA belongs to the first owner name, RFC 1035
+                // §4.1.1) and the rest is the referral.
+                if answer.answers.is_empty() {
+                    answer.authoritative = false;
+                }
+                answer.additionals = self.glue(&name_servers);
+                answer.authorities = name_servers;
+                return answer;
+            }
+            let node = match self.node(&current) {
+                Some(span) => Some(span),
+                None => self.wildcard_for(&current),
+            };
+            let Some(node) = node else {
+                answer.response_code = ResponseCode::NXDomain;
+                answer.authorities = vec![self.negative_soa()];
+                return answer;
+            };
+            if record_type != RecordType::CNAME {
+                if let Some(cname) = self.table.get(node, RecordType::CNAME) {
+                    let first = answer.answers.len();
+                    answer.answers.extend(self.table.owned(cname, &current));
+                    let Some(RData::CNAME(target)) = answer.answers.get(first).map(|r| &r.data)
+                    else {
+                        return answer;
+                    };
+                    let target = target.0.clone();
+                    seen.push(LowerName::new(&current));
+                    let target_lower = LowerName::new(&target);
+                    if seen.contains(&target_lower) || seen.len() >= MAX_CNAME_CHAIN {
+                        // A loop or an over-long chain: the chain so far, and no more.
+                        return answer;
+                    }
+                    if !self.lower_origin.zone_of(&target_lower) {
+                        answer.chase = Some(target);
+                        return answer;
+                    }
+                    current = target;
+                    continue;
+                }
+            }
+            if record_type == RecordType::ANY {
+                // RFC 8482 §4.2: answer with one RRset rather than all of them.
+                if let Some(records) = self.table.first_rrset(node) {
+                    answer.answers.extend(self.table.owned(records, &current));
+                    return answer;
+                }
+            } else if let Some(records) = self.table.get(node, record_type) {
+                answer.answers.extend(self.table.owned(records, &current));
+                return answer;
+            }
+            answer.authorities = vec![self.negative_soa()];
+            return answer;
+        }
+    }
+}

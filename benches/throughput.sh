@@ -242,7 +242,10 @@ hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster]
     case " $* " in *" hosts "*) paths="[\"$WORK/hosts\"]" ;; esac
     case " $* " in *" zones "*) zones=$'[zones]\ndirectory = "'"$WORK/zones"'"' ;; esac
     # The cluster zone from a manifests directory polled every 100 ms, and /metrics.
-    case " $* " in *" cluster "*) zones=$'[zones]\nreload_interval = "100ms"\n[kubernetes]\nmanifests = "'"$WORK/manifests"'"\n[admin]\nlisten = "127.0.0.1:'"$ADMIN_PORT"'"' ;; esac
+    case " $* " in *" cluster "*)
+        zones=$(printf '[zones]\nreload_interval = "100ms"\n[kubernetes]\nmanifests = "%s"\n[admin]\nlisten = "127.0.0.1:%s"' \
+            "$WORK/manifests" "$ADMIN_PORT") ;;
+    esac
     cat >"$f" <<EOF
 [server]
 listen = ["127.0.0.1:$PORT"]

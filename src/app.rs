@@ -327,8 +327,7 @@ async fn build_sources(
             let old_config = p.config.source_named(name)?;
             Some((p.named(name)?, old_config))
         });
-        if let Some((old, old_config)) = old.filter(|(_, c)| c.same_as(&**source_config)) {
-            let _ = old_config;
+        if let Some((old, _)) = old.filter(|(_, c)| c.same_as(&**source_config)) {
             let reread = Arc::clone(old);
             // Reading files is blocking I/O: keep it off the runtime's worker threads.
             let _ = tokio::task::spawn_blocking(move || reread.reread()).await;

@@ -3,16 +3,20 @@
 //! # Layout
 //!
 //! ```text
-//!  UDP (server::fast)   a thread per SO_REUSEPORT socket, recvmmsg/sendmmsg batches,
-//!        │               repeated questions answered from encoded replies
-//!        │               (server::udp instead when server.fast_path = false)
-//!  TCP (server::tcp)     one task per connection
-//!        │ bytes (a miss, or TCP)
+//!  UDP (server::fast)    a thread per SO_REUSEPORT socket, recvmmsg/sendmmsg batches
+//!  TCP (server::tcp)     one task per connection (server::udp: the plain UDP listener)
+//!        │ bytes + Client
 //!        ▼
-//!  server::Engine::handle   parse, check (FORMERR/NOTIMP/BADVERS/REFUSED), EDNS, truncation
+//!  server::admission     the front door: admit / refuse / truncate / drop, before any reply
+//!        │ Admitted
+//!        ▼
+//!  UDP: fast table       repeated questions answered from encoded replies, valid while the
+//!        │ miss           data they read is unchanged (chain::validity)
+//!        ▼
+//!  server::Engine        parse, check (FORMERR/NOTIMP/BADVERS/REFUSED), EDNS, truncation
 //!        │ Question
 //!        ▼
-//!  chain::Chain::resolve    the operator's order: files → zones → dns, nsswitch actions
+//!  chain::Chain          the operator's order: files → zones → dns, nsswitch actions
 //!        │
 //!        ├── sources::hosts     hosts(5) files, reloaded on change, PTR from addresses
 //!        ├── sources::zones     master-file zones, and cluster.local from sources::kubernetes
@@ -20,14 +24,15 @@
 //!                               TCP on TC=1
 //! ```
 //!
-//! ARCHITECTURE.md has the whole picture and the reasons for it.
+//! ARCHITECTURE.md has the whole picture, the dependency rule and how to add a source.
 //!
-//! - [`config`]: the TOML file, validated into runtime types; errors name file, line and key.
-//! - [`chain`]: the [`chain::Source`] contract and the ordered walk over sources.
-//! - [`sources`]: one module per source.
-//! - [`server`]: the transport-independent engine (bytes in, bytes out) and the listeners.
-//! - [`cache`]: the forwarder's answer cache; [`admin`] and [`metrics`]: health, readiness and
-//!   Prometheus metrics.
+//! - [`config`]: the file's top level, validated into runtime types; errors name file, line
+//!   and key. Each source reads its own tables.
+//! - [`chain`]: the [`chain::Source`] contract, the ordered walk over sources, validity.
+//! - [`sources`]: one folder per source, and [`sources::REGISTRY`], the one list of them.
+//! - [`server`]: the front door, the transport-independent engine and the listeners.
+//! - [`cache`]: the forwarder's answer cache; [`metrics`]: the per-query recorder; [`admin`]:
+//!   health, readiness and the scrape.
 //! - [`app`]: builds all of the above from a [`config::Config`] and owns shutdown.
 
 #![forbid(unsafe_code)]

@@ -23,10 +23,9 @@
 //! - **Memory**: an entry is kept in wire form, not as hickory `Record`s (about 200 bytes of
 //!   structure per record, more than the record itself): the key is the case-folded name's
 //!   wire bytes with the type, class and flags packed in front, and the answer is its records
-//!   encoded one after the other. Measured with `cargo test --release --lib
-//!   cache::tests::memory_per_entry -- --ignored --nocapture` (see BENCHMARKS.md). A hit
-//!   decodes the records again, about a microsecond; the UDP fast path, which answers most
-//!   hits, never asks the cache at all.
+//!   encoded one after the other. Measured with `cargo bench --bench cache_memory` (see
+//!   BENCHMARKS.md). A hit decodes the records again, about a microsecond; the UDP fast path,
+//!   which answers most hits, never asks the cache at all.
 //!
 //! Time is `tokio::time::Instant`, passed in, so tests drive it with paused time.
 

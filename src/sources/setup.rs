@@ -49,13 +49,11 @@ pub trait SourceSetup: Sync {
     fn configure(&self, tables: &Tables<'_>) -> Result<Arc<dyn SourceConfig>, ConfigError>;
 }
 
-/// A source's validated configuration.
-pub trait SourceConfig: fmt::Debug + Send + Sync + 'static {
+/// A source's validated configuration. [`ComparableConfig`] comes with it for any type that
+/// is `PartialEq`.
+pub trait SourceConfig: ComparableConfig + fmt::Debug + Send + Sync + 'static {
     /// The name of the source it configures.
     fn name(&self) -> &'static str;
-
-    /// Whether `other` configures the source the same way: a reload then keeps it running.
-    fn same_as(&self, other: &dyn SourceConfig) -> bool;
 
     /// Builds the source and loads its data; blocking I/O. `previous` is the running source
     /// this one replaces, whose long-lived parts (a cluster watch) it may take over.
@@ -71,8 +69,25 @@ pub trait SourceConfig: fmt::Debug + Send + Sync + 'static {
     fn describe(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+}
+
+/// What the server needs to compare configurations of unknown types; implemented for every
+/// `PartialEq` type, so a source's config only derives `PartialEq`.
+pub trait ComparableConfig {
+    /// Whether `other` configures the source the same way: a reload then keeps it running.
+    fn same_as(&self, other: &dyn SourceConfig) -> bool;
 
     fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: SourceConfig + PartialEq> ComparableConfig for T {
+    fn same_as(&self, other: &dyn SourceConfig) -> bool {
+        other.as_any().downcast_ref::<T>() == Some(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 impl dyn SourceConfig {
@@ -88,8 +103,9 @@ pub struct BuildContext {
     pub versions: Arc<DataVersions>,
 }
 
-/// A running source: the chain's [`Source`], and what it carries besides.
-pub trait Plugin: Source {
+/// A running source: the chain's [`Source`], and what it carries besides. [`SharedSource`]
+/// comes with it for every source type.
+pub trait Plugin: Source + SharedSource {
     /// Ready once its data has loaded; the reason when not. A source whose data is read at
     /// build time is always ready (a file that fails keeps the last good version or is
     /// UNAVAIL, which is an answer).
@@ -106,7 +122,11 @@ pub trait Plugin: Source {
 
     /// Re-reads its data, changed or not (SIGHUP with its configuration unchanged); blocking.
     fn reread(&self) {}
+}
 
+/// A running source seen as its own type or as the chain sees it; implemented for every
+/// source.
+pub trait SharedSource {
     fn as_any(&self) -> &dyn Any;
 
     /// As its own type, shared (tests and tools that read a source's counters).
@@ -114,6 +134,20 @@ pub trait Plugin: Source {
 
     /// As the chain sees it.
     fn as_source(self: Arc<Self>) -> Arc<dyn Source>;
+}
+
+impl<T: Source + 'static> SharedSource for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn as_source(self: Arc<Self>) -> Arc<dyn Source> {
+        self
+    }
 }
 
 /// Where background tasks run: the server's tracker (so shutdown waits for them) and its

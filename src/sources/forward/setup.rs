@@ -1,7 +1,6 @@
 //! The `dns` source's place in the server: its `[forward]` and `[cache]` tables, its build,
 //! its metrics and its loop probe.
 
-use std::any::Any;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,6 @@ use serde::Deserialize;
 
 use super::Forwarder;
 use crate::cache::CacheConfig;
-use crate::chain::Source;
 use crate::config::file::{ConfigError, Tables, MAX_TTL};
 use crate::config::values::{HumanDuration, UpstreamAddr};
 use crate::metrics::{load, Encoder, MetricDoc, Value};
@@ -249,10 +247,6 @@ impl SourceConfig for ForwardConfig {
         "dns"
     }
 
-    fn same_as(&self, other: &dyn SourceConfig) -> bool {
-        other.downcast_ref::<Self>() == Some(self)
-    }
-
     fn build(
         &self,
         _context: &BuildContext,
@@ -266,10 +260,6 @@ impl SourceConfig for ForwardConfig {
             ("upstreams", format!("{:?}", self.upstreams)),
             ("upstreams_from", format!("{:?}", self.upstreams_from)),
         ]
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -335,17 +325,5 @@ impl Plugin for Forwarder {
         if background.in_order {
             background.spawn(async move { self.check_for_loops().await });
         }
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-
-    fn as_source(self: Arc<Self>) -> Arc<dyn Source> {
-        self
     }
 }

@@ -1,6 +1,5 @@
 //! The `files` source's place in the server: its `[files]` table, its build, its metrics.
 
-use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +8,6 @@ use prometheus_client::encoding::DescriptorEncoder;
 use serde::Deserialize;
 
 use super::Hosts;
-use crate::chain::Source;
 use crate::config::file::{ConfigError, Tables};
 use crate::config::values::HumanDuration;
 use crate::metrics::{unix_seconds, Encoder, MetricDoc};
@@ -85,10 +83,6 @@ impl SourceConfig for FilesConfig {
         "files"
     }
 
-    fn same_as(&self, other: &dyn SourceConfig) -> bool {
-        other.downcast_ref::<Self>() == Some(self)
-    }
-
     fn build(
         &self,
         context: &BuildContext,
@@ -107,10 +101,6 @@ impl SourceConfig for FilesConfig {
 
     fn describe(&self) -> Vec<(&'static str, String)> {
         vec![("hosts_files", format!("{:?}", self.paths))]
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -132,17 +122,5 @@ impl Plugin for Hosts {
 
     fn reread(&self) {
         Hosts::reread(self);
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-
-    fn as_source(self: Arc<Self>) -> Arc<dyn Source> {
-        self
     }
 }

@@ -1,7 +1,6 @@
 //! The `zones` source's place in the server: its `[zones]` table (and `[kubernetes]`, the
 //! cluster zone it serves), its build, its metrics, its readiness and its polls.
 
-use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,6 @@ use serde::Deserialize;
 
 use super::cluster::Cluster;
 use super::{ClusterHandle, ZoneVersions, Zones};
-use crate::chain::Source;
 use crate::config::file::{ConfigError, Tables};
 use crate::config::values::{DomainName, HumanDuration};
 use crate::metrics::{Encoder, MetricDoc, ReloadStats};
@@ -106,10 +104,6 @@ impl SourceConfig for ZonesConfig {
         "zones"
     }
 
-    fn same_as(&self, other: &dyn SourceConfig) -> bool {
-        other.downcast_ref::<Self>() == Some(self)
-    }
-
     /// A cluster zone whose `[kubernetes]` did not change is carried over from `previous`, with
     /// its live watch, so a reload of the zone files does not re-list the cluster.
     fn build(&self, context: &BuildContext, previous: Option<&Arc<dyn Plugin>>) -> Arc<dyn Plugin> {
@@ -158,10 +152,6 @@ impl SourceConfig for ZonesConfig {
             facts.push(("cluster_domain", kubernetes.domain.to_string()));
         }
         facts
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -228,17 +218,5 @@ impl Plugin for Zones {
 
     fn reread(&self) {
         Zones::reread(self);
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-
-    fn as_source(self: Arc<Self>) -> Arc<dyn Source> {
-        self
     }
 }

@@ -141,9 +141,18 @@ impl Dependencies {
         Dependencies(self.0 | other.0)
     }
 
+    /// The slots in the set, lowest first: one step per member, not per possible slot (this
+    /// runs on every fast-path hit).
     fn slots(self) -> impl Iterator<Item = usize> {
-        let bits = self.0;
-        (0..MAX_DATA_VERSIONS).filter(move |slot| bits & (1 << slot) != 0)
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let slot = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(slot)
+        })
     }
 }
 

@@ -5,7 +5,8 @@
 //!  TCP message ───┼─► Policy::decide(client) ┼─ Refuse ──► REFUSED, built from the query bytes
 //!                 │                          ├─ Truncate ► TC=1, no records (the client retries
 //!  TCP accept ────┴─► Admission::connect     │             over TCP, which proves its address)
-//!                     (slot or close)        └─ Drop ────► nothing
+//!                     (slot, or close on     └─ Drop ────► nothing (TCP: the connection closes)
+//!                      Drop or at the cap)
 //! ```
 //!
 //! Why here and only here: the UDP fast path answers repeated questions from encoded replies
@@ -157,11 +158,13 @@ impl Admission {
         self.policy().decide(&Client::new(address, transport))
     }
 
-    /// A TCP connection from `peer`, at accept: its slot, or `None` to close it at once.
+    /// A TCP connection from `peer`, at accept: its slot, or `None` to close it at once. A
+    /// client whose requests would be dropped is closed here; one that would be refused is
+    /// taken, and each of its messages gets its REFUSED (the access-control issue: "deny ...
+    /// TCP: closed at accept").
     pub fn connect(&self, peer: SocketAddr) -> Option<Connection> {
-        let verdict = self.request(peer, Transport::Tcp);
-        if let Verdict::Reject(decision) = verdict {
-            tracing::debug!(%peer, ?decision, "TCP connection closed at accept");
+        if let Verdict::Reject(Decision::Drop) = self.request(peer, Transport::Tcp) {
+            tracing::debug!(%peer, "TCP connection closed at accept");
             return None;
         }
         match Arc::clone(&self.tcp_connections).try_acquire_owned() {
@@ -304,5 +307,34 @@ mod tests {
         assert!(admission.connect(peer).is_none(), "at the cap: closed");
         drop(first);
         assert!(admission.connect(peer).is_some(), "a slot given back");
+    }
+
+    #[test]
+    fn tcp_closes_at_accept_only_what_is_dropped() {
+        let admission = Admission::admit_all(8);
+        let peer: SocketAddr = "192.0.2.1:5300".parse().unwrap();
+        admission.replace_policy(Policy::with_rule(|_| Decision::Refuse));
+        assert!(
+            admission.connect(peer).is_some(),
+            "refused: taken, each message answered REFUSED"
+        );
+        assert!(matches!(
+            admission.request(peer, Transport::Tcp),
+            Verdict::Reject(Decision::Refuse)
+        ));
+        admission.replace_policy(Policy::with_rule(|_| Decision::Truncate));
+        assert!(
+            matches!(admission.request(peer, Transport::Tcp), Verdict::Admit(_)),
+            "TCP has proven the address a truncation asks for"
+        );
+        assert!(matches!(
+            admission.request(peer, Transport::Udp),
+            Verdict::Reject(Decision::Truncate)
+        ));
+        admission.replace_policy(Policy::with_rule(|_| Decision::Drop));
+        assert!(
+            admission.connect(peer).is_none(),
+            "dropped: closed at accept"
+        );
     }
 }

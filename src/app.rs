@@ -254,6 +254,12 @@ impl State {
         let sources = Arc::new(sources);
         self.engine.replace_chain(chain_for(&config, &sources));
         self.engine.set_log_queries(config.log.queries);
+        if config.access != old.config.access {
+            log_access(&config);
+        }
+        self.engine
+            .admission()
+            .replace_policy(Policy::from_access(&config.access));
         self.sources.store(Arc::clone(&sources));
         // Another order, other actions or other sources: no stored reply is known to hold.
         self.versions.bump_all();
@@ -279,6 +285,36 @@ impl State {
             );
             Arc::clone(source).start(&background);
         }
+    }
+}
+
+/// The effective `[access]` policy, in the log at start and when a reload changes it; a warning
+/// when a listener reachable from other hosts answers everyone (an open resolver).
+fn log_access(config: &Config) {
+    let rules: Vec<String> = config
+        .access
+        .rules
+        .iter()
+        .map(|(network, action)| format!("{network} {action:?}").to_lowercase())
+        .collect();
+    tracing::info!(
+        config = %config.origin,
+        built_in = config.access.built_in,
+        rules = ?rules,
+        "access: the most specific prefix decides"
+    );
+    let exposed = config
+        .server
+        .listen
+        .iter()
+        .any(|address| !address.ip().is_loopback());
+    if exposed && config.access.allows_everyone() {
+        tracing::warn!(
+            config = %config.origin,
+            listen = ?config.server.listen,
+            "[access] allows 0.0.0.0/0 or ::/0 on a listener other hosts can reach: this is an \
+             open resolver, usable for amplification attacks; allow only your clients' networks"
+        );
     }
 }
 
@@ -391,7 +427,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         chain_for(config, &sources),
         Arc::clone(&metrics),
         config.log.queries,
-        Admission::new(Policy::admit_all(), config.server.tcp_max_connections),
+        Admission::new(
+            Policy::from_access(&config.access),
+            config.server.tcp_max_connections,
+        ),
     ));
 
     // Bind everything before serving anything, so a failure leaves nothing half-started.
@@ -488,6 +527,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ));
     }
 
+    log_access(config);
     let order: Vec<String> = config.order.iter().map(ToString::to_string).collect();
     let sources: Vec<String> = config
         .sources

@@ -31,7 +31,7 @@ use crate::sources::setup::SourceConfig;
 use crate::sources::REGISTRY;
 use file::{line_of, Tables};
 pub use file::{ConfigError, Location, MAX_TTL};
-use values::{HumanDuration, ListenAddr, OrderValue};
+use values::{HumanDuration, ListenAddr, OrderValue, Prefix};
 
 /// The default configuration, as shipped in `config/hearth.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/hearth.toml");
@@ -50,7 +50,7 @@ const MAX_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 const MAX_LAMEDUCK: Duration = Duration::from_secs(300);
 
 /// The tables of the server itself; the sources' are theirs (`sources::REGISTRY`).
-const SERVER_TABLES: [&str; 4] = ["server", "resolve", "admin", "log"];
+const SERVER_TABLES: [&str; 5] = ["server", "resolve", "admin", "log", "access"];
 
 // ---------------------------------------------------------------------------------------------
 // The server's own tables, as written.
@@ -60,6 +60,14 @@ const SERVER_TABLES: [&str; 4] = ["server", "resolve", "admin", "log"];
 struct AdminTable {
     listen: SocketAddr,
     namespace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessTable {
+    allow: Option<Vec<Prefix>>,
+    refuse: Option<Vec<Prefix>>,
+    deny: Option<Vec<Prefix>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +109,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[access]`: which clients are answered.
+    pub access: AccessConfig,
     /// Each source's configuration, in the registry's order.
     pub sources: Vec<Arc<dyn SourceConfig>>,
 }
@@ -128,6 +138,77 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The prefix of every metric name (`hearth_requests_total`).
     pub namespace: String,
+}
+
+/// What `[access]` does with a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessAction {
+    /// Answered.
+    Allow,
+    /// Answered REFUSED, with Extended DNS Error 18 (Prohibited) for an EDNS client.
+    Refuse,
+    /// Dropped without a reply; over TCP, closed at accept.
+    Deny,
+}
+
+/// `[access]`: a rule per prefix; the most specific prefix that holds the client decides, as
+/// Unbound's `access-control`. Without `[access]`, [`AccessConfig::default`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessConfig {
+    pub rules: Vec<(ipnet::IpNet, AccessAction)>,
+    /// Whether the rules are the built-in default (no `[access]` in the file).
+    pub built_in: bool,
+}
+
+/// Answered without `[access]`: the networks a client on the same host, site or cluster comes
+/// from. Loopback (RFC 1122), private (RFC 1918), shared address space (RFC 6598, which
+/// carrier-grade NAT and some Kubernetes pod networks use), link-local (RFC 3927, RFC 4291),
+/// unique local IPv6 (RFC 4193).
+pub const PRIVATE_NETWORKS: [&str; 9] = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+impl Default for AccessConfig {
+    /// Loopback and private networks answered, everyone else REFUSED: a copy of the config
+    /// that lands on a public address is not an open resolver.
+    fn default() -> Self {
+        let mut rules = Vec::new();
+        for network in PRIVATE_NETWORKS {
+            if let Ok(network) = network.parse() {
+                rules.push((network, AccessAction::Allow));
+            }
+        }
+        rules.extend(Self::catch_all(AccessAction::Refuse));
+        Self {
+            rules,
+            built_in: true,
+        }
+    }
+}
+
+impl AccessConfig {
+    /// `0.0.0.0/0` and `::/0` with `action`.
+    fn catch_all(action: AccessAction) -> [(ipnet::IpNet, AccessAction); 2] {
+        [
+            (ipnet::IpNet::V4(ipnet::Ipv4Net::default()), action),
+            (ipnet::IpNet::V6(ipnet::Ipv6Net::default()), action),
+        ]
+    }
+
+    /// Whether a client anywhere (`0.0.0.0/0` or `::/0`) is answered.
+    pub fn allows_everyone(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|(network, action)| network.prefix_len() == 0 && *action == AccessAction::Allow)
+    }
 }
 
 /// `[log]`.
@@ -188,6 +269,7 @@ impl Config {
         tables.set_listen(server.listen.clone());
         let admin = admin(&tables)?;
         let log: LogTable = tables.read_or_default("log")?;
+        let access = access(&tables)?;
         let order = resolve(&tables, text)?;
         let sources = REGISTRY
             .iter()
@@ -201,6 +283,7 @@ impl Config {
             log: LogConfig {
                 queries: log.queries.unwrap_or(false),
             },
+            access,
             sources,
         })
     }
@@ -231,6 +314,44 @@ fn check_table_names(tables: &Tables<'_>) -> Result<(), ConfigError> {
             ),
         }),
     }
+}
+
+/// `[access]`: the operator's rules, with loopback still answered and everyone else refused
+/// unless a rule for the same prefix says otherwise.
+fn access(tables: &Tables<'_>) -> Result<AccessConfig, ConfigError> {
+    let Some(table) = tables.read::<AccessTable>("access")? else {
+        return Ok(AccessConfig::default());
+    };
+    let mut rules: Vec<(ipnet::IpNet, AccessAction)> = Vec::new();
+    for (key, list, action) in [
+        ("access.allow", table.allow, AccessAction::Allow),
+        ("access.refuse", table.refuse, AccessAction::Refuse),
+        ("access.deny", table.deny, AccessAction::Deny),
+    ] {
+        for Prefix(network) in list.unwrap_or_default() {
+            if let Some((_, other)) = rules.iter().find(|(n, _)| *n == network) {
+                return Err(tables.invalid(
+                    key,
+                    format!("{network} is listed twice (also {other:?}): one action per prefix"),
+                ));
+            }
+            rules.push((network, action));
+        }
+    }
+    let implicit = ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .map(|network| (network, AccessAction::Allow))
+        .chain(AccessConfig::catch_all(AccessAction::Refuse));
+    for (network, action) in implicit.collect::<Vec<_>>() {
+        if !rules.iter().any(|(n, _)| *n == network) {
+            rules.push((network, action));
+        }
+    }
+    Ok(AccessConfig {
+        rules,
+        built_in: false,
+    })
 }
 
 /// `[admin]`.
@@ -478,6 +599,63 @@ mod tests {
         assert!(error.contains("bogus"), "{error}");
         let error = error_of("[bogus]\n");
         assert!(error.contains("bogus"), "{error}");
+    }
+
+    #[test]
+    fn access_rules_are_read_and_checked() {
+        let config = load(
+            "[access]\nallow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\nrefuse = [\"192.0.2.0/24\"]\ndeny = [\"198.51.100.7\"]\n",
+        )
+        .unwrap();
+        let rule = |text: &str| {
+            let network: ipnet::IpNet = text.parse().unwrap();
+            config
+                .access
+                .rules
+                .iter()
+                .find(|(n, _)| *n == network)
+                .map(|(_, action)| *action)
+        };
+        assert_eq!(rule("10.0.0.0/8"), Some(AccessAction::Allow));
+        assert_eq!(rule("198.51.100.7/32"), Some(AccessAction::Deny));
+        assert_eq!(
+            rule("127.0.0.0/8"),
+            Some(AccessAction::Allow),
+            "loopback, implicitly"
+        );
+        assert_eq!(
+            rule("0.0.0.0/0"),
+            Some(AccessAction::Refuse),
+            "the rest, implicitly"
+        );
+        assert!(!config.access.built_in);
+        assert!(load("").unwrap().access.built_in);
+        let open = load("[access]\nallow = [\"0.0.0.0/0\"]\n").unwrap();
+        assert!(open.access.allows_everyone());
+        assert_eq!(
+            open.access
+                .rules
+                .iter()
+                .filter(|(n, _)| n.prefix_len() == 0)
+                .count(),
+            2,
+            "the operator's 0.0.0.0/0 replaces the implicit one"
+        );
+        for (text, expected) in [
+            (
+                "[access]\nallow = [\"10.0.0.1/8\"]\n",
+                "test.toml:2: access.allow[0]: \"10.0.0.1/8\" has bits set after the prefix: the network is 10.0.0.0/8",
+            ),
+            ("[access]\nrefuse = [\"ten\"]\n", "test.toml:2: access.refuse[0]: invalid prefix"),
+            (
+                "[access]\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.0.0.0/8\"]\n",
+                "test.toml: access.deny: 10.0.0.0/8 is listed twice",
+            ),
+            ("[access]\npermit = []\n", "test.toml:2: access.permit: unknown field `permit`"),
+        ] {
+            let error = error_of(text);
+            assert!(error.starts_with(expected), "{text:?}\n  gave {error:?}");
+        }
     }
 
     #[test]

@@ -112,6 +112,37 @@ impl FromStr for DomainName {
 }
 deserialize_from_str!(DomainName, "a domain name such as \"example.internal\"");
 
+/// A network prefix such as `"10.0.0.0/8"` or `"2001:db8::/32"`; a bare address is its own
+/// /32 or /128. Host bits after the prefix are refused (`10.0.0.1/8`): they usually mean a
+/// typo, and the operator should see which network they wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix(pub ipnet::IpNet);
+
+impl FromStr for Prefix {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let net = match text.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(ip) => ipnet::IpNet::from(ip),
+                Err(_) => {
+                    return Err(format!(
+                        "invalid prefix {text:?}: write an address or a network such as \"10.0.0.0/8\" or \"2001:db8::/32\""
+                    ))
+                }
+            },
+        };
+        if net.trunc() != net {
+            return Err(format!(
+                "{text:?} has bits set after the prefix: the network is {}",
+                net.trunc()
+            ));
+        }
+        Ok(Prefix(net))
+    }
+}
+deserialize_from_str!(Prefix, "a network prefix such as \"10.0.0.0/8\"");
+
 /// One entry of `resolve.order`, such as `"files [NOTFOUND=return]"`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderValue(pub OrderEntry);

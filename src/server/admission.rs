@@ -16,22 +16,26 @@
 //! reached with the [`Admitted`] it returns: [`super::Engine::answer`] and the fast table's
 //! lookup take one, and only this module can make one.
 //!
-//! The policy is "admit all" until access control and rate limiting fill [`Policy`] in. What
-//! is decided here already:
-//! - the TCP connection cap (`server.tcp_max_connections`), at accept;
-//! - nothing else yet: [`Policy::decide`] admits every request.
+//! What is decided here:
+//! - `[access]`: the most specific prefix holding the client says allow, refuse (REFUSED with
+//!   Extended DNS Error 18, Prohibited) or deny (nothing; over TCP, closed at accept). Without
+//!   `[access]`, loopback and private networks are answered and everyone else refused
+//!   (`config::AccessConfig::default`);
+//! - the TCP connection cap (`server.tcp_max_connections`), at accept.
 //!
 //! Cost on the hot path: the policy is loaded once per batch of datagrams (an `ArcSwap` load),
 //! and deciding is a branch per datagram; `benches/engine.rs` (`admission/admit_all`) measures
 //! it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::chain::{Client, Transport};
+use crate::config::{AccessAction, AccessConfig};
 
 /// What the front door does with one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,20 +87,73 @@ impl Verdict {
 /// version.
 #[derive(Debug, Default)]
 pub struct Policy {
-    /// One rule over the client, or none (admit all). The hook the access-control and
-    /// rate-limit policy fills in; tests use it to prove that every listener asks.
+    /// `[access]`, most specific prefix first, per family. Empty: everyone admitted.
+    ipv4: Vec<(Ipv4Net, Decision)>,
+    ipv6: Vec<(Ipv6Net, Decision)>,
+    /// A rule over the client that replaces the prefixes: the hook tests use to prove that
+    /// every listener asks (and rate limiting will extend).
     rule: Option<fn(&Client) -> Decision>,
 }
 
 impl Policy {
-    /// Admits every client (the default until `[access]` and `[rate_limit]` exist).
+    /// Admits every client (tests, benchmarks).
     pub fn admit_all() -> Self {
-        Self { rule: None }
+        Self::default()
     }
 
     /// A policy that decides by `rule`.
     pub fn with_rule(rule: fn(&Client) -> Decision) -> Self {
-        Self { rule: Some(rule) }
+        Self {
+            rule: Some(rule),
+            ..Self::default()
+        }
+    }
+
+    /// The policy of `[access]`.
+    pub fn from_access(access: &AccessConfig) -> Self {
+        let decision = |action: AccessAction| match action {
+            AccessAction::Allow => Decision::Admit,
+            AccessAction::Refuse => Decision::Refuse,
+            AccessAction::Deny => Decision::Drop,
+        };
+        let mut policy = Self::default();
+        for (network, action) in &access.rules {
+            match network {
+                IpNet::V4(network) => policy.ipv4.push((*network, decision(*action))),
+                IpNet::V6(network) => policy.ipv6.push((*network, decision(*action))),
+            }
+        }
+        // The first match is the most specific.
+        policy
+            .ipv4
+            .sort_by_key(|(network, _)| std::cmp::Reverse(network.prefix_len()));
+        policy
+            .ipv6
+            .sort_by_key(|(network, _)| std::cmp::Reverse(network.prefix_len()));
+        policy
+    }
+
+    /// What the prefixes say about `ip`: the most specific that holds it; admitted when none
+    /// is configured. An IPv4-mapped IPv6 address is judged as the IPv4 address it carries.
+    fn by_prefix(&self, ip: IpAddr) -> Decision {
+        if self.ipv4.is_empty() && self.ipv6.is_empty() {
+            return Decision::Admit;
+        }
+        let found = match ip {
+            IpAddr::V4(ip) => self.ipv4.iter().find(|(n, _)| n.contains(&ip)),
+            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                Some(ip) => self.ipv4.iter().find(|(n, _)| n.contains(&ip)),
+                None => {
+                    return self
+                        .ipv6
+                        .iter()
+                        .find(|(n, _)| n.contains(&ip))
+                        .map_or(Decision::Refuse, |(_, d)| *d)
+                }
+            },
+        };
+        // No rule holds it (the rules always end in a catch-all; this is the safe side).
+        found.map_or(Decision::Refuse, |(_, decision)| *decision)
     }
 
     /// The decision for one request from `client`. A truncation over TCP admits: TCP has
@@ -104,7 +161,7 @@ impl Policy {
     #[inline]
     pub fn decide(&self, client: &Client) -> Verdict {
         let decision = match self.rule {
-            None => Decision::Admit,
+            None => self.by_prefix(client.ip()),
             Some(rule) => rule(client),
         };
         match (decision, client.transport) {
@@ -183,8 +240,10 @@ impl Admission {
 /// question that does not walk.
 ///
 /// The reply is the header with QR set, the ID, opcode, RD and CD copied (RFC 1035 §4.1.1,
-/// RFC 4035 §3.2.2), RA set, the question echoed, and no records; OPT is not echoed, so the
-/// reply is never larger than the query.
+/// RFC 4035 §3.2.2), RA set, the question echoed, and no records. A refusal to a client that
+/// sent EDNS carries an OPT record with Extended DNS Error 18, Prohibited (RFC 8914 §4.19:
+/// "the server is unable to respond to the request because the server is not authorized to
+/// respond"): 6 bytes more than the query's own OPT, so a refusal is never a useful amplifier.
 pub fn rejection(query: &[u8], decision: Decision, out: &mut Vec<u8>) -> bool {
     let rcode = match decision {
         Decision::Admit | Decision::Drop => return false,
@@ -216,7 +275,35 @@ pub fn rejection(query: &[u8], decision: Decision, out: &mut Vec<u8>) -> bool {
     // RA=1, Z=0, AD=0, CD kept, the RCODE.
     out[3] = 0x80 | (query[3] & 0x10) | rcode;
     out[6..12].fill(0);
+    if decision == Decision::Refuse {
+        if let Some(dnssec_ok) = query_opt(query, end) {
+            push_prohibited(out, dnssec_ok);
+        }
+    }
     true
+}
+
+/// Extended DNS Error 18, Prohibited (RFC 8914 §5.2).
+const EDE_PROHIBITED: u16 = 18;
+
+/// Whether the query's only additional record is an OPT (what a stub's EDNS query carries),
+/// and its DO bit (RFC 3225).
+fn query_opt(query: &[u8], question_end: usize) -> Option<bool> {
+    let additionals = u16::from_be_bytes([query[10], query[11]]);
+    let opt = query.get(question_end..question_end + 11)?;
+    (additionals == 1 && opt[..3] == [0, 0, 41]).then_some(opt[7] & 0x80 != 0)
+}
+
+/// Appends an OPT record holding one EDE option (RFC 6891 §6.1.2, RFC 8914 §2), and counts it.
+fn push_prohibited(out: &mut Vec<u8>, dnssec_ok: bool) {
+    out.extend_from_slice(&[0, 0, 41]); // root owner, TYPE OPT
+    out.extend_from_slice(&crate::server::UDP_PAYLOAD.to_be_bytes()); // CLASS: payload size
+    out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]); // RCODE, version, DO
+    out.extend_from_slice(&6u16.to_be_bytes()); // RDLENGTH
+    out.extend_from_slice(&15u16.to_be_bytes()); // OPTION-CODE: EDE
+    out.extend_from_slice(&2u16.to_be_bytes()); // OPTION-LENGTH
+    out.extend_from_slice(&EDE_PROHIBITED.to_be_bytes()); // INFO-CODE
+    out[11] = 1; // ARCOUNT
 }
 
 /// Where the single question of `query` ends, if it walks: an uncompressed name (a query's
@@ -256,8 +343,17 @@ mod tests {
             &[0xab, 0xcd, 0x81, 0x95],
             "QR RD / RA CD REFUSED"
         );
-        assert_eq!(&out[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(out.len(), 12 + 13, "no OPT: never larger than the query");
+        assert_eq!(
+            &out[4..12],
+            &[0, 1, 0, 0, 0, 0, 0, 1],
+            "one question, the OPT"
+        );
+        assert_eq!(
+            out.len(),
+            12 + 13 + 17,
+            "the question and an OPT with EDE 18"
+        );
+        assert_eq!(&out[out.len() - 6..], &[0, 15, 0, 2, 0, 18]);
         let parsed = hickory_proto::op::Message::from_vec(&out).unwrap();
         assert_eq!(
             parsed.metadata.response_code,
@@ -307,6 +403,71 @@ mod tests {
         assert!(admission.connect(peer).is_none(), "at the cap: closed");
         drop(first);
         assert!(admission.connect(peer).is_some(), "a slot given back");
+    }
+
+    fn decision(policy: &Policy, address: &str) -> Decision {
+        let client = Client::new(
+            SocketAddr::new(address.parse().unwrap(), 5300),
+            Transport::Udp,
+        );
+        match policy.decide(&client) {
+            Verdict::Admit(_) => Decision::Admit,
+            Verdict::Reject(decision) => decision,
+        }
+    }
+
+    #[test]
+    fn without_access_private_networks_are_answered_and_the_world_refused() {
+        let policy = Policy::from_access(&AccessConfig::default());
+        for (address, expected) in [
+            ("127.0.0.1", Decision::Admit),
+            ("10.1.2.3", Decision::Admit),
+            ("172.31.255.255", Decision::Admit),
+            ("172.32.0.1", Decision::Refuse),
+            ("192.168.1.1", Decision::Admit),
+            ("100.64.0.10", Decision::Admit),
+            ("169.254.20.10", Decision::Admit),
+            ("8.8.8.8", Decision::Refuse),
+            ("198.51.100.7", Decision::Refuse),
+            ("::1", Decision::Admit),
+            ("fd00::1", Decision::Admit),
+            ("fe80::1", Decision::Admit),
+            ("2001:db8::1", Decision::Refuse),
+            ("::ffff:10.0.0.1", Decision::Admit),
+            ("::ffff:8.8.8.8", Decision::Refuse),
+        ] {
+            assert_eq!(decision(&policy, address), expected, "{address}");
+        }
+    }
+
+    #[test]
+    fn the_most_specific_prefix_decides() {
+        let rules = [
+            ("10.0.0.0/8", AccessAction::Allow),
+            ("10.1.0.0/16", AccessAction::Refuse),
+            ("10.1.2.0/24", AccessAction::Deny),
+            ("10.1.2.3/32", AccessAction::Allow),
+            ("0.0.0.0/0", AccessAction::Refuse),
+            ("::/0", AccessAction::Deny),
+        ];
+        let access = AccessConfig {
+            rules: rules
+                .iter()
+                .map(|(network, action)| (network.parse().unwrap(), *action))
+                .collect(),
+            built_in: false,
+        };
+        let policy = Policy::from_access(&access);
+        for (address, expected) in [
+            ("10.9.9.9", Decision::Admit),
+            ("10.1.9.9", Decision::Refuse),
+            ("10.1.2.9", Decision::Drop),
+            ("10.1.2.3", Decision::Admit),
+            ("11.0.0.1", Decision::Refuse),
+            ("2001:db8::1", Decision::Drop),
+        ] {
+            assert_eq!(decision(&policy, address), expected, "{address}");
+        }
     }
 
     #[test]

@@ -160,18 +160,22 @@ pub struct AccessConfig {
     pub built_in: bool,
 }
 
+/// Loopback (RFC 1122, RFC 4291): answered with or without `[access]`, unless a rule for the
+/// same prefix says otherwise.
+const LOOPBACK: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+
 /// Answered without `[access]`: the networks a client on the same host, site or cluster comes
 /// from. Loopback (RFC 1122), private (RFC 1918), shared address space (RFC 6598, which
 /// carrier-grade NAT and some Kubernetes pod networks use), link-local (RFC 3927, RFC 4291),
 /// unique local IPv6 (RFC 4193).
 pub const PRIVATE_NETWORKS: [&str; 9] = [
-    "127.0.0.0/8",
+    LOOPBACK[0],
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
     "100.64.0.0/10",
     "169.254.0.0/16",
-    "::1/128",
+    LOOPBACK[1],
     "fc00::/7",
     "fe80::/10",
 ];
@@ -338,7 +342,7 @@ fn access(tables: &Tables<'_>) -> Result<AccessConfig, ConfigError> {
             rules.push((network, action));
         }
     }
-    let implicit = ["127.0.0.0/8", "::1/128"]
+    let implicit = LOOPBACK
         .iter()
         .filter_map(|n| n.parse().ok())
         .map(|network| (network, AccessAction::Allow))

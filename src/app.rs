@@ -65,6 +65,7 @@ pub enum StartError {
 pub fn metric_names() -> Vec<MetricDoc> {
     let mut names: Vec<MetricDoc> = crate::metrics::NAMES.to_vec();
     names.extend_from_slice(fast::METRICS);
+    names.extend_from_slice(crate::server::rate_limit::METRICS);
     names.extend_from_slice(crate::admin::METRICS);
     for setup in crate::sources::REGISTRY {
         names.extend_from_slice(setup.metrics());
@@ -213,6 +214,7 @@ impl crate::admin::Status for State {
     fn encode_metrics(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
         self.metrics.encode(encoder)?;
         self.table.stats().encode(encoder)?;
+        self.engine.admission().rate_stats().encode(encoder)?;
         for source in &self.sources.load().running {
             source.encode_metrics(encoder)?;
         }
@@ -257,9 +259,14 @@ impl State {
         if config.access != old.config.access {
             log_access(&config);
         }
-        self.engine
-            .admission()
-            .replace_policy(Policy::from_access(&config.access));
+        if config.rate_limit != old.config.rate_limit {
+            log_rate_limit(&config);
+        }
+        self.engine.admission().configure(
+            &config.access,
+            config.rate_limit.as_ref(),
+            config.server.cookies,
+        );
         self.sources.store(Arc::clone(&sources));
         // Another order, other actions or other sources: no stored reply is known to hold.
         self.versions.bump_all();
@@ -290,6 +297,39 @@ impl State {
 
 /// The effective `[access]` policy, in the log at start and when a reload changes it; a warning
 /// when a listener reachable from other hosts answers everyone (an open resolver).
+/// How often the server cookie secret is replaced. RFC 9018 §4.4 asks that the secret change
+/// "on a regular basis"; the previous one stays valid until the next rotation, which is longer
+/// than a cookie's hour of life, so no client ever holds a cookie made with a secret gone.
+const COOKIE_ROTATION: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+async fn rotate_cookie_secret(
+    cookies: Arc<crate::server::cookies::Cookies>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(COOKIE_ROTATION) => cookies.rotate(),
+        }
+    }
+}
+
+/// Logs `[rate_limit]` as it is now.
+fn log_rate_limit(config: &Config) {
+    match &config.rate_limit {
+        None => tracing::info!(config = %config.origin, "rate_limit: off"),
+        Some(limit) => tracing::info!(
+            config = %config.origin,
+            responses_per_second = limit.responses_per_second,
+            ipv4_prefix = limit.ipv4_prefix,
+            ipv6_prefix = limit.ipv6_prefix,
+            slip = limit.slip,
+            exempt = ?limit.exempt,
+            "rate_limit: UDP responses per client prefix"
+        ),
+    }
+}
+
 fn log_access(config: &Config) {
     let rules: Vec<String> = config
         .access
@@ -323,7 +363,10 @@ fn warn_about_restart_only_keys(old: &Config, new: &Config) {
     let server_changed = old.server.listen != new.server.listen
         || old.server.fast_path != new.server.fast_path
         || old.server.tcp_idle_timeout != new.server.tcp_idle_timeout
-        || old.server.tcp_max_connections != new.server.tcp_max_connections;
+        || old.server.tcp_max_connections != new.server.tcp_max_connections
+        || old.server.tcp_max_connections_per_client != new.server.tcp_max_connections_per_client
+        || old.server.max_waiting_per_client != new.server.max_waiting_per_client
+        || old.server.max_in_flight != new.server.max_in_flight;
     if server_changed {
         tracing::warn!(config = %new.origin, "[server] changed: listeners are bound at start; restart to apply");
     }
@@ -423,15 +466,25 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     let metrics = Arc::new(Metrics::new());
     metrics.config_reloads.mark_loaded();
-    let engine = Arc::new(Engine::with_metrics(
-        chain_for(config, &sources),
-        Arc::clone(&metrics),
-        config.log.queries,
-        Admission::new(
-            Policy::from_access(&config.access),
-            config.server.tcp_max_connections,
-        ),
-    ));
+    let admission = Admission::new(
+        Policy::admit_all(),
+        config.server.tcp_max_connections,
+        config.server.tcp_max_connections_per_client,
+    );
+    admission.configure(
+        &config.access,
+        config.rate_limit.as_ref(),
+        config.server.cookies,
+    );
+    let engine = Arc::new(
+        Engine::with_metrics(
+            chain_for(config, &sources),
+            Arc::clone(&metrics),
+            config.log.queries,
+            admission,
+        )
+        .with_waiting_limit(config.server.max_waiting_per_client),
+    );
 
     // Bind everything before serving anything, so a failure leaves nothing half-started.
     // With the fast path, one UDP socket per core (SO_REUSEPORT), each drained by its own task.
@@ -483,6 +536,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     shutdown.clone(),
                     tracker.clone(),
                     tokio::runtime::Handle::current(),
+                    config.server.max_in_flight,
                 )
                 .map_err(udp_error)?;
             } else {
@@ -491,6 +545,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                     Arc::clone(&engine),
                     shutdown.clone(),
                     tracker.clone(),
+                    config.server.max_in_flight,
                 ));
             }
         }
@@ -527,7 +582,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ));
     }
 
+    tracker.spawn(rotate_cookie_secret(
+        Arc::clone(state.engine.admission().cookies()),
+        shutdown.clone(),
+    ));
     log_access(config);
+    if config.rate_limit.is_some() {
+        log_rate_limit(config);
+    }
     let order: Vec<String> = config.order.iter().map(ToString::to_string).collect();
     let sources: Vec<String> = config
         .sources

@@ -83,9 +83,9 @@ fn rcode(reply: &[u8]) -> ResponseCode {
     Message::from_vec(reply).unwrap().metadata.response_code
 }
 
-/// Whether a reply carries Extended DNS Error 18 (Prohibited): its OPT's last option.
+/// Whether a reply carries Extended DNS Error 18 (Prohibited).
 fn prohibited(reply: &[u8]) -> bool {
-    reply.ends_with(&[0, 15, 0, 2, 0, 18])
+    extended_error(reply).is_some_and(|(code, _)| code == 18)
 }
 
 #[tokio::test]

@@ -97,6 +97,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
         .request(
             "192.0.2.1:5300".parse().unwrap(),
             hearth::server::Transport::Udp,
+            &[],
         )
         .admitted()
         .unwrap();

@@ -148,6 +148,7 @@ impl WireAnswer {
             additionals,
             chase: None,
             validity: Validity::Never,
+            extended_error: None,
         })
     }
 }
@@ -378,6 +379,7 @@ fn with_ttls(answer: &Answer, ttl: impl Fn(u32) -> u32) -> Answer {
         additionals: map(&answer.additionals),
         chase: None,
         validity: Validity::Never,
+        extended_error: None,
     }
 }
 

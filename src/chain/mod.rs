@@ -12,6 +12,7 @@
 //! are decided here and nowhere else; sources never know what comes after them.
 
 pub mod client;
+pub mod ede;
 pub mod order;
 pub mod validity;
 
@@ -22,7 +23,8 @@ use async_trait::async_trait;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
 
-pub use client::{Client, Transport};
+pub use client::{Client, Transport, WaitSlot, Waiting};
+pub use ede::ExtendedError;
 pub use order::{Actions, OrderEntry};
 pub use validity::{DataVersion, DataVersions, Dependencies, Validity};
 
@@ -43,6 +45,10 @@ pub struct Question {
     pub dnssec_ok: bool,
     /// The CD bit (RFC 4035 §3.2.2): forwarded unchanged.
     pub checking_disabled: bool,
+    /// The asking client's place in the per-client count of queries waiting on another server
+    /// (`server.max_waiting_per_client`); `None` for questions no client asked (prefetch,
+    /// tests), which are not limited.
+    pub waiting: Option<WaitSlot>,
 }
 
 impl Question {
@@ -54,6 +60,7 @@ impl Question {
             class: DNSClass::IN,
             dnssec_ok: false,
             checking_disabled: false,
+            waiting: None,
         }
     }
 }
@@ -133,6 +140,8 @@ pub struct Answer {
     /// How long the same question would get the same answer: what lets the UDP fast path
     /// answer it again from the encoded reply ([`validity`]).
     pub validity: Validity,
+    /// Why the answer is a failure or stale (RFC 8914), for a client that sent EDNS.
+    pub extended_error: Option<ExtendedError>,
 }
 
 impl Answer {
@@ -153,6 +162,11 @@ pub trait Failure: std::error::Error + Send + Sync + 'static {
     fn response_code(&self) -> ResponseCode {
         ResponseCode::ServFail
     }
+
+    /// The Extended DNS Error that says why (RFC 8914), if one fits.
+    fn extended_error(&self) -> Option<ExtendedError> {
+        None
+    }
 }
 
 /// A source's [`Failure`], shared (outcomes are cloned into the cache's coalesced waiters).
@@ -167,6 +181,11 @@ impl SourceError {
     /// The RCODE this failure ends in.
     pub fn response_code(&self) -> ResponseCode {
         self.0.response_code()
+    }
+
+    /// The Extended DNS Error this failure is sent with.
+    pub fn extended_error(&self) -> Option<ExtendedError> {
+        self.0.extended_error()
     }
 
     /// The source's own error, to tell which failure this is.
@@ -228,7 +247,13 @@ impl Outcome {
     /// SUCCESS with SERVFAIL: the name is the source's, but it cannot answer it yet (see the
     /// [`Source`] contract). Final, so the question does not leak to the next source.
     pub fn not_ready() -> Self {
-        Self::Success(Answer::server_failure())
+        Self::Success(Answer {
+            extended_error: Some(ExtendedError::new(
+                ExtendedError::NOT_READY,
+                "the data for this name has not loaded yet",
+            )),
+            ..Answer::server_failure()
+        })
     }
 
     /// Marks an answer read from local data as true until that data changes. The source that
@@ -270,6 +295,7 @@ impl Outcome {
             }
             Self::Unavail(error) | Self::TryAgain(error) => Answer {
                 response_code: error.response_code(),
+                extended_error: error.extended_error(),
                 ..Answer::default()
             },
         }
@@ -364,6 +390,7 @@ impl Chain {
             answer.response_code = more.answer.response_code;
             answer.authentic_data &= more.answer.authentic_data;
             answer.chase = more.answer.chase;
+            answer.extended_error = more.answer.extended_error.or(answer.extended_error.take());
             answer.validity = answer.validity.meet(more.answer.validity);
             resolution.status = more.status;
         }

@@ -16,6 +16,7 @@
 //! shipped and the default run can never drift apart.
 
 pub mod file;
+pub mod front_door;
 pub mod values;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,7 +32,10 @@ use crate::sources::setup::SourceConfig;
 use crate::sources::REGISTRY;
 use file::{line_of, Tables};
 pub use file::{ConfigError, Location, MAX_TTL};
-use values::{HumanDuration, ListenAddr, OrderValue, Prefix};
+pub use front_door::{
+    AccessAction, AccessConfig, RateLimitConfig, MAX_RESPONSES_PER_SECOND, PRIVATE_NETWORKS,
+};
+use values::{HumanDuration, ListenAddr, OrderValue};
 
 /// The default configuration, as shipped in `config/hearth.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/hearth.toml");
@@ -42,6 +46,9 @@ pub const DEFAULT_CONFIG_NAME: &str = "config/hearth.toml (embedded default)";
 /// Connections are counted by a semaphore; far beyond any real need, far below its limit.
 const MAX_TCP_CONNECTIONS: usize = 1_000_000;
 
+/// Queries in flight per UDP socket: each holds a task and a copy of its query.
+const MAX_IN_FLIGHT: usize = 1_000_000;
+
 /// An idle TCP connection is closed after at most this long.
 const MAX_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -50,7 +57,7 @@ const MAX_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 const MAX_LAMEDUCK: Duration = Duration::from_secs(300);
 
 /// The tables of the server itself; the sources' are theirs (`sources::REGISTRY`).
-const SERVER_TABLES: [&str; 5] = ["server", "resolve", "admin", "log", "access"];
+const SERVER_TABLES: [&str; 6] = ["server", "resolve", "admin", "log", "access", "rate_limit"];
 
 // ---------------------------------------------------------------------------------------------
 // The server's own tables, as written.
@@ -60,14 +67,6 @@ const SERVER_TABLES: [&str; 5] = ["server", "resolve", "admin", "log", "access"]
 struct AdminTable {
     listen: SocketAddr,
     namespace: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccessTable {
-    allow: Option<Vec<Prefix>>,
-    refuse: Option<Vec<Prefix>>,
-    deny: Option<Vec<Prefix>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +81,10 @@ struct ServerTable {
     listen: Option<Vec<ListenAddr>>,
     tcp_idle_timeout: Option<HumanDuration>,
     tcp_max_connections: Option<usize>,
+    tcp_max_connections_per_client: Option<usize>,
+    max_waiting_per_client: Option<u32>,
+    cookies: Option<bool>,
+    max_in_flight: Option<usize>,
     fast_path: Option<bool>,
     lameduck: Option<HumanDuration>,
 }
@@ -111,6 +114,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[access]`: which clients are answered.
     pub access: AccessConfig,
+    /// `[rate_limit]`, when present: how fast each client prefix is answered over UDP.
+    pub rate_limit: Option<RateLimitConfig>,
     /// Each source's configuration, in the registry's order.
     pub sources: Vec<Arc<dyn SourceConfig>>,
 }
@@ -140,81 +145,6 @@ pub struct AdminConfig {
     pub namespace: String,
 }
 
-/// What `[access]` does with a client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccessAction {
-    /// Answered.
-    Allow,
-    /// Answered REFUSED, with Extended DNS Error 18 (Prohibited) for an EDNS client.
-    Refuse,
-    /// Dropped without a reply; over TCP, closed at accept.
-    Deny,
-}
-
-/// `[access]`: a rule per prefix; the most specific prefix that holds the client decides, as
-/// Unbound's `access-control`. Without `[access]`, [`AccessConfig::default`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccessConfig {
-    pub rules: Vec<(ipnet::IpNet, AccessAction)>,
-    /// Whether the rules are the built-in default (no `[access]` in the file).
-    pub built_in: bool,
-}
-
-/// Loopback (RFC 1122, RFC 4291): answered with or without `[access]`, unless a rule for the
-/// same prefix says otherwise.
-const LOOPBACK: [&str; 2] = ["127.0.0.0/8", "::1/128"];
-
-/// Answered without `[access]`: the networks a client on the same host, site or cluster comes
-/// from. Loopback (RFC 1122), private (RFC 1918), shared address space (RFC 6598, which
-/// carrier-grade NAT and some Kubernetes pod networks use), link-local (RFC 3927, RFC 4291),
-/// unique local IPv6 (RFC 4193).
-pub const PRIVATE_NETWORKS: [&str; 9] = [
-    LOOPBACK[0],
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "169.254.0.0/16",
-    LOOPBACK[1],
-    "fc00::/7",
-    "fe80::/10",
-];
-
-impl Default for AccessConfig {
-    /// Loopback and private networks answered, everyone else REFUSED: a copy of the config
-    /// that lands on a public address is not an open resolver.
-    fn default() -> Self {
-        let mut rules = Vec::new();
-        for network in PRIVATE_NETWORKS {
-            if let Ok(network) = network.parse() {
-                rules.push((network, AccessAction::Allow));
-            }
-        }
-        rules.extend(Self::catch_all(AccessAction::Refuse));
-        Self {
-            rules,
-            built_in: true,
-        }
-    }
-}
-
-impl AccessConfig {
-    /// `0.0.0.0/0` and `::/0` with `action`.
-    fn catch_all(action: AccessAction) -> [(ipnet::IpNet, AccessAction); 2] {
-        [
-            (ipnet::IpNet::V4(ipnet::Ipv4Net::default()), action),
-            (ipnet::IpNet::V6(ipnet::Ipv6Net::default()), action),
-        ]
-    }
-
-    /// Whether a client anywhere (`0.0.0.0/0` or `::/0`) is answered.
-    pub fn allows_everyone(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|(network, action)| network.prefix_len() == 0 && *action == AccessAction::Allow)
-    }
-}
-
 /// `[log]`.
 #[derive(Clone, Debug, Default)]
 pub struct LogConfig {
@@ -233,6 +163,16 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// Connections beyond this are refused at accept, so idle clients cannot starve the rest.
     pub tcp_max_connections: usize,
+    /// Connections one client (its /32, or its /64 for IPv6) may hold open at once.
+    pub tcp_max_connections_per_client: usize,
+    /// Queries one client may have waiting on upstreams at once; more are answered SERVFAIL
+    /// at once (the DNSBomb pattern, CVE-2024-33655).
+    pub max_waiting_per_client: u32,
+    /// DNS Cookies (RFC 7873, server cookies per RFC 9018).
+    pub cookies: bool,
+    /// Queries on the general path (misses) at once per UDP socket; beyond, the fast path
+    /// sheds them with SERVFAIL so its hits never wait behind them.
+    pub max_in_flight: usize,
     /// Answer UDP through the batched fast path (`server::fast`); off: one datagram at a time.
     pub fast_path: bool,
     /// On SIGTERM/SIGINT, how long `/ready` fails while queries are still answered, so load
@@ -273,7 +213,8 @@ impl Config {
         tables.set_listen(server.listen.clone());
         let admin = admin(&tables)?;
         let log: LogTable = tables.read_or_default("log")?;
-        let access = access(&tables)?;
+        let access = front_door::access(&tables)?;
+        let rate_limit = front_door::rate_limit(&tables)?;
         let order = resolve(&tables, text)?;
         let sources = REGISTRY
             .iter()
@@ -288,6 +229,7 @@ impl Config {
                 queries: log.queries.unwrap_or(false),
             },
             access,
+            rate_limit,
             sources,
         })
     }
@@ -318,44 +260,6 @@ fn check_table_names(tables: &Tables<'_>) -> Result<(), ConfigError> {
             ),
         }),
     }
-}
-
-/// `[access]`: the operator's rules, with loopback still answered and everyone else refused
-/// unless a rule for the same prefix says otherwise.
-fn access(tables: &Tables<'_>) -> Result<AccessConfig, ConfigError> {
-    let Some(table) = tables.read::<AccessTable>("access")? else {
-        return Ok(AccessConfig::default());
-    };
-    let mut rules: Vec<(ipnet::IpNet, AccessAction)> = Vec::new();
-    for (key, list, action) in [
-        ("access.allow", table.allow, AccessAction::Allow),
-        ("access.refuse", table.refuse, AccessAction::Refuse),
-        ("access.deny", table.deny, AccessAction::Deny),
-    ] {
-        for Prefix(network) in list.unwrap_or_default() {
-            if let Some((_, other)) = rules.iter().find(|(n, _)| *n == network) {
-                return Err(tables.invalid(
-                    key,
-                    format!("{network} is listed twice (also {other:?}): one action per prefix"),
-                ));
-            }
-            rules.push((network, action));
-        }
-    }
-    let implicit = LOOPBACK
-        .iter()
-        .filter_map(|n| n.parse().ok())
-        .map(|network| (network, AccessAction::Allow))
-        .chain(AccessConfig::catch_all(AccessAction::Refuse));
-    for (network, action) in implicit.collect::<Vec<_>>() {
-        if !rules.iter().any(|(n, _)| *n == network) {
-            rules.push((network, action));
-        }
-    }
-    Ok(AccessConfig {
-        rules,
-        built_in: false,
-    })
 }
 
 /// `[admin]`.
@@ -411,6 +315,27 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
             format!("must be between 1 and {MAX_TCP_CONNECTIONS}"),
         ));
     }
+    let tcp_max_connections_per_client = server.tcp_max_connections_per_client.unwrap_or(64);
+    if !(1..=MAX_TCP_CONNECTIONS).contains(&tcp_max_connections_per_client) {
+        return Err(tables.invalid(
+            "server.tcp_max_connections_per_client",
+            format!("must be between 1 and {MAX_TCP_CONNECTIONS}"),
+        ));
+    }
+    let max_in_flight = server.max_in_flight.unwrap_or(4096);
+    if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+        return Err(tables.invalid(
+            "server.max_in_flight",
+            format!("must be between 1 and {MAX_IN_FLIGHT}"),
+        ));
+    }
+    let max_waiting_per_client = server.max_waiting_per_client.unwrap_or(100);
+    if max_waiting_per_client == 0 {
+        return Err(tables.invalid(
+            "server.max_waiting_per_client",
+            "must be at least 1 (a client that may not wait cannot be forwarded for)",
+        ));
+    }
     Ok(ServerConfig {
         listen,
         tcp_idle_timeout: tables.bounded(
@@ -420,6 +345,10 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
             "server.tcp_idle_timeout",
         )?,
         tcp_max_connections,
+        tcp_max_connections_per_client,
+        max_waiting_per_client,
+        cookies: server.cookies.unwrap_or(true),
+        max_in_flight,
         fast_path: server.fast_path.unwrap_or(true),
         lameduck: match server.lameduck {
             None => Duration::from_secs(5),

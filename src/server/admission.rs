@@ -2,11 +2,14 @@
 //!
 //! ```text
 //!  UDP datagram ──┐                          ┌─ Admit(Admitted) ─► fast table ─► general path
-//!  TCP message ───┼─► Policy::decide(client) ┼─ Refuse ──► REFUSED, built from the query bytes
-//!                 │                          ├─ Truncate ► TC=1, no records (the client retries
-//!  TCP accept ────┴─► Admission::connect     │             over TCP, which proves its address)
-//!                     (slot, or close on     └─ Drop ────► nothing (TCP: the connection closes)
-//!                      Drop or at the cap)
+//!  TCP message ───┼─► Policy::decide         ┼─ Refuse ──► REFUSED + EDE 18 (Prohibited)
+//!                 │   1. [access] by prefix  ├─ Truncate ► TC=1, no records (the "slip": a
+//!                 │   2. UDP: [rate_limit],  │             real client retries over TCP)
+//!                 │      unless the client   ├─ BadCookie► BADCOOKIE + a fresh server cookie
+//!                 │      holds a valid       │             (the slip, to a cookie client)
+//!                 │      server cookie       └─ Drop ────► nothing (TCP: the connection closes)
+//!  TCP accept ────┴─► Admission::connect: [access] Drop closes; the global and per-client
+//!                     connection caps; above half the slots, idle connections time out fast
 //! ```
 //!
 //! Why here and only here: the UDP fast path answers repeated questions from encoded replies
@@ -21,21 +24,34 @@
 //!   Extended DNS Error 18, Prohibited) or deny (nothing; over TCP, closed at accept). Without
 //!   `[access]`, loopback and private networks are answered and everyone else refused
 //!   (`config::AccessConfig::default`);
-//! - the TCP connection cap (`server.tcp_max_connections`), at accept.
+//! - `[rate_limit]` ([`super::rate_limit`]): UDP responses per client prefix; TCP and clients
+//!   with a valid server cookie ([`super::cookies`]) are never limited;
+//! - the TCP connection caps (`server.tcp_max_connections`, and per client
+//!   `server.tcp_max_connections_per_client`), at accept, and how long an idle connection may
+//!   stay ([`Admission::idle_timeout`]).
 //!
-//! Cost on the hot path: the policy is loaded once per batch of datagrams (an `ArcSwap` load),
-//! and deciding is a branch per datagram; `benches/engine.rs` (`admission/admit_all`) measures
+//! Cost on the hot path: the policy is loaded once per batch of datagrams (an `ArcSwap` load);
+//! deciding is a branch per datagram, plus one compare-and-swap on the limiter's table when
+//! `[rate_limit]` is on. `benches/engine.rs` (`admission/admit_all`) and BENCHMARKS.md measure
 //! it.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
-use crate::chain::{Client, Transport};
-use crate::config::{AccessAction, AccessConfig};
+use super::cookies::{self, Cookies, Presented};
+use super::quick_reply::{self, Shape};
+use super::rate_limit::{Limit, RateLimitStats, RateLimiter};
+use crate::chain::client::host_key;
+use crate::chain::{Client, ExtendedError, Transport};
+use crate::config::{AccessAction, AccessConfig, RateLimitConfig};
 
 /// What the front door does with one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +64,9 @@ pub enum Decision {
     /// Answer with TC=1 and no records: a client that is real retries over TCP (RFC 7766 §5),
     /// a spoofed address gets a reply no larger than the query (BIND's RRL "slip").
     Truncate,
+    /// Answer BADCOOKIE with a fresh server cookie (RFC 7873 §5.2.3): the slip for a client
+    /// that sent a client cookie; it retries with the server cookie and is then not limited.
+    BadCookie,
     /// Send nothing.
     Drop,
 }
@@ -69,7 +88,7 @@ impl Admitted {
 #[derive(Clone, Copy, Debug)]
 pub enum Verdict {
     Admit(Admitted),
-    /// Not admitted: `Refuse`, `Truncate` or `Drop` (never `Admit`).
+    /// Not admitted: `Refuse`, `Truncate`, `BadCookie` or `Drop` (never `Admit`).
     Reject(Decision),
 }
 
@@ -91,8 +110,12 @@ pub struct Policy {
     ipv4: Vec<(Ipv4Net, Decision)>,
     ipv6: Vec<(Ipv6Net, Decision)>,
     /// A rule over the client that replaces the prefixes: the hook tests use to prove that
-    /// every listener asks (and rate limiting will extend).
+    /// every listener asks.
     rule: Option<fn(&Client) -> Decision>,
+    /// `[rate_limit]`, when on.
+    rate_limit: Option<Arc<RateLimiter>>,
+    /// The server's cookie secrets, when `server.cookies` is on.
+    cookies: Option<Arc<Cookies>>,
 }
 
 impl Policy {
@@ -133,6 +156,23 @@ impl Policy {
         policy
     }
 
+    /// This policy, with UDP responses limited by `limiter`.
+    pub fn with_rate_limit(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.rate_limit = Some(limiter);
+        self
+    }
+
+    /// This policy, answering DNS Cookies with `cookies`.
+    pub fn with_cookies(mut self, cookies: Arc<Cookies>) -> Self {
+        self.cookies = Some(cookies);
+        self
+    }
+
+    /// The cookie secrets, when cookies are on.
+    pub fn cookies(&self) -> Option<&Arc<Cookies>> {
+        self.cookies.as_ref()
+    }
+
     /// What the prefixes say about `ip`: the most specific that holds it; admitted when none
     /// is configured. An IPv4-mapped IPv6 address is judged as the IPv4 address it carries.
     fn by_prefix(&self, ip: IpAddr) -> Decision {
@@ -156,13 +196,19 @@ impl Policy {
         found.map_or(Decision::Refuse, |(_, decision)| *decision)
     }
 
-    /// The decision for one request from `client`. A truncation over TCP admits: TCP has
+    /// The decision for `query` from `client` at `now`. A truncation over TCP admits: TCP has
     /// proven the client's address, which is what a truncated reply asks it to do.
     #[inline]
-    pub fn decide(&self, client: &Client) -> Verdict {
+    pub fn decide(&self, client: &Client, query: &[u8], now: Instant) -> Verdict {
         let decision = match self.rule {
             None => self.by_prefix(client.ip()),
             Some(rule) => rule(client),
+        };
+        let decision = match (decision, client.transport, &self.rate_limit) {
+            (Decision::Admit, Transport::Udp, Some(limiter)) => {
+                self.limit(limiter, client.ip(), query, now)
+            }
+            (decision, _, _) => decision,
         };
         match (decision, client.transport) {
             (Decision::Admit, _) | (Decision::Truncate, Transport::Tcp) => {
@@ -171,33 +217,175 @@ impl Policy {
             (rejected, _) => Verdict::Reject(rejected),
         }
     }
+
+    /// `[rate_limit]` for one UDP response. The cookie is read only for a response over the
+    /// rate, so the common case costs one table update.
+    fn limit(&self, limiter: &RateLimiter, ip: IpAddr, query: &[u8], now: Instant) -> Decision {
+        let second = now.duration_since(limiter.epoch()).as_secs();
+        let proven = || {
+            self.cookies
+                .as_ref()
+                .is_some_and(|cookies| cookies.query_has_valid(query, ip, cookies::now()))
+        };
+        match limiter.count(ip, second, proven) {
+            Limit::Pass => Decision::Admit,
+            Limit::Drop => Decision::Drop,
+            Limit::Slip => match (&self.cookies, Presented::in_query(query)) {
+                (Some(_), Some(Presented::Cookie { .. })) => Decision::BadCookie,
+                _ => Decision::Truncate,
+            },
+        }
+    }
+}
+
+/// Extended DNS Error 18 (RFC 8914 §4.19) for `[access]` refusals.
+fn prohibited() -> &'static ExtendedError {
+    static PROHIBITED: std::sync::LazyLock<ExtendedError> = std::sync::LazyLock::new(|| {
+        ExtendedError::new(ExtendedError::PROHIBITED, "refused by access control")
+    });
+    &PROHIBITED
+}
+
+/// Writes into `out` the reply for a request the front door did not admit, built from the
+/// query's own bytes ([`quick_reply`]); false when nothing is to be sent (a `Drop`, or a
+/// message that cannot be answered). A refusal carries Extended DNS Error 18 (Prohibited) for
+/// an EDNS client: RFC 8914 §4.19, "the server is unable to respond to the request because the
+/// server is not authorized to respond"; a BADCOOKIE carries a fresh server cookie.
+pub fn rejection(
+    query: &[u8],
+    decision: Decision,
+    client: IpAddr,
+    cookies: Option<&Cookies>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let shape = |rcode, truncated| Shape {
+        rcode,
+        truncated,
+        extended_error: None,
+        cookie: None,
+    };
+    match decision {
+        Decision::Admit | Decision::Drop => false,
+        Decision::Refuse => quick_reply::build(
+            query,
+            Shape {
+                extended_error: Some(prohibited()),
+                ..shape(quick_reply::REFUSED, false)
+            },
+            out,
+        ),
+        Decision::Truncate => quick_reply::build(query, shape(0, true), out),
+        Decision::BadCookie => {
+            let (Some(cookies), Some(Presented::Cookie { client: mine, .. })) =
+                (cookies, Presented::in_query(query))
+            else {
+                return quick_reply::build(query, shape(0, true), out);
+            };
+            let cookie = cookies.reply_option(mine, client, cookies::now());
+            quick_reply::build(
+                query,
+                Shape {
+                    cookie: Some(&cookie),
+                    ..shape(quick_reply::BADCOOKIE, false)
+                },
+                out,
+            )
+        }
+    }
 }
 
 /// The front door of one server: the request policy and the TCP connection slots.
 pub struct Admission {
     policy: ArcSwap<Policy>,
-    /// One permit per open TCP connection: at `server.tcp_max_connections`, more are closed at
-    /// accept, so idle connections cannot crowd out the rest.
-    tcp_connections: Arc<Semaphore>,
+    tcp: Arc<TcpSlots>,
+    /// The cookie secrets: one set for the process, kept across reloads so that a SIGHUP does
+    /// not turn every client's cookie stale.
+    cookies: Arc<Cookies>,
+    /// The rate limiter's counters, kept across reloads.
+    rate_stats: Arc<RateLimitStats>,
 }
 
-/// An admitted TCP connection; its slot is given back when this is dropped.
-#[derive(Debug)]
+/// The TCP connections open, in all and per client.
+struct TcpSlots {
+    /// One permit per open connection: at `server.tcp_max_connections`, more are closed at
+    /// accept, so idle connections cannot crowd out the rest.
+    all: Arc<Semaphore>,
+    max: usize,
+    open: AtomicUsize,
+    /// Open connections per client host (its /32, or /64 for IPv6). Touched at accept and
+    /// close only, so a lock is cheap enough.
+    per_client: Mutex<HashMap<u128, usize>>,
+    max_per_client: usize,
+    /// Woken when the slots pass half full: idle connections then look at their timeout again.
+    pressure: Notify,
+}
+
+/// Above half the slots, an idle connection is closed after this instead of
+/// `server.tcp_idle_timeout`, as Unbound does (its `TCP_QUERY_TIMEOUT_MINIMUM`, 200 ms), so
+/// under pressure the slots go to clients that send queries.
+pub const PRESSURE_IDLE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// An admitted TCP connection; its slots are given back when this is dropped.
 pub struct Connection {
     _slot: OwnedSemaphorePermit,
+    client: u128,
+    tcp: Arc<TcpSlots>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.tcp.open.fetch_sub(1, Ordering::Relaxed);
+        let mut per_client = self
+            .tcp
+            .per_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+    }
 }
 
 impl Admission {
-    pub fn new(policy: Policy, tcp_max_connections: usize) -> Self {
+    /// A front door with `policy`, room for `tcp_max_connections` connections in all and
+    /// `tcp_max_connections_per_client` from one client.
+    pub fn new(
+        policy: Policy,
+        tcp_max_connections: usize,
+        tcp_max_connections_per_client: usize,
+    ) -> Self {
         Self {
             policy: ArcSwap::from_pointee(policy),
-            tcp_connections: Arc::new(Semaphore::new(tcp_max_connections)),
+            tcp: Arc::new(TcpSlots {
+                all: Arc::new(Semaphore::new(tcp_max_connections)),
+                max: tcp_max_connections,
+                open: AtomicUsize::new(0),
+                per_client: Mutex::new(HashMap::new()),
+                max_per_client: tcp_max_connections_per_client,
+                pressure: Notify::new(),
+            }),
+            cookies: Arc::new(Cookies::default()),
+            rate_stats: Arc::default(),
         }
     }
 
-    /// Admits everyone, with room for `tcp_max_connections` connections (tests, benchmarks).
+    /// Admits everyone, with room for `tcp_max_connections` connections, all of which one
+    /// client may hold (tests, benchmarks).
     pub fn admit_all(tcp_max_connections: usize) -> Self {
-        Self::new(Policy::admit_all(), tcp_max_connections)
+        Self::new(
+            Policy::admit_all(),
+            tcp_max_connections,
+            tcp_max_connections,
+        )
     }
 
     /// The policy now. A listener loads it once per batch and decides each request with it.
@@ -210,116 +398,124 @@ impl Admission {
         self.policy.store(Arc::new(policy));
     }
 
-    /// One request from `address` over `transport`.
-    pub fn request(&self, address: SocketAddr, transport: Transport) -> Verdict {
-        self.policy().decide(&Client::new(address, transport))
+    /// Builds and puts in place the policy of `[access]`, `[rate_limit]` and `server.cookies`.
+    /// An unchanged `[rate_limit]` keeps its limiter, so a reload does not hand every client a
+    /// fresh second of responses; the cookie secrets are the process's.
+    pub fn configure(
+        &self,
+        access: &AccessConfig,
+        rate_limit: Option<&RateLimitConfig>,
+        cookies: bool,
+    ) {
+        let mut policy = Policy::from_access(access);
+        if let Some(config) = rate_limit {
+            let current = self.policy().rate_limit.clone();
+            let limiter = match current {
+                Some(limiter) if limiter.config() == config => limiter,
+                _ => Arc::new(RateLimiter::new(
+                    config.clone(),
+                    Arc::clone(&self.rate_stats),
+                )),
+            };
+            policy = policy.with_rate_limit(limiter);
+        }
+        if cookies {
+            policy = policy.with_cookies(Arc::clone(&self.cookies));
+        }
+        self.replace_policy(policy);
+    }
+
+    /// The cookie secrets (rotated by the server's background task).
+    pub fn cookies(&self) -> &Arc<Cookies> {
+        &self.cookies
+    }
+
+    /// The rate limiter's counters.
+    pub fn rate_stats(&self) -> &RateLimitStats {
+        &self.rate_stats
+    }
+
+    /// One request (`query`, its bytes) from `address` over `transport`.
+    pub fn request(&self, address: SocketAddr, transport: Transport, query: &[u8]) -> Verdict {
+        self.policy()
+            .decide(&Client::new(address, transport), query, Instant::now())
     }
 
     /// A TCP connection from `peer`, at accept: its slot, or `None` to close it at once. A
     /// client whose requests would be dropped is closed here; one that would be refused is
     /// taken, and each of its messages gets its REFUSED (the access-control issue: "deny ...
-    /// TCP: closed at accept").
+    /// TCP: closed at accept"). A client at `tcp_max_connections_per_client` is closed, and so
+    /// is everyone at `tcp_max_connections`; past half of that, idle connections are told to
+    /// close soon ([`Admission::idle_timeout`]).
     pub fn connect(&self, peer: SocketAddr) -> Option<Connection> {
-        if let Verdict::Reject(Decision::Drop) = self.request(peer, Transport::Tcp) {
+        let policy = self.policy();
+        let decision = match policy.rule {
+            None => policy.by_prefix(peer.ip()),
+            Some(rule) => rule(&Client::new(peer, Transport::Tcp)),
+        };
+        if decision == Decision::Drop {
             tracing::debug!(%peer, "TCP connection closed at accept");
             return None;
         }
-        match Arc::clone(&self.tcp_connections).try_acquire_owned() {
-            Ok(slot) => Some(Connection { _slot: slot }),
-            Err(_) => {
-                tracing::debug!(%peer, "TCP connection closed: at the connection limit");
-                None
+        let client = host_key(peer.ip());
+        {
+            let mut per_client = self
+                .tcp
+                .per_client
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let count = per_client.entry(client).or_insert(0);
+            if *count >= self.tcp.max_per_client {
+                tracing::debug!(%peer, "TCP connection closed: the client is at its connection limit");
+                return None;
             }
+            *count += 1;
         }
-    }
-}
-
-/// The reply for a request the front door did not admit, built from the query's own bytes
-/// (no parse beyond the question), or `None` when nothing is sent: a `Drop`, a message too
-/// short to answer, a response (never answer one: that is how reflection loops start), or a
-/// question that does not walk.
-///
-/// The reply is the header with QR set, the ID, opcode, RD and CD copied (RFC 1035 §4.1.1,
-/// RFC 4035 §3.2.2), RA set, the question echoed, and no records. A refusal to a client that
-/// sent EDNS carries an OPT record with Extended DNS Error 18, Prohibited (RFC 8914 §4.19:
-/// "the server is unable to respond to the request because the server is not authorized to
-/// respond"): 6 bytes more than the query's own OPT, so a refusal is never a useful amplifier.
-pub fn rejection(query: &[u8], decision: Decision, out: &mut Vec<u8>) -> bool {
-    let rcode = match decision {
-        Decision::Admit | Decision::Drop => return false,
-        Decision::Refuse => 5,
-        Decision::Truncate => 0,
-    };
-    if query.len() < 12 || query[2] & 0x80 != 0 {
-        return false;
-    }
-    let questions = u16::from_be_bytes([query[4], query[5]]);
-    let end = match questions {
-        0 => Some(12),
-        1 => question_end(query),
-        _ => None,
-    };
-    let Some(end) = end else {
-        return false;
-    };
-    out.clear();
-    out.extend_from_slice(&query[..end]);
-    // QR=1, opcode and RD kept, AA=0, TC for a truncation.
-    out[2] = 0x80
-        | (query[2] & 0x79)
-        | if decision == Decision::Truncate {
-            0x02
-        } else {
-            0
+        let slot = match Arc::clone(&self.tcp.all).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let mut per_client = self
+                    .tcp
+                    .per_client
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if let Some(count) = per_client.get_mut(&client) {
+                    *count -= 1;
+                    if *count == 0 {
+                        per_client.remove(&client);
+                    }
+                }
+                tracing::debug!(%peer, "TCP connection closed: at the connection limit");
+                return None;
+            }
         };
-    // RA=1, Z=0, AD=0, CD kept, the RCODE.
-    out[3] = 0x80 | (query[3] & 0x10) | rcode;
-    out[6..12].fill(0);
-    if decision == Decision::Refuse {
-        if let Some(dnssec_ok) = query_opt(query, end) {
-            push_prohibited(out, dnssec_ok);
+        // Crossing half full: the idle connections waiting with the long timeout look again.
+        // (Only at the crossing: those that start waiting later see the pressure themselves.)
+        let open = self.tcp.open.fetch_add(1, Ordering::Relaxed) + 1;
+        if open == self.tcp.max / 2 + 1 {
+            self.tcp.pressure.notify_waiters();
+        }
+        Some(Connection {
+            _slot: slot,
+            client,
+            tcp: Arc::clone(&self.tcp),
+        })
+    }
+
+    /// How long an idle connection may stay now: `configured`, or [`PRESSURE_IDLE_TIMEOUT`]
+    /// when more than half the slots are taken.
+    pub fn idle_timeout(&self, configured: Duration) -> Duration {
+        if self.tcp.open.load(Ordering::Relaxed) > self.tcp.max / 2 {
+            configured.min(PRESSURE_IDLE_TIMEOUT)
+        } else {
+            configured
         }
     }
-    true
-}
 
-/// Extended DNS Error 18, Prohibited (RFC 8914 §5.2).
-const EDE_PROHIBITED: u16 = 18;
-
-/// Whether the query's only additional record is an OPT (what a stub's EDNS query carries),
-/// and its DO bit (RFC 3225).
-fn query_opt(query: &[u8], question_end: usize) -> Option<bool> {
-    let additionals = u16::from_be_bytes([query[10], query[11]]);
-    let opt = query.get(question_end..question_end + 11)?;
-    (additionals == 1 && opt[..3] == [0, 0, 41]).then_some(opt[7] & 0x80 != 0)
-}
-
-/// Appends an OPT record holding one EDE option (RFC 6891 §6.1.2, RFC 8914 §2), and counts it.
-fn push_prohibited(out: &mut Vec<u8>, dnssec_ok: bool) {
-    out.extend_from_slice(&[0, 0, 41]); // root owner, TYPE OPT
-    out.extend_from_slice(&crate::server::UDP_PAYLOAD.to_be_bytes()); // CLASS: payload size
-    out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]); // RCODE, version, DO
-    out.extend_from_slice(&6u16.to_be_bytes()); // RDLENGTH
-    out.extend_from_slice(&15u16.to_be_bytes()); // OPTION-CODE: EDE
-    out.extend_from_slice(&2u16.to_be_bytes()); // OPTION-LENGTH
-    out.extend_from_slice(&EDE_PROHIBITED.to_be_bytes()); // INFO-CODE
-    out[11] = 1; // ARCOUNT
-}
-
-/// Where the single question of `query` ends, if it walks: an uncompressed name (a query's
-/// first name has nothing to point back to), then type and class.
-fn question_end(query: &[u8]) -> Option<usize> {
-    let mut position = 12;
-    loop {
-        let length = usize::from(*query.get(position)?);
-        match length {
-            0 => break,
-            1..=63 => position += 1 + length,
-            _ => return None,
-        }
+    /// Resolves when the slots pass half full.
+    pub async fn pressure(&self) {
+        self.tcp.pressure.notified().await;
     }
-    let end = position + 1 + 4;
-    (end <= query.len()).then_some(end)
 }
 
 #[cfg(test)]
@@ -335,67 +531,11 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_echoes_the_question_and_nothing_else() {
-        let mut out = Vec::new();
-        assert!(rejection(&query(), Decision::Refuse, &mut out));
-        assert_eq!(
-            &out[..4],
-            &[0xab, 0xcd, 0x81, 0x95],
-            "QR RD / RA CD REFUSED"
-        );
-        assert_eq!(
-            &out[4..12],
-            &[0, 1, 0, 0, 0, 0, 0, 1],
-            "one question, the OPT"
-        );
-        assert_eq!(
-            out.len(),
-            12 + 13 + 17,
-            "the question and an OPT with EDE 18"
-        );
-        assert_eq!(&out[out.len() - 6..], &[0, 15, 0, 2, 0, 18]);
-        let parsed = hickory_proto::op::Message::from_vec(&out).unwrap();
-        assert_eq!(
-            parsed.metadata.response_code,
-            hickory_proto::op::ResponseCode::Refused
-        );
-        assert_eq!(parsed.queries[0].name().to_ascii(), "example.");
-    }
-
-    #[test]
-    fn a_truncation_sets_tc_with_no_error() {
-        let mut out = Vec::new();
-        assert!(rejection(&query(), Decision::Truncate, &mut out));
-        let parsed = hickory_proto::op::Message::from_vec(&out).unwrap();
-        assert!(parsed.metadata.truncation);
-        assert_eq!(
-            parsed.metadata.response_code,
-            hickory_proto::op::ResponseCode::NoError
-        );
-        assert!(parsed.answers.is_empty());
-    }
-
-    #[test]
-    fn nothing_is_sent_for_a_drop_a_response_or_garbage() {
-        let mut out = Vec::new();
-        assert!(!rejection(&query(), Decision::Drop, &mut out));
-        let mut response = query();
-        response[2] |= 0x80;
-        assert!(!rejection(&response, Decision::Refuse, &mut out));
-        assert!(!rejection(&[0; 11], Decision::Refuse, &mut out));
-        let mut compressed = query();
-        compressed[12] = 0xc0;
-        assert!(!rejection(&compressed, Decision::Refuse, &mut out));
-        let cut = &query()[..20];
-        assert!(!rejection(cut, Decision::Refuse, &mut out));
-    }
-
-    #[test]
     fn admit_all_admits_and_counts_tcp_slots() {
         let admission = Admission::admit_all(2);
         let peer: SocketAddr = "192.0.2.1:5300".parse().unwrap();
         assert!(matches!(
-            admission.request(peer, Transport::Udp),
+            admission.request(peer, Transport::Udp, &[]),
             Verdict::Admit(admitted) if admitted.client().address == peer
         ));
         let first = admission.connect(peer).expect("a slot");
@@ -410,7 +550,7 @@ mod tests {
             SocketAddr::new(address.parse().unwrap(), 5300),
             Transport::Udp,
         );
-        match policy.decide(&client) {
+        match policy.decide(&client, &[], Instant::now()) {
             Verdict::Admit(_) => Decision::Admit,
             Verdict::Reject(decision) => decision,
         }
@@ -480,22 +620,166 @@ mod tests {
             "refused: taken, each message answered REFUSED"
         );
         assert!(matches!(
-            admission.request(peer, Transport::Tcp),
+            admission.request(peer, Transport::Tcp, &[]),
             Verdict::Reject(Decision::Refuse)
         ));
         admission.replace_policy(Policy::with_rule(|_| Decision::Truncate));
         assert!(
-            matches!(admission.request(peer, Transport::Tcp), Verdict::Admit(_)),
+            matches!(
+                admission.request(peer, Transport::Tcp, &[]),
+                Verdict::Admit(_)
+            ),
             "TCP has proven the address a truncation asks for"
         );
         assert!(matches!(
-            admission.request(peer, Transport::Udp),
+            admission.request(peer, Transport::Udp, &[]),
             Verdict::Reject(Decision::Truncate)
         ));
         admission.replace_policy(Policy::with_rule(|_| Decision::Drop));
         assert!(
             admission.connect(peer).is_none(),
             "dropped: closed at accept"
+        );
+    }
+
+    fn rate_limited(rate: u32, slip: u32, cookies: bool) -> Admission {
+        let admission = Admission::new(Policy::admit_all(), 8, 8);
+        let config = RateLimitConfig {
+            responses_per_second: rate,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            slip,
+            exempt: Vec::new(),
+        };
+        let everyone = AccessConfig {
+            rules: vec![("0.0.0.0/0".parse().unwrap(), AccessAction::Allow)],
+            built_in: false,
+        };
+        admission.configure(&everyone, Some(&config), cookies);
+        admission
+    }
+
+    fn with_cookie(cookie: &[u8]) -> Vec<u8> {
+        let mut q = query();
+        let length = q.len();
+        q[length - 2..].copy_from_slice(&((4 + cookie.len()) as u16).to_be_bytes());
+        q.extend_from_slice(&[0, 10]);
+        q.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+        q.extend_from_slice(cookie);
+        q
+    }
+
+    #[test]
+    fn over_the_rate_udp_slips_or_drops_and_tcp_is_never_limited() {
+        let admission = rate_limited(2, 2, false);
+        let peer: SocketAddr = "192.0.2.1:5300".parse().unwrap();
+        let decisions: Vec<Decision> = (0..6)
+            .map(
+                |_| match admission.request(peer, Transport::Udp, &query()) {
+                    Verdict::Admit(_) => Decision::Admit,
+                    Verdict::Reject(decision) => decision,
+                },
+            )
+            .collect();
+        assert_eq!(
+            decisions,
+            [
+                Decision::Admit,
+                Decision::Admit,
+                Decision::Truncate,
+                Decision::Drop,
+                Decision::Truncate,
+                Decision::Drop
+            ]
+        );
+        assert!(matches!(
+            admission.request(peer, Transport::Tcp, &query()),
+            Verdict::Admit(_)
+        ));
+        let stats = admission.rate_stats();
+        assert_eq!(stats.limited.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.slipped.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_valid_server_cookie_exempts_and_a_client_cookie_slips_as_badcookie() {
+        let admission = rate_limited(1, 1, true);
+        let peer: SocketAddr = "192.0.2.1:5300".parse().unwrap();
+        let client = [1, 2, 3, 4, 5, 6, 7, 8];
+        let server = admission
+            .cookies()
+            .server_cookie(&client, peer.ip(), cookies::now());
+        let mut valid = client.to_vec();
+        valid.extend_from_slice(&server);
+        let mut forged = valid.clone();
+        forged[20] ^= 0xff;
+        assert!(matches!(
+            admission.request(peer, Transport::Udp, &query()),
+            Verdict::Admit(_)
+        ));
+        for _ in 0..5 {
+            assert!(matches!(
+                admission.request(peer, Transport::Udp, &with_cookie(&valid)),
+                Verdict::Admit(_)
+            ));
+        }
+        assert!(matches!(
+            admission.request(peer, Transport::Udp, &with_cookie(&forged)),
+            Verdict::Reject(Decision::BadCookie)
+        ));
+        assert!(matches!(
+            admission.request(peer, Transport::Udp, &with_cookie(&client)),
+            Verdict::Reject(Decision::BadCookie)
+        ));
+        assert!(matches!(
+            admission.request(peer, Transport::Udp, &query()),
+            Verdict::Reject(Decision::Truncate)
+        ));
+        let mut out = Vec::new();
+        assert!(rejection(
+            &with_cookie(&client),
+            Decision::BadCookie,
+            peer.ip(),
+            Some(admission.cookies()),
+            &mut out
+        ));
+        let reply = hickory_proto::op::Message::from_vec(&out).unwrap();
+        assert_eq!(
+            reply.metadata.response_code,
+            hickory_proto::op::ResponseCode::BADCOOKIE
+        );
+        let option = cookies::option_in(&out, cookies::OPTION_CODE).unwrap();
+        assert!(admission
+            .cookies()
+            .is_valid(&client, &option[8..], peer.ip(), cookies::now()));
+    }
+
+    #[test]
+    fn one_client_cannot_take_every_tcp_slot_and_pressure_shortens_idling() {
+        let admission = Admission::new(Policy::admit_all(), 4, 2);
+        let greedy: SocketAddr = "192.0.2.1:5300".parse().unwrap();
+        let same_host: SocketAddr = "192.0.2.1:5301".parse().unwrap();
+        let other: SocketAddr = "192.0.2.2:5300".parse().unwrap();
+        let idle = Duration::from_secs(10);
+        let first = admission.connect(greedy).expect("a slot");
+        let _second = admission.connect(same_host).expect("a slot");
+        assert_eq!(admission.idle_timeout(idle), idle, "half full: no pressure");
+        assert!(admission.connect(greedy).is_none(), "at the per-client cap");
+        let _third = admission.connect(other).expect("another client gets in");
+        assert_eq!(
+            admission.idle_timeout(idle),
+            PRESSURE_IDLE_TIMEOUT,
+            "past half: idle connections go fast"
+        );
+        drop(first);
+        let _again = admission.connect(greedy).expect("its slot given back");
+        let v6_a: SocketAddr = "[2001:db8::1]:53".parse().unwrap();
+        let v6_b: SocketAddr = "[2001:db8::2]:53".parse().unwrap();
+        let _v6 = admission.connect(v6_a).expect("a slot");
+        assert!(
+            admission.connect(v6_b).is_none(),
+            "at the global cap (and the same /64)"
         );
     }
 }

@@ -67,9 +67,6 @@ const BATCH: usize = 32;
 /// than this is dropped (BAD-INPUTS: "a 65,000-byte datagram: FORMERR or drop").
 const RECEIVE_BUFFER: usize = 4096;
 
-/// General-path queries answered at once per socket, as in [`super::udp`].
-const MAX_IN_FLIGHT: usize = 4096;
-
 /// A stored reply.
 #[derive(Debug)]
 struct Entry {
@@ -333,7 +330,7 @@ fn query_name(query: &[u8]) -> Option<Name> {
 }
 
 /// Skips a (possibly compressed) name at `position`; the position after it.
-fn skip_name(message: &[u8], mut position: usize) -> Option<usize> {
+pub(crate) fn skip_name(message: &[u8], mut position: usize) -> Option<usize> {
     loop {
         let length = *message.get(position)?;
         match length & 0xc0 {
@@ -398,6 +395,7 @@ pub fn spawn(
     shutdown: CancellationToken,
     tracker: TaskTracker,
     runtime: tokio::runtime::Handle,
+    max_in_flight: usize,
 ) -> io::Result<()> {
     socket.set_nonblocking(false)?;
     socket.set_read_timeout(Some(SHUTDOWN_POLL))?;
@@ -421,7 +419,15 @@ pub fn spawn(
             batch_scheduling();
             // Spawning misses and reading the (possibly paused, in tests) clock need it.
             let _runtime = runtime.enter();
-            Worker::new(Arc::new(socket), engine, table, tracker, runtime).run(&stop);
+            Worker::new(
+                Arc::new(socket),
+                engine,
+                table,
+                tracker,
+                runtime,
+                max_in_flight,
+            )
+            .run(&stop);
         });
     if spawned.is_err() {
         // Nothing will serve the socket: let the guard's task end.
@@ -465,6 +471,9 @@ struct Worker {
     table: Arc<FastTable>,
     tracker: TaskTracker,
     runtime: tokio::runtime::Handle,
+    /// General-path queries answered at once (`server.max_in_flight`). Beyond it a miss is
+    /// shed at once (SERVFAIL with an Extended DNS Error, [`Engine::shed`]): the thread never
+    /// stops reading, so hits are answered while misses wait on a slow upstream.
     in_flight: Arc<Semaphore>,
     buffers: Vec<[u8; RECEIVE_BUFFER]>,
     /// Each datagram of the batch: its length, its sender, and whether it was truncated.
@@ -487,6 +496,7 @@ impl Worker {
         table: Arc<FastTable>,
         tracker: TaskTracker,
         runtime: tokio::runtime::Handle,
+        max_in_flight: usize,
     ) -> Self {
         Self {
             socket,
@@ -494,7 +504,7 @@ impl Worker {
             table,
             tracker,
             runtime,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
             buffers: vec![[0u8; RECEIVE_BUFFER]; BATCH],
             received: Vec::with_capacity(BATCH),
             replies: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
@@ -568,7 +578,7 @@ impl Worker {
             };
             let query = &self.buffers[index][..*length];
             let client = Client::new(peer, Transport::Udp);
-            let admitted = match policy.decide(&client) {
+            let admitted = match policy.decide(&client, query, now) {
                 Verdict::Admit(admitted) => admitted,
                 Verdict::Reject(decision) => {
                     if self
@@ -590,8 +600,16 @@ impl Worker {
                 ready += 1;
                 continue;
             }
-            if let Some(permit) = self.permit() {
-                self.misses.push((query.to_vec(), admitted, permit));
+            match Arc::clone(&self.in_flight).try_acquire_owned() {
+                Ok(permit) => self.misses.push((query.to_vec(), admitted, permit)),
+                // At the limit of misses in flight: shed this one at once rather than stop
+                // reading, so the hits behind it are still answered.
+                Err(_) => {
+                    if self.engine.shed(query, &client, &mut self.replies[ready]) {
+                        self.destinations[ready] = Some(*address);
+                        ready += 1;
+                    }
+                }
             }
         }
         drop(policy);
@@ -603,19 +621,6 @@ impl Worker {
         );
         // Every hit of the batch waited for the whole batch: that is its duration.
         self.record(now.elapsed());
-    }
-
-    /// A place among the general path's queries in flight. At [`MAX_IN_FLIGHT`] the thread
-    /// stops reading until one finishes, as the async listener does; None if the runtime is
-    /// gone.
-    fn permit(&self) -> Option<OwnedSemaphorePermit> {
-        match Arc::clone(&self.in_flight).try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => self
-                .runtime
-                .block_on(Arc::clone(&self.in_flight).acquire_owned())
-                .ok(),
-        }
     }
 
     /// Hands the batch's misses to the runtime in one task, which starts a task for each: a

@@ -24,11 +24,14 @@
 //! the handler sees it, which hides the bytes a later batched UDP path needs.
 
 pub mod admission;
+pub mod cookies;
 pub mod fast;
+pub mod quick_reply;
+pub mod rate_limit;
 pub mod tcp;
 pub mod udp;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,11 +40,12 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::{
     Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
 use thiserror::Error;
 
-use crate::chain::{Answer, Chain, Question, Validity};
+use crate::chain::{Answer, Chain, ExtendedError, Question, Validity, Waiting};
 use crate::metrics::{Metrics, Observation};
 
 /// The UDP payload size we advertise and the most we send over UDP to an EDNS client: the DNS
@@ -54,6 +58,7 @@ const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
 pub use crate::chain::{Client, Transport};
 use admission::{Admission, Admitted, Decision};
+use cookies::Presented;
 
 /// Why a message is not answered from the chain. Each maps to the RCODE of the reply, or to no
 /// reply at all.
@@ -77,6 +82,8 @@ pub enum RequestError {
     Transfer(RecordType),
     #[error("{0} is not a question type")]
     MetaType(RecordType),
+    #[error("malformed COOKIE option")]
+    CookieOption,
 }
 
 impl RequestError {
@@ -88,9 +95,11 @@ impl RequestError {
             Self::TooShort | Self::NotAQuery => None,
             // RFC 1035 §4.1.1: "Format error - The name server was unable to interpret the
             // query." RFC 9619: a query with QDCOUNT other than 1 is a format error.
-            Self::Malformed(_) | Self::QuestionCount(_) | Self::MetaType(_) => {
-                Some(ResponseCode::FormErr)
-            }
+            // RFC 7873 §5.2.2: a COOKIE option of a wrong length "MUST" get FORMERR.
+            Self::Malformed(_)
+            | Self::QuestionCount(_)
+            | Self::MetaType(_)
+            | Self::CookieOption => Some(ResponseCode::FormErr),
             // RFC 1035 §4.1.1: "Not Implemented - The name server does not support the
             // requested kind of query."
             Self::OpCode(_) => Some(ResponseCode::NotImp),
@@ -107,6 +116,9 @@ struct Request {
     metadata: Metadata,
     query: Query,
     edns: Option<Edns>,
+    /// The COOKIE option of the reply (the client cookie and a fresh server cookie), when the
+    /// query had a client cookie and cookies are on.
+    cookie: Option<[u8; 24]>,
 }
 
 /// What is known of a message that failed a check, to shape the error reply.
@@ -120,7 +132,12 @@ struct Rejected {
 impl Request {
     /// The checked request, or what is known of a rejected one (boxed: the error path is the
     /// rare one, and should not make every `Result` as large as a question and an OPT record).
-    fn parse(packet: &[u8]) -> Result<Self, Box<Rejected>> {
+    /// `cookies`: the secrets and the client's address, when cookies are on and the client is
+    /// known.
+    fn parse(
+        packet: &[u8],
+        cookies: Option<(&cookies::Cookies, IpAddr)>,
+    ) -> Result<Self, Box<Rejected>> {
         let reject = |error, metadata, message: Option<&Message>| {
             Box::new(Rejected {
                 error,
@@ -167,11 +184,30 @@ impl Request {
         if let Some(error) = error {
             return Err(reject(error, Some(metadata), Some(&message)));
         }
+        let presented = message
+            .edns
+            .is_some()
+            .then(|| Presented::in_query(packet))
+            .flatten();
+        if presented == Some(Presented::Malformed) {
+            return Err(reject(
+                RequestError::CookieOption,
+                Some(metadata),
+                Some(&message),
+            ));
+        }
+        let cookie = match (presented, cookies) {
+            (Some(Presented::Cookie { client, .. }), Some((cookies, ip))) => {
+                Some(cookies.reply_option(client, ip, cookies::now()))
+            }
+            _ => None,
+        };
         let mut message = message;
         Ok(Self {
             metadata,
             query: message.queries.swap_remove(0),
             edns: message.edns,
+            cookie,
         })
     }
 
@@ -183,6 +219,7 @@ impl Request {
             class: self.query.query_class(),
             dnssec_ok: self.dnssec_ok(),
             checking_disabled: self.metadata.checking_disabled,
+            waiting: None,
         }
     }
 
@@ -205,6 +242,27 @@ fn reply_edns(request_edns: Option<&Edns>) -> Option<Edns> {
     })
 }
 
+/// [`reply_edns`], with the reply's COOKIE (RFC 7873 §5.2.3) and Extended DNS Error (RFC 8914)
+/// options. Both only when the request had an OPT record.
+fn reply_edns_with(
+    request_edns: Option<&Edns>,
+    cookie: Option<&[u8; 24]>,
+    extended_error: Option<&ExtendedError>,
+) -> Option<Edns> {
+    let mut edns = reply_edns(request_edns)?;
+    if let Some(cookie) = cookie {
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(cookies::OPTION_CODE, cookie.to_vec()));
+    }
+    if let Some(error) = extended_error {
+        edns.options_mut().insert(EdnsOption::Unknown(
+            crate::chain::ede::OPTION_CODE,
+            error.option_data(),
+        ));
+    }
+    Some(edns)
+}
+
 /// The most a reply may hold on `transport` for a query with `edns`.
 fn size_limit(transport: Transport, edns: Option<&Edns>) -> usize {
     match (transport, edns) {
@@ -225,6 +283,8 @@ pub struct Engine {
     log_queries: AtomicBool,
     /// The front door every listener asks first.
     admission: Admission,
+    /// `server.max_waiting_per_client`: each client's queries waiting on upstreams.
+    waiting: Option<Arc<Waiting>>,
 }
 
 /// What the engine did with one message, for the metrics and the query log.
@@ -258,7 +318,14 @@ impl Engine {
             metrics,
             log_queries: AtomicBool::new(log_queries),
             admission,
+            waiting: None,
         }
+    }
+
+    /// This engine, letting each client have at most `limit` queries waiting on upstreams.
+    pub fn with_waiting_limit(mut self, limit: u32) -> Self {
+        self.waiting = Some(Waiting::new(limit));
+        self
     }
 
     /// The front door: listeners ask it about every request before anything else.
@@ -292,7 +359,7 @@ impl Engine {
             address: peer,
             transport,
         } = *admitted.client();
-        let handled = self.process(packet, transport).await;
+        let handled = self.process(packet, transport, Some(peer.ip())).await;
         let response_code = handled.reply.as_ref().map(|r| reply_rcode(&r.bytes));
         let elapsed = started.elapsed();
         self.metrics.record(Observation {
@@ -325,8 +392,47 @@ impl Engine {
         decision: Decision,
         out: &mut Vec<u8>,
     ) -> bool {
-        let sent = admission::rejection(packet, decision, out);
-        let response_code = sent.then(|| reply_rcode(out));
+        let policy = self.admission.policy();
+        let sent = admission::rejection(
+            packet,
+            decision,
+            client.ip(),
+            policy.cookies().map(|c| &**c),
+            out,
+        );
+        self.record_quick_reply(packet, client, sent.then(|| reply_rcode(out)), "admission");
+        sent
+    }
+
+    /// Writes into `out` the SERVFAIL, with an Extended DNS Error, for a query a listener sheds
+    /// because its general path is at its limit of queries in flight: the hits behind it keep
+    /// being answered, and the client learns at once to try another server. Counted and logged
+    /// as [`Engine::answer`] does; false when nothing is to be sent.
+    pub fn shed(&self, packet: &[u8], client: &Client, out: &mut Vec<u8>) -> bool {
+        static BUSY: std::sync::LazyLock<ExtendedError> = std::sync::LazyLock::new(|| {
+            ExtendedError::new(
+                ExtendedError::OTHER,
+                "server busy: too many queries in flight",
+            )
+        });
+        let shape = quick_reply::Shape {
+            rcode: quick_reply::SERVFAIL,
+            truncated: false,
+            extended_error: Some(&BUSY),
+            cookie: None,
+        };
+        let sent = quick_reply::build(packet, shape, out);
+        self.record_quick_reply(packet, client, sent.then(|| reply_rcode(out)), "shed");
+        sent
+    }
+
+    fn record_quick_reply(
+        &self,
+        packet: &[u8],
+        client: &Client,
+        response_code: Option<u16>,
+        source: &'static str,
+    ) {
         self.metrics.record(Observation {
             transport: client.transport,
             ipv6: client.address.is_ipv6(),
@@ -342,10 +448,9 @@ impl Engine {
                 fast::query_type(packet),
                 response_code,
                 std::time::Duration::ZERO,
-                Some("admission"),
+                Some(source),
             );
         }
-        sent
     }
 
     /// The reply to `packet`, or `None` when the message must not be answered (and, over TCP,
@@ -360,11 +465,20 @@ impl Engine {
     /// [`Engine::handle`], with how long the same query bytes would get the same reply.
     /// Neither counted nor logged: [`Engine::answer`] is.
     pub async fn handle_reply(&self, packet: &[u8], transport: Transport) -> Option<Reply> {
-        self.process(packet, transport).await.reply
+        self.process(packet, transport, None).await.reply
     }
 
-    async fn process(&self, packet: &[u8], transport: Transport) -> Handled {
-        let request = match Request::parse(packet) {
+    /// `client`: the sender's address, for its server cookie and its count of waiting queries;
+    /// `None` for [`Engine::handle`].
+    async fn process(
+        &self,
+        packet: &[u8],
+        transport: Transport,
+        client: Option<IpAddr>,
+    ) -> Handled {
+        let policy = self.admission.policy();
+        let cookies = policy.cookies().zip(client).map(|(c, ip)| (&**c, ip));
+        let request = match Request::parse(packet, cookies) {
             Ok(request) => request,
             Err(rejected) => {
                 tracing::debug!(error = %rejected.error, "query rejected");
@@ -386,7 +500,9 @@ impl Engine {
                 };
             }
         };
-        let question = request.question();
+        drop(policy);
+        let mut question = request.question();
+        question.waiting = self.waiting.as_ref().zip(client).map(|(w, ip)| w.slot(ip));
         let chain = self.chain.load_full();
         let resolution = chain.resolve(&question).await;
         tracing::debug!(
@@ -397,10 +513,12 @@ impl Engine {
             response_code = %resolution.answer.response_code,
             "answered"
         );
+        // A reply with a server cookie is the client's own (the cookie is made for its address
+        // and time), so it is not reused for the same bytes from anyone else.
         let reusable = matches!(
             resolution.answer.response_code,
             ResponseCode::NoError | ResponseCode::NXDomain
-        );
+        ) && request.cookie.is_none();
         let validity = if reusable {
             resolution.answer.validity
         } else {
@@ -499,7 +617,11 @@ fn encode_answer(request: &Request, answer: Answer, transport: Transport) -> Vec
     message.answers = answer.answers;
     message.authorities = answer.authorities;
     message.additionals = answer.additionals;
-    message.edns = reply_edns(request.edns.as_ref());
+    message.edns = reply_edns_with(
+        request.edns.as_ref(),
+        request.cookie.as_ref(),
+        answer.extended_error.as_ref(),
+    );
 
     let limit = size_limit(transport, request.edns.as_ref());
     match message.to_vec() {

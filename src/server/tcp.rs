@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -125,24 +126,49 @@ async fn serve_connection(
     ));
     let pipelined = Arc::new(Semaphore::new(MAX_PIPELINED));
 
+    let mut idle_since = Instant::now();
+    let mut peeked = [0u8; 1];
     loop {
+        // Idle: wait for the next message to start, for the idle timeout as it is now (shorter
+        // when the connection slots are more than half taken), looking again whenever the
+        // pressure rises. The first byte is only peeked at (MSG_PEEK), so giving up loses
+        // nothing. (`readable()` will not do: a new connection reports readable at once.)
+        let timeout = engine.admission().idle_timeout(limits.idle_timeout);
+        let waited = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = close.cancelled() => break,
+            _ = engine.admission().pressure() => continue,
+            ready = tokio::time::timeout_at(idle_since + timeout, reader.peek(&mut peeked)) => ready,
+        };
+        match waited {
+            Err(_) => {
+                tracing::debug!(%peer, ?timeout, "TCP connection idle: closed");
+                break;
+            }
+            // End of stream or a reset: the client is done.
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+        }
+        // A message has started: the whole of it must come within the idle timeout, so one
+        // trickled a byte at a time is closed too.
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = close.cancelled() => break,
             read = tokio::time::timeout(limits.idle_timeout, read_message(&mut reader)) => match read {
                 Err(_) => {
-                    tracing::debug!(%peer, "TCP connection idle: closed");
+                    tracing::debug!(%peer, "TCP message incomplete within the idle timeout: closed");
                     break;
                 }
                 Ok(Err(_)) => break, // end of stream or a reset: the client is done.
                 Ok(Ok(message)) => message,
             },
         };
+        idle_since = Instant::now();
         if message.len() < HEADER_LENGTH {
             tracing::debug!(%peer, length = message.len(), "TCP frame shorter than a header: closed");
             break;
         }
-        let admitted = match engine.admission().request(peer, Transport::Tcp) {
+        let admitted = match engine.admission().request(peer, Transport::Tcp, &message) {
             Verdict::Admit(admitted) => admitted,
             Verdict::Reject(decision) => {
                 let client = Client::new(peer, Transport::Tcp);

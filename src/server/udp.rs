@@ -25,9 +25,6 @@ use super::{Client, Engine, Transport};
 /// `net.core.rmem_max` unless we may force it.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Queries answered at once per UDP socket.
-const MAX_IN_FLIGHT: usize = 4096;
-
 /// The largest datagram read: anything larger is cut by the kernel and then fails to parse.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -72,9 +69,12 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    max_in_flight: usize,
 ) {
     let socket = Arc::new(socket);
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // At the limit the reader waits: this listener has no hits to keep answering, and the
+    // kernel's buffer absorbs the burst.
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     let mut rejection = Vec::with_capacity(512);
     loop {
@@ -97,7 +97,10 @@ pub async fn serve(
                 }
             },
         };
-        let admitted = match engine.admission().request(peer, Transport::Udp) {
+        let admitted = match engine
+            .admission()
+            .request(peer, Transport::Udp, &buffer[..length])
+        {
             Verdict::Admit(admitted) => admitted,
             Verdict::Reject(decision) => {
                 let client = Client::new(peer, Transport::Udp);

@@ -593,3 +593,21 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
 }
+
+/// The Extended DNS Error of a reply (RFC 8914): its INFO-CODE and EXTRA-TEXT.
+pub fn extended_error(reply: &[u8]) -> Option<(u16, String)> {
+    let message = Message::from_vec(reply).ok()?;
+    let edns = message.edns.as_ref()?;
+    edns.options()
+        .options
+        .iter()
+        .find_map(|(_, option)| match option {
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data) if data.len() >= 2 => {
+                Some((
+                    u16::from_be_bytes([data[0], data[1]]),
+                    String::from_utf8_lossy(&data[2..]).into_owned(),
+                ))
+            }
+            _ => None,
+        })
+}

@@ -112,6 +112,7 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
         .request(
             "192.0.2.1:5300".parse().unwrap(),
             crate::server::Transport::Udp,
+            &[],
         )
         .admitted()
         .unwrap();

@@ -61,7 +61,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
 use crate::cache::{Cache, CacheKey, CacheStats, Lookup};
-use crate::chain::{Answer, Outcome, Question, Source};
+use crate::chain::{Answer, ExtendedError, Outcome, Question, Source};
 pub use upstream::UpstreamStats;
 use upstream::{Failure, Upstream};
 
@@ -89,6 +89,8 @@ pub enum ForwardError {
     Overloaded,
     #[error("forwarding loop through upstream {upstream}: it is disabled")]
     ForwardingLoop { upstream: std::net::SocketAddr },
+    #[error("this client already has {limit} queries waiting on upstreams")]
+    TooManyWaiting { limit: u32 },
 }
 
 impl crate::chain::Failure for ForwardError {
@@ -99,6 +101,37 @@ impl crate::chain::Failure for ForwardError {
             Self::Overloaded => ResponseCode::Refused,
             _ => ResponseCode::ServFail,
         }
+    }
+
+    /// RFC 8914: No Reachable Authority (22) when no upstream answered, Network Error (23)
+    /// when one could not be asked or answered with an error; Other (0), with a text, for the
+    /// limits Hearth itself applies.
+    fn extended_error(&self) -> Option<ExtendedError> {
+        let (code, text) = match self {
+            Self::UpstreamTimeout { .. } => (
+                ExtendedError::NO_REACHABLE_AUTHORITY,
+                "no upstream answered in time",
+            ),
+            Self::NoUpstreams => (
+                ExtendedError::NO_REACHABLE_AUTHORITY,
+                "no upstream is configured",
+            ),
+            Self::UpstreamResponse { .. } => (
+                ExtendedError::NETWORK_ERROR,
+                "the upstream answered with an error",
+            ),
+            Self::UpstreamUnreachable { .. } => (
+                ExtendedError::NETWORK_ERROR,
+                "the upstream could not be reached",
+            ),
+            Self::Overloaded => (ExtendedError::OTHER, "too many upstream queries in flight"),
+            Self::ForwardingLoop { .. } => (ExtendedError::OTHER, "forwarding loop detected"),
+            Self::TooManyWaiting { .. } => (
+                ExtendedError::OTHER,
+                "too many queries from this client waiting on upstreams",
+            ),
+        };
+        Some(ExtendedError::new(code, text))
     }
 }
 
@@ -282,6 +315,20 @@ impl Inner {
     /// Asks upstream, sharing the answer with every identical question asked meanwhile, and
     /// caches it.
     async fn resolve(&self, question: &Question, key: CacheKey) -> Outcome {
+        // `server.max_waiting_per_client`: counted before joining a shared fetch too, since a
+        // joined query waits as long as the one that asked. Answered at once when over.
+        let _waiting = match question.waiting.as_ref().map(|slot| (slot.enter(), slot)) {
+            Some((None, slot)) => {
+                return Outcome::TryAgain(
+                    ForwardError::TooManyWaiting {
+                        limit: slot.limit(),
+                    }
+                    .into(),
+                )
+            }
+            Some((guard, _)) => guard,
+            None => None,
+        };
         let cell = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             Arc::clone(in_flight.entry(key.clone()).or_default())
@@ -368,7 +415,11 @@ impl Source for Forwarder {
                 if prefetch {
                     cache.stats().prefetches.fetch_add(1, Ordering::Relaxed);
                     let inner = Arc::clone(inner);
-                    let question = question.clone();
+                    // The prefetch is the server's, not the client's: not counted against it.
+                    let question = Question {
+                        waiting: None,
+                        ..question.clone()
+                    };
                     tokio::spawn(async move { inner.resolve(&question, key).await });
                 }
                 outcome_of(answer)
@@ -384,6 +435,12 @@ impl Source for Forwarder {
                     Ok(Ok(outcome @ (Outcome::Success(_) | Outcome::NotFound(_)))) => outcome,
                     _ => {
                         cache.stats().stale_answers.fetch_add(1, Ordering::Relaxed);
+                        // RFC 8914 §4.4, Stale Answer, as RFC 8767 §6 suggests.
+                        let mut answer = answer;
+                        answer.extended_error = Some(ExtendedError::new(
+                            ExtendedError::STALE_ANSWER,
+                            "the upstreams did not answer in time: cached data past its TTL",
+                        ));
                         outcome_of(answer)
                     }
                 }

@@ -232,6 +232,7 @@ pub fn answer_from(mut message: Message, dnssec_ok: bool) -> Answer {
         // TTLs as the upstream gave them, before the cache's clamps: not for reuse. The next
         // question is answered from the cache, and that answer is.
         validity: crate::chain::Validity::Never,
+        extended_error: None,
     }
 }
 

@@ -128,13 +128,48 @@ fn benches(c: &mut Criterion) {
     // decision per datagram (what `server::fast` does), next to the hit it comes before.
     let admission = Admission::admit_all(1);
     let client = Client::new("192.0.2.1:5300".parse().unwrap(), Transport::Udp);
+    let now = tokio::time::Instant::now();
     c.bench_function("admission_admit_all_batch_of_32", |b| {
         b.iter(|| {
             let policy = admission.policy();
             (0..32)
                 .filter(|_| {
                     matches!(
-                        policy.decide(std::hint::black_box(&client)),
+                        policy.decide(std::hint::black_box(&client), &hit, now),
+                        Verdict::Admit(_)
+                    )
+                })
+                .count()
+        })
+    });
+
+    // The same with the shipped default [access] (private networks allowed, the rest refused)
+    // and a [rate_limit] that never limits: a prefix walk and a compare-and-swap per datagram.
+    let limited = Admission::admit_all(1);
+    limited.configure(
+        &hearth::config::AccessConfig::default(),
+        Some(&hearth::config::RateLimitConfig {
+            responses_per_second: hearth::config::MAX_RESPONSES_PER_SECOND,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            slip: 2,
+            exempt: Vec::new(),
+        }),
+        true,
+    );
+    // 32 clients in 32 /24s, so no prefix reaches the rate however fast the loop runs.
+    let private: Vec<Client> = (0..32)
+        .map(|i| Client::new(format!("10.1.{i}.3:5300").parse().unwrap(), Transport::Udp))
+        .collect();
+    c.bench_function("admission_access_and_rate_limit_batch_of_32", |b| {
+        b.iter(|| {
+            let policy = limited.policy();
+            let now = tokio::time::Instant::now();
+            private
+                .iter()
+                .filter(|client| {
+                    matches!(
+                        policy.decide(std::hint::black_box(client), &hit, now),
                         Verdict::Admit(_)
                     )
                 })
@@ -144,7 +179,7 @@ fn benches(c: &mut Criterion) {
 
     let table = FastTable::new(65_536, DataVersions::new());
     let admitted = admission
-        .request(client.address, Transport::Udp)
+        .request(client.address, Transport::Udp, &hit)
         .admitted()
         .unwrap();
     let reply = runtime

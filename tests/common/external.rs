@@ -38,6 +38,7 @@ pub fn require(tool: &str) -> bool {
     }
     let package = match tool {
         "dig" | "nslookup" => "bind9-dnsutils",
+        "kdig" => "knot-dnsutils",
         other => other,
     };
     let current = thread::current();

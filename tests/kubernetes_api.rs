@@ -164,6 +164,18 @@ async fn nothing_is_answered_until_every_kind_is_listed() {
     );
     let response = ask(addr, KUBERNETES, RecordType::A).await;
     assert_eq!(response.response_code, ResponseCode::ServFail, "row 17");
+    let raw = udp_raw(
+        addr,
+        &query_bytes(77, KUBERNETES, RecordType::A, Some(1232)),
+        PATIENCE,
+    )
+    .await
+    .expect("a reply");
+    assert_eq!(
+        extended_error(&raw).map(|(code, _)| code),
+        Some(14),
+        "Not Ready (RFC 8914 §4.15)"
+    );
     let response = ask(addr, "nothing.nowhere.svc.cluster.local.", RecordType::A).await;
     assert_eq!(
         response.response_code,

@@ -238,11 +238,12 @@ impl Policy {
     }
 }
 
-/// Extended DNS Error 18 (RFC 8914 §4.19) for `[access]` refusals.
+/// Extended DNS Error 18 (RFC 8914 §4.19) for `[access]` refusals, without EXTRA-TEXT: a
+/// refusal goes to anyone, spoofed sources included, so it stays 6 bytes larger than the
+/// query's own OPT and never becomes a useful amplifier.
 fn prohibited() -> &'static ExtendedError {
-    static PROHIBITED: std::sync::LazyLock<ExtendedError> = std::sync::LazyLock::new(|| {
-        ExtendedError::new(ExtendedError::PROHIBITED, "refused by access control")
-    });
+    static PROHIBITED: std::sync::LazyLock<ExtendedError> =
+        std::sync::LazyLock::new(|| ExtendedError::new(ExtendedError::PROHIBITED, ""));
     &PROHIBITED
 }
 

@@ -208,8 +208,8 @@ impl Cluster {
         let in_domain = self.domain.zone_of(&question.lower_name);
         let state = self.state.load();
         let Some(state) = state.as_ref() else {
-            // Row 17: owned, but not known yet.
-            return in_domain.then(|| Outcome::Success(Answer::server_failure()));
+            // Row 17: owned, but not known yet (SERVFAIL, with Extended DNS Error 14).
+            return in_domain.then(Outcome::not_ready);
         };
         if in_domain {
             // As CoreDNS does, an insecure pod name answers only in a namespace that exists

@@ -389,3 +389,25 @@ fn free_port() -> u16 {
         }
     }
 }
+
+/// Issue 14: the first answer (the miss) is clamped as its cached copies are, positive by
+/// `max_ttl` and negative by `negative_max_ttl`.
+#[tokio::test]
+async fn the_first_answer_is_clamped_like_the_cached_ones() {
+    let upstream = FakeUpstream::start().await;
+    upstream.add_a_ttl("long.example.net.", Ipv4Addr::new(198, 51, 100, 9), 86_400);
+    let (server, _dir) = forwarding_server(
+        &[upstream.addr],
+        "[cache]\nmax_ttl = \"1h\"\nnegative_max_ttl = \"30s\"\n",
+    )
+    .await;
+    let first = ask(server.addr, "long.example.net.", RecordType::A).await;
+    assert_eq!(first.answers[0].ttl, 3600, "the miss, clamped");
+    let again = ask(server.addr, "long.example.net.", RecordType::A).await;
+    assert!(again.answers[0].ttl <= 3600, "the cached copy");
+    let missing = ask(server.addr, "missing.example.net.", RecordType::A).await;
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+    let soa_ttl = missing.authorities[0].ttl;
+    assert_eq!(soa_ttl, 30, "negative_max_ttl clamps the first NXDOMAIN");
+    assert_eq!(upstream.queries(), 2);
+}

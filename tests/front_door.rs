@@ -749,7 +749,13 @@ async fn hits_are_answered_while_misses_beyond_the_limit_are_shed() {
         .iter()
         .filter(|(_, rcode)| *rcode == ResponseCode::ServFail)
         .count();
-    assert_eq!(shed, 4, "two misses in flight, four shed");
+    // At most two in flight: four shed, or five if the primer's task had not yet given its
+    // place back (it sends its reply first).
+    assert!(
+        (4..=5).contains(&shed),
+        "two misses in flight, the rest shed: {shed}"
+    );
+    assert_eq!(order.len(), 7, "every query got a reply");
     let hit_at = order
         .iter()
         .position(|(id, _)| *id == 1)

@@ -299,12 +299,15 @@ impl Cache {
 
     /// Stores `answer` for `key` if it may be cached; returns whether it was.
     pub fn insert(&self, key: CacheKey, answer: &Answer, now: Instant) -> bool {
-        let Some((ttl, stored)) = self.cacheable(answer) else {
-            return false;
-        };
-        let Some(stored) = WireAnswer::encode(&stored) else {
-            return false;
-        };
+        self.store(key, answer, now).is_some()
+    }
+
+    /// Stores `answer` for `key` if it may be cached, and returns it as stored: its TTLs
+    /// clamped by `min_ttl`, `max_ttl` and `negative_max_ttl`. The first answer goes out so
+    /// too, so a client never sees a TTL above `max_ttl` because it asked first.
+    pub fn store(&self, key: CacheKey, answer: &Answer, now: Instant) -> Option<Answer> {
+        let (ttl, clamped) = self.cacheable(answer)?;
+        let stored = WireAnswer::encode(&clamped)?;
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
         self.entries.insert(
             key,
@@ -316,7 +319,7 @@ impl Cache {
                 prefetch_started: AtomicBool::new(false),
             }),
         );
-        true
+        Some(clamped)
     }
 
     /// The lifetime of `answer` in the cache and the answer as stored (TTLs clamped), or `None`

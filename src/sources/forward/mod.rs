@@ -361,11 +361,14 @@ impl Inner {
         let Ok(_permit) = self.concurrency.try_acquire() else {
             return Outcome::TryAgain(ForwardError::Overloaded.into());
         };
-        let outcome = self.ask_upstreams(question).await;
+        let mut outcome = self.ask_upstreams(question).await;
         if let (Some(cache), Outcome::Success(answer) | Outcome::NotFound(answer)) =
-            (&self.cache, &outcome)
+            (&self.cache, &mut outcome)
         {
-            cache.insert(key.clone(), answer, Instant::now());
+            // The first answer is clamped as its cached copies will be.
+            if let Some(clamped) = cache.store(key.clone(), answer, Instant::now()) {
+                *answer = clamped;
+            }
         }
         outcome
     }

@@ -141,11 +141,12 @@ async fn expired_answers_are_served_stale_during_an_outage() {
     let stats = forwarder.cache_stats().unwrap();
     assert!(stats.stale_answers.load(Ordering::Relaxed) >= 1);
 
-    // The upstream comes back: a fresh answer replaces the stale one.
+    // The upstream comes back: once RFC 8767 §5's failure recheck timer (30 s) has run out,
+    // a fresh answer replaces the stale one; until then the stale answer comes at once.
     upstream.set_behaviour(Behaviour::Answer);
     let addr = server.addr;
     assert!(
-        eventually(|| async move {
+        eventually_within(Duration::from_secs(45), || async move {
             ask(addr, "flaky.example.net.", RecordType::A).await.answers[0].ttl != 30
         })
         .await,
@@ -224,10 +225,17 @@ async fn forged_replies_are_never_served_nor_cached() {
             "{forgery:?}: ignored, so no answer"
         );
         assert!(!rdata(&response).contains(&POISON.to_string()));
-        // Once the upstream answers genuinely, the genuine answer is served: nothing was cached.
+        // Once the upstream answers genuinely (and the failure cache's second is over), the
+        // genuine answer is served: nothing was cached.
         upstream.set_behaviour(Behaviour::Answer);
-        let response = ask(server.addr, "target.example.net.", RecordType::A).await;
-        assert_eq!(rdata(&response), ["198.51.100.7"], "{forgery:?}");
+        let addr = server.addr;
+        assert!(
+            eventually(|| async move {
+                rdata(&ask(addr, "target.example.net.", RecordType::A).await) == ["198.51.100.7"]
+            })
+            .await,
+            "{forgery:?}"
+        );
         assert!(
             !rdata(&ask(server.addr, "poison.example.", RecordType::A).await)
                 .contains(&POISON.to_string()),

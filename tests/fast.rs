@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use hearth::chain::order::parse_entry;
 use hearth::chain::DataVersions;
 use hearth::chain::{Chain, Source};
+use hearth::config::values::UpstreamSpec;
 use hearth::server::fast::FastTable;
 use hearth::server::{Engine, Transport};
 use hearth::sources::forward::Forwarder;
@@ -79,13 +80,15 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
         },
     ));
     let forward: Arc<dyn Source> = Arc::new(Forwarder::new(&ForwardConfig {
-        upstreams: vec![upstream.addr],
+        upstreams: vec![UpstreamSpec::udp(upstream.addr)],
         upstreams_from: UpstreamsFrom::Config,
         policy: Policy::Sequential,
         timeout: Duration::from_secs(2),
         max_concurrent: 100,
         health_check: Duration::from_secs(60),
         cache: Default::default(),
+        tls_ca: None,
+        zones: Vec::new(),
     }));
     let order: Vec<_> = ["files", "zones", "dns"]
         .iter()

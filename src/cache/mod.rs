@@ -37,7 +37,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, Record};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use quick_cache::sync::Cache as QuickCache;
-use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
+use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 use tokio::time::Instant;
 
 use crate::chain::{Answer, Question, Validity};
@@ -45,11 +45,27 @@ use crate::chain::{Answer, Question, Validity};
 /// RFC 8767 §4: "a stale answer ... with a TTL ... of 30 seconds is recommended".
 pub const STALE_TTL: u32 = 30;
 
+/// `cache.max_bytes` by default: room for the default 100,000 entries at about 500 bytes each
+/// (a typical answer is 100 to 200 bytes of records plus its key and bookkeeping;
+/// `benches/cache_memory.rs` measures it).
+pub const DEFAULT_MAX_BYTES: u64 = 50 << 20;
+
+/// An answer whose records take more than this is answered but not cached: one huge RRset
+/// must not push out hundreds of ordinary answers (Unbound caps an RRset's size too).
+pub const MAX_ENTRY_BYTES: usize = 16 << 10;
+
+/// What an entry costs besides its key and records: the `Arc`'d [`Entry`], the allocations'
+/// headers, and quick_cache's slot.
+const ENTRY_OVERHEAD: u64 = 160;
+
 /// How the cache behaves; from `[cache]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Entries kept at most; 0 turns the cache off.
     pub capacity: usize,
+    /// Memory the entries may take at most, counted as their keys, records and bookkeeping:
+    /// answers fetched over TCP can be 64 KiB each, so a count alone does not bound memory.
+    pub max_bytes: u64,
     pub min_ttl: Duration,
     pub max_ttl: Duration,
     pub negative_max_ttl: Duration,
@@ -62,6 +78,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             capacity: 100_000,
+            max_bytes: DEFAULT_MAX_BYTES,
             min_ttl: Duration::ZERO,
             max_ttl: Duration::from_secs(3600),
             negative_max_ttl: Duration::from_secs(300),
@@ -205,9 +222,23 @@ impl Lifecycle<CacheKey, Arc<Entry>> for CountEvictions {
     }
 }
 
+/// How much an entry weighs: its bytes, but never less than `max_bytes / capacity`, so that
+/// one weight bounds both the memory and the number of entries.
+#[derive(Clone)]
+struct EntryWeight {
+    floor: u64,
+}
+
+impl Weighter<CacheKey, Arc<Entry>> for EntryWeight {
+    fn weight(&self, key: &CacheKey, entry: &Arc<Entry>) -> u64 {
+        let bytes = (key.0.len() + entry.answer.records.len()) as u64 + ENTRY_OVERHEAD;
+        bytes.max(self.floor)
+    }
+}
+
 /// The answer cache.
 pub struct Cache {
-    entries: QuickCache<CacheKey, Arc<Entry>, UnitWeighter, DefaultHashBuilder, CountEvictions>,
+    entries: QuickCache<CacheKey, Arc<Entry>, EntryWeight, DefaultHashBuilder, CountEvictions>,
     config: CacheConfig,
     stats: Arc<CacheStats>,
 }
@@ -223,10 +254,12 @@ impl Cache {
             return None;
         }
         let stats = Arc::new(CacheStats::default());
+        let max_bytes = config.max_bytes.max(1);
+        let floor = (max_bytes / config.capacity as u64).max(1);
         let entries = QuickCache::with(
             config.capacity,
-            config.capacity as u64,
-            UnitWeighter,
+            max_bytes,
+            EntryWeight { floor },
             DefaultHashBuilder::default(),
             CountEvictions(Arc::clone(&stats)),
         );
@@ -308,6 +341,9 @@ impl Cache {
     pub fn store(&self, key: CacheKey, answer: &Answer, now: Instant) -> Option<Answer> {
         let (ttl, clamped) = self.cacheable(answer)?;
         let stored = WireAnswer::encode(&clamped)?;
+        if stored.records.len() > MAX_ENTRY_BYTES {
+            return None;
+        }
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
         self.entries.insert(
             key,

@@ -273,3 +273,40 @@ async fn capacity_holds_under_a_flood_and_the_popular_name_stays() {
     );
     assert!(cache.stats().evictions.load(Ordering::Relaxed) >= 98_000);
 }
+
+#[test]
+fn memory_is_bounded_in_bytes_and_a_huge_answer_is_not_cached() {
+    let cache = cache(CacheConfig {
+        capacity: 100_000,
+        max_bytes: 64 << 10,
+        ..CacheConfig::default()
+    });
+    for index in 0..10_000 {
+        cache.insert(
+            key(&format!("n{index}.example.")),
+            &positive(300),
+            Instant::now(),
+        );
+    }
+    let bytes = cache.entries.weight();
+    assert!(bytes <= 64 << 10, "held {bytes} bytes");
+    assert!(
+        cache.len() < 1_000,
+        "the bytes bound it, not the count: {} entries",
+        cache.len()
+    );
+
+    let mut huge = positive(300);
+    let record = huge.answers[0].clone();
+    huge.answers = (0..2_000)
+        .map(|i| {
+            let mut r = record.clone();
+            r.data = RData::A(A::new(10, (i >> 8) as u8, i as u8, 1));
+            r
+        })
+        .collect();
+    assert!(
+        !cache.insert(key("huge.example."), &huge, Instant::now()),
+        "over 16 KiB of records"
+    );
+}

@@ -22,6 +22,8 @@ impl ExtendedError {
     /// §4.4: "Stale Answer: the resolver was unable to resolve the answer within its time
     /// limits and decided to answer with previously cached data" (RFC 8767).
     pub const STALE_ANSWER: u16 = 3;
+    /// §4.14: "Cached Error: the resolver has cached SERVFAIL for this query" (RFC 9520).
+    pub const CACHED_ERROR: u16 = 13;
     /// §4.15: "Not Ready: the server is unable to answer the query, as it was not fully
     /// functional when the query was received" (the cluster zone before its objects load).
     pub const NOT_READY: u16 = 14;

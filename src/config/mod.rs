@@ -452,7 +452,10 @@ mod tests {
         let forward = config.source::<ForwardConfig>().unwrap();
         assert_eq!(forward.policy, Policy::RoundRobin);
         assert_eq!(forward.timeout, Duration::from_millis(500));
-        assert_eq!(forward.upstreams[1], "192.0.2.2:53".parse().unwrap());
+        assert_eq!(
+            forward.upstreams[1].address,
+            "192.0.2.2:53".parse().unwrap()
+        );
         assert_eq!(config.order[0].to_string(), "files [NOTFOUND=return]");
     }
 

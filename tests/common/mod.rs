@@ -222,6 +222,7 @@ struct UpstreamState {
     behaviour: Mutex<Behaviour>,
     udp_queries: AtomicUsize,
     tcp_queries: AtomicUsize,
+    tcp_connections: AtomicUsize,
     /// Names asked, in order.
     asked: Mutex<Vec<String>>,
     /// Hearth's loop probes and health checks received.
@@ -253,6 +254,7 @@ impl FakeUpstream {
             behaviour: Mutex::new(Behaviour::Answer),
             udp_queries: AtomicUsize::new(0),
             tcp_queries: AtomicUsize::new(0),
+            tcp_connections: AtomicUsize::new(0),
             asked: Mutex::new(Vec::new()),
             probes: AtomicUsize::new(0),
             delay: Mutex::new(Duration::ZERO),
@@ -302,6 +304,11 @@ impl FakeUpstream {
 
     pub fn udp_queries(&self) -> usize {
         self.state.udp_queries.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted.
+    pub fn tcp_connections(&self) -> usize {
+        self.state.tcp_connections.load(Ordering::SeqCst)
     }
 
     pub fn tcp_queries(&self) -> usize {
@@ -476,6 +483,7 @@ async fn serve_tcp(listener: TcpListener, state: Arc<UpstreamState>) {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
+        state.tcp_connections.fetch_add(1, Ordering::SeqCst);
         let state = Arc::clone(&state);
         tokio::spawn(async move {
             loop {

@@ -41,14 +41,17 @@
 //! disabled with a loud error, and the process keeps running (CoreDNS's `loop` plugin exits
 //! instead, which crash-loops a pod).
 
+mod failures;
+mod group;
 mod pool;
 mod setup;
+pub mod stream;
 mod upstream;
 
-pub use setup::{DnsSetup, ForwardConfig, Policy, UpstreamsFrom};
+pub use setup::{DnsSetup, ForwardConfig, ForwardZone, Policy, UpstreamsFrom};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -56,12 +59,15 @@ use async_trait::async_trait;
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
-use rand::seq::SliceRandom;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::cache::{Cache, CacheKey, CacheStats, Lookup};
 use crate::chain::{Answer, ExtendedError, Outcome, Question, Source};
+use crate::config::values::UpstreamSpec;
+use failures::Failures;
+use group::Group;
+pub use stream::ConnectionStats;
 pub use upstream::UpstreamStats;
 use upstream::{Failure, Upstream};
 
@@ -91,6 +97,8 @@ pub enum ForwardError {
     ForwardingLoop { upstream: std::net::SocketAddr },
     #[error("this client already has {limit} queries waiting on upstreams")]
     TooManyWaiting { limit: u32 },
+    #[error("the last attempt to resolve this failed; asked again in {retry_in:?}")]
+    CachedFailure { retry_in: Duration },
 }
 
 impl crate::chain::Failure for ForwardError {
@@ -130,6 +138,10 @@ impl crate::chain::Failure for ForwardError {
                 ExtendedError::OTHER,
                 "too many queries from this client waiting on upstreams",
             ),
+            Self::CachedFailure { .. } => (
+                ExtendedError::CACHED_ERROR,
+                "resolving this failed moments ago (RFC 9520)",
+            ),
         };
         Some(ExtendedError::new(code, text))
     }
@@ -153,16 +165,15 @@ pub struct Forwarder {
 }
 
 struct Inner {
-    upstreams: Vec<Upstream>,
-    policy: Policy,
-    timeout: Duration,
-    /// Where the next round-robin query starts.
-    next: AtomicUsize,
+    /// Every upstream of every group, each once (an upstream in two groups has one health).
+    upstreams: Vec<Arc<Upstream>>,
+    /// The default group (`[forward]`) first, then the zones, longest domain first.
+    groups: Vec<Group>,
     cache: Option<Cache>,
+    /// Questions whose resolution failed moments ago (RFC 9520).
+    failures: Failures,
     /// Questions being asked upstream now, so that identical ones wait for the same answer.
     in_flight: Mutex<HashMap<CacheKey, Arc<OnceCell<Outcome>>>>,
-    /// Upstream queries in flight (`max_concurrent`).
-    concurrency: Semaphore,
     /// Random, per process: the first label of this process's loop probes.
     loop_nonce: String,
     /// For the TCP retries (hickory-net), which keep their background tasks in it: it must
@@ -174,24 +185,77 @@ impl Forwarder {
     /// Builds the forwarder and starts its health checks. Must run inside the tokio runtime.
     pub fn new(config: &ForwardConfig) -> Self {
         let provider = TokioRuntimeProvider::default();
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|address| Upstream::new(*address))
-            .collect();
+        // The roots were read when the configuration was checked; read again here, a failure
+        // now (the file changed since) leaves the TLS upstreams unusable, and says so.
+        let tls = config.needs_tls().then(|| {
+            stream::tls_config(config.tls_ca.as_deref())
+                .map_err(|reason| tracing::error!(%reason, "TLS upstreams cannot be used"))
+                .ok()
+        });
+        let tls = tls.flatten();
+        let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
+        let mut members = |specs: &[UpstreamSpec]| -> Vec<usize> {
+            specs
+                .iter()
+                .map(|spec| {
+                    upstreams
+                        .iter()
+                        .position(|u| u.spec == *spec)
+                        .unwrap_or_else(|| {
+                            upstreams.push(Arc::new(Upstream::new(spec, tls.clone())));
+                            upstreams.len() - 1
+                        })
+                })
+                .collect()
+        };
+        let mut groups = vec![Group::new(
+            None,
+            members(&config.upstreams),
+            config.policy,
+            config.timeout,
+            config.health_check,
+            config.max_concurrent,
+        )];
+        let mut zones: Vec<&ForwardZone> = config.zones.iter().collect();
+        zones.sort_by_key(|zone| std::cmp::Reverse(zone.name.num_labels()));
+        for zone in zones {
+            groups.push(Group::new(
+                Some(zone.name.clone()),
+                members(&zone.upstreams),
+                zone.policy,
+                zone.timeout,
+                zone.health_check,
+                zone.max_concurrent,
+            ));
+        }
         let inner = Arc::new(Inner {
             upstreams,
-            policy: config.policy,
-            timeout: config.timeout,
-            next: AtomicUsize::new(0),
+            groups,
             cache: Cache::new(config.cache.clone()),
+            failures: Failures::default(),
             in_flight: Mutex::new(HashMap::new()),
-            concurrency: Semaphore::new(config.max_concurrent),
             loop_nonce: format!("{:016x}", rand::random::<u64>()),
             provider,
         });
-        tokio::spawn(health_checks(Arc::downgrade(&inner), config.health_check));
+        for index in 0..inner.groups.len() {
+            tokio::spawn(health_checks(Arc::downgrade(&inner), index));
+        }
         Self { inner }
+    }
+
+    /// Each upstream, as written in the config, and its connections' counters (for a plain
+    /// upstream, the TCP connections of truncated replies).
+    pub fn connection_stats(&self) -> Vec<(String, &ConnectionStats)> {
+        self.inner
+            .upstreams
+            .iter()
+            .map(|u| (u.spec.to_string(), &*u.connections))
+            .collect()
+    }
+
+    /// Answers from the failure cache so far (RFC 9520).
+    pub fn failure_cache_hits(&self) -> u64 {
+        self.inner.failures.hits.load(Ordering::Relaxed)
     }
 
     /// The cache's counters, if there is a cache.
@@ -204,12 +268,12 @@ impl Forwarder {
         self.inner.cache.as_ref().map_or(0, Cache::len)
     }
 
-    /// Each upstream and its counters.
-    pub fn upstream_stats(&self) -> Vec<(std::net::SocketAddr, &UpstreamStats)> {
+    /// Each upstream, as written in the config, and its counters.
+    pub fn upstream_stats(&self) -> Vec<(String, &UpstreamStats)> {
         self.inner
             .upstreams
             .iter()
-            .map(|u| (u.address, &*u.stats))
+            .map(|u| (u.spec.to_string(), &*u.stats))
             .collect()
     }
 
@@ -231,8 +295,9 @@ impl Inner {
             return;
         };
         let probe = Question::new(name, RecordType::A);
+        let timeout = self.groups[0].timeout;
         let _ = self.upstreams[index]
-            .ask(&probe, self.timeout, &self.provider)
+            .ask(&probe, timeout, &self.provider)
             .await;
     }
 
@@ -247,34 +312,13 @@ impl Inner {
             .flatten()
     }
 
-    /// The indexes of the upstreams, in the order this query tries them: not looping, the
-    /// healthy ones (or all, when none is healthy), in the policy's order.
-    fn attempt_order(&self) -> Vec<usize> {
-        let usable = |i: &usize| !self.upstreams[*i].stats.is_looping();
-        let mut order: Vec<usize> = (0..self.upstreams.len())
-            .filter(|i| usable(i) && !self.upstreams[*i].stats.is_down())
-            .collect();
-        if order.is_empty() {
-            order = (0..self.upstreams.len()).filter(usable).collect();
-        }
-        match self.policy {
-            Policy::Sequential => {}
-            Policy::RoundRobin => {
-                let start = self.next.fetch_add(1, Ordering::Relaxed) % order.len().max(1);
-                order.rotate_left(start);
-            }
-            Policy::Random => order.shuffle(&mut rand::rng()),
-        }
-        order
-    }
-
-    /// Asks the upstreams, in order, until one gives an answer to pass on.
-    async fn ask_upstreams(&self, question: &Question) -> Outcome {
+    /// Asks `group`'s upstreams, in order, until one gives an answer to pass on.
+    async fn ask_upstreams(&self, group: &Group, question: &Question) -> Outcome {
         let mut temporary = None;
         let mut permanent = None;
-        for index in self.attempt_order() {
+        for index in group.attempt_order(&self.upstreams) {
             let upstream = &self.upstreams[index];
-            match upstream.ask(question, self.timeout, &self.provider).await {
+            match upstream.ask(question, group.timeout, &self.provider).await {
                 Ok(response) => {
                     let response_code = response.metadata.response_code;
                     let answer = upstream::answer_from(response, question.dnssec_ok);
@@ -283,7 +327,7 @@ impl Inner {
                         ResponseCode::NXDomain => return Outcome::NotFound(answer),
                         response_code => {
                             let error = ForwardError::UpstreamResponse {
-                                upstream: upstream.address,
+                                upstream: upstream.spec.address,
                                 response_code,
                             };
                             tracing::debug!(name = %question.name, %error, "trying the next upstream");
@@ -315,6 +359,9 @@ impl Inner {
     /// Asks upstream, sharing the answer with every identical question asked meanwhile, and
     /// caches it.
     async fn resolve(&self, question: &Question, key: CacheKey) -> Outcome {
+        if let Some(retry_in) = self.failures.remembered(&key, Instant::now()) {
+            return Outcome::TryAgain(ForwardError::CachedFailure { retry_in }.into());
+        }
         // `server.max_waiting_per_client`: counted before joining a shared fetch too, since a
         // joined query waits as long as the one that asked. Answered at once when over.
         let _waiting = match question.waiting.as_ref().map(|slot| (slot.enter(), slot)) {
@@ -356,12 +403,38 @@ impl Inner {
         outcome
     }
 
-    /// One upstream resolution, within the concurrency limit; the answer is cached.
+    /// One upstream resolution, within its group's limits; the answer is cached, and a
+    /// failure remembered.
     async fn resolve_now(&self, question: &Question, key: &CacheKey) -> Outcome {
-        let Ok(_permit) = self.concurrency.try_acquire() else {
+        let group = group::route(&self.groups, &question.lower_name);
+        let Ok(_permit) = group.concurrency.try_acquire() else {
             return Outcome::TryAgain(ForwardError::Overloaded.into());
         };
-        let mut outcome = self.ask_upstreams(question).await;
+        let _domain = match &group.domains {
+            Some(domains) => match domains.enter(&question.lower_name) {
+                Some(slot) => Some(slot),
+                None => return Outcome::TryAgain(ForwardError::Overloaded.into()),
+            },
+            None => None,
+        };
+        let mut outcome = self.ask_upstreams(group, question).await;
+        match &outcome {
+            Outcome::Success(_) | Outcome::NotFound(_) => self.failures.forget(key),
+            // The upstreams failed (not a limit of ours): remembered (RFC 9520).
+            Outcome::TryAgain(error) | Outcome::Unavail(error)
+                if matches!(
+                    error.downcast_ref(),
+                    Some(
+                        ForwardError::UpstreamTimeout { .. }
+                            | ForwardError::UpstreamResponse { .. }
+                            | ForwardError::UpstreamUnreachable { .. }
+                    )
+                ) =>
+            {
+                self.failures.record(key, Instant::now());
+            }
+            _ => {}
+        }
         if let (Some(cache), Outcome::Success(answer) | Outcome::NotFound(answer)) =
             (&self.cache, &mut outcome)
         {
@@ -397,14 +470,14 @@ impl Source for Forwarder {
             };
             if upstream.stats.mark_looping() {
                 tracing::error!(
-                    upstream = %upstream.address,
+                    upstream = %upstream.spec,
                     "forwarding loop: a query sent to this upstream came back to Hearth; the upstream is disabled. \
                      Point forward.upstreams at a resolver that does not forward to Hearth"
                 );
             }
             return Outcome::Unavail(
                 ForwardError::ForwardingLoop {
-                    upstream: upstream.address,
+                    upstream: upstream.spec.address,
                 }
                 .into(),
             );
@@ -428,7 +501,22 @@ impl Source for Forwarder {
                 outcome_of(answer)
             }
             Lookup::Stale { answer } => {
+                let stale = |mut answer: Answer| {
+                    cache.stats().stale_answers.fetch_add(1, Ordering::Relaxed);
+                    // RFC 8914 §4.4, Stale Answer, as RFC 8767 §6 suggests.
+                    answer.extended_error = Some(ExtendedError::new(
+                        ExtendedError::STALE_ANSWER,
+                        "the upstreams did not answer in time: cached data past its TTL",
+                    ));
+                    outcome_of(answer)
+                };
+                // RFC 8767 §5's failure recheck timer: served stale moments ago, so again at
+                // once, without asking; the first question after the timer refreshes again.
+                if inner.failures.serve_stale_now(&key, Instant::now()) {
+                    return stale(answer);
+                }
                 // RFC 8767 §5: refresh, and answer stale only if no fresh answer comes in time.
+                let stale_key = key.clone();
                 let refresh = {
                     let inner = Arc::clone(inner);
                     let question = question.clone();
@@ -437,14 +525,8 @@ impl Source for Forwarder {
                 match tokio::time::timeout(STALE_ANSWER_TIMEOUT, refresh).await {
                     Ok(Ok(outcome @ (Outcome::Success(_) | Outcome::NotFound(_)))) => outcome,
                     _ => {
-                        cache.stats().stale_answers.fetch_add(1, Ordering::Relaxed);
-                        // RFC 8914 §4.4, Stale Answer, as RFC 8767 §6 suggests.
-                        let mut answer = answer;
-                        answer.extended_error = Some(ExtendedError::new(
-                            ExtendedError::STALE_ANSWER,
-                            "the upstreams did not answer in time: cached data past its TTL",
-                        ));
-                        outcome_of(answer)
+                        inner.failures.served_stale(&stale_key, Instant::now());
+                        stale(answer)
                     }
                 }
             }
@@ -453,22 +535,31 @@ impl Source for Forwarder {
     }
 }
 
-/// Probes upstreams marked down every `interval` until the forwarder is dropped.
-async fn health_checks(inner: Weak<Inner>, interval: Duration) {
+/// Probes group `index`'s upstreams marked down every `health_check` until the forwarder is
+/// dropped.
+async fn health_checks(inner: Weak<Inner>, index: usize) {
+    let Some(interval) = inner
+        .upgrade()
+        .map(|inner| inner.groups[index].health_check)
+    else {
+        return;
+    };
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticks.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        for (index, upstream) in inner.upstreams.iter().enumerate() {
+        let group = &inner.groups[index];
+        for &member in &group.members {
+            let upstream = &inner.upstreams[member];
             if !upstream.stats.is_down() || upstream.stats.is_looping() {
                 continue;
             }
-            let timeout = inner.timeout.min(interval.max(Duration::from_millis(200)));
+            let timeout = group.timeout.min(interval.max(Duration::from_millis(200)));
             if upstream.probe(timeout, &inner.provider).await {
                 // Back up, perhaps as a different server: check it does not lead back to us.
                 let inner = Arc::clone(&inner);
-                tokio::spawn(async move { inner.send_loop_probe(index).await });
+                tokio::spawn(async move { inner.send_loop_probe(member).await });
             }
         }
     }
@@ -481,7 +572,12 @@ mod tests {
     fn forwarder(policy: Policy, count: usize) -> Forwarder {
         let config = ForwardConfig {
             upstreams: (0..count)
-                .map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))
+                .map(|i| {
+                    UpstreamSpec::udp(std::net::SocketAddr::from((
+                        [127, 0, 0, 1],
+                        1000 + i as u16,
+                    )))
+                })
                 .collect(),
             upstreams_from: UpstreamsFrom::Config,
             policy,
@@ -489,8 +585,16 @@ mod tests {
             max_concurrent: 10,
             health_check: Duration::from_secs(60),
             cache: Default::default(),
+            tls_ca: None,
+            zones: Vec::new(),
         };
         Forwarder::new(&config)
+    }
+
+    impl Inner {
+        fn attempt_order(&self) -> Vec<usize> {
+            self.groups[0].attempt_order(&self.upstreams)
+        }
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! its metrics and its loop probe.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use serde::Deserialize;
 use super::Forwarder;
 use crate::cache::CacheConfig;
 use crate::config::file::{ConfigError, Tables, MAX_TTL};
-use crate::config::values::{HumanDuration, UpstreamAddr};
+use hickory_proto::rr::LowerName;
+
+use crate::config::values::{DomainName, HumanDuration, UpstreamSpec, UpstreamTransport};
 use crate::metrics::{load, Encoder, MetricDoc, Value};
 use crate::sources::setup::{Background, BuildContext, Plugin, SourceConfig, SourceSetup};
 
@@ -25,7 +28,22 @@ const MAX_FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ForwardTable {
-    upstreams: Option<Vec<UpstreamAddr>>,
+    upstreams: Option<Vec<UpstreamSpec>>,
+    policy: Option<Policy>,
+    timeout: Option<HumanDuration>,
+    max_concurrent: Option<usize>,
+    health_check: Option<HumanDuration>,
+    tls_ca: Option<PathBuf>,
+    zone: Option<Vec<ZoneTable>>,
+}
+
+/// `[[forward.zone]]` as written: a domain with upstreams of its own; every other key of
+/// `[forward]` may be set per zone, and falls back to `[forward]`'s.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneTable {
+    name: DomainName,
+    upstreams: Vec<UpstreamSpec>,
     policy: Option<Policy>,
     timeout: Option<HumanDuration>,
     max_concurrent: Option<usize>,
@@ -37,6 +55,7 @@ struct ForwardTable {
 #[serde(deny_unknown_fields)]
 struct CacheTable {
     capacity: Option<usize>,
+    max_bytes: Option<u64>,
     min_ttl: Option<HumanDuration>,
     max_ttl: Option<HumanDuration>,
     negative_max_ttl: Option<HumanDuration>,
@@ -44,10 +63,11 @@ struct CacheTable {
     prefetch: Option<bool>,
 }
 
-/// `[forward]` and `[cache]`, validated.
+/// `[forward]` and `[cache]`, validated. The top-level keys are the default group's: what no
+/// `[[forward.zone]]` matches goes there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardConfig {
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<UpstreamSpec>,
     /// Where `upstreams` came from, for the startup log.
     pub upstreams_from: UpstreamsFrom,
     pub policy: Policy,
@@ -59,6 +79,37 @@ pub struct ForwardConfig {
     pub health_check: Duration,
     /// The answer cache in front of the upstreams.
     pub cache: CacheConfig,
+    /// CA certificates (PEM) TLS and HTTPS upstreams are checked against; `None`: the system's.
+    pub tls_ca: Option<PathBuf>,
+    /// `[[forward.zone]]`: domains with upstreams of their own; the longest match wins.
+    pub zones: Vec<ForwardZone>,
+}
+
+/// One `[[forward.zone]]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardZone {
+    /// The domain, lower-cased: it and every name under it go to this zone's upstreams.
+    pub name: LowerName,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub policy: Policy,
+    pub timeout: Duration,
+    pub max_concurrent: usize,
+    pub health_check: Duration,
+}
+
+impl ForwardConfig {
+    /// Whether any upstream is reached over TLS or HTTPS (and so needs the CA roots).
+    pub fn needs_tls(&self) -> bool {
+        self.upstreams
+            .iter()
+            .chain(self.zones.iter().flat_map(|zone| zone.upstreams.iter()))
+            .any(|spec| {
+                matches!(
+                    spec.transport,
+                    UpstreamTransport::Tls { .. } | UpstreamTransport::Https { .. }
+                )
+            })
+    }
 }
 
 /// Which upstream is tried first.
@@ -98,6 +149,12 @@ pub const METRICS: &[MetricDoc] = &[
     ("upstream_latency_seconds_total", "counter", "Sum of the round-trip times of upstream replies; divide by upstream_replies_total for the mean."),
     ("upstream_healthy", "gauge", "1 if the upstream is up, 0 if marked down or looping."),
     ("upstream_looping", "gauge", "1 if a loop probe sent to the upstream came back to this server."),
+    ("upstream_unmatched_replies_total", "counter", "UDP datagrams from the upstream whose ID matched no query in flight (late, or a forgery that missed): dropped."),
+    ("upstream_mismatched_replies_total", "counter", "UDP datagrams with the ID of a query in flight that were not its reply (another question, or garbage): dropped."),
+    ("upstream_connections_opened_total", "counter", "Connections opened to the upstream over TCP, TLS or HTTPS (for a plain upstream, the TCP retries of truncated replies)."),
+    ("upstream_connections_reused_total", "counter", "Queries sent on a connection to the upstream already open."),
+    ("upstream_connections_failed_total", "counter", "Connections to the upstream that could not be opened or broke."),
+    ("failure_cache_hits_total", "counter", "Questions answered SERVFAIL from the failure cache because resolving them failed moments ago (RFC 9520)."),
 ];
 
 /// The `dns` source in the registry.
@@ -130,38 +187,62 @@ impl SourceSetup for DnsSetup {
                 "forward.upstreams",
                 "is empty: list at least one upstream, or remove the key to use /etc/resolv.conf",
             )),
-            Some(list) => (
-                list.into_iter().map(|a| a.0).collect(),
-                UpstreamsFrom::Config,
-            ),
+            Some(list) => (list, UpstreamsFrom::Config),
             None => default_upstreams(tables.listen()),
         };
-        for upstream in &upstreams {
-            if tables
-                .listen()
-                .iter()
-                .any(|listen| is_same_socket(*listen, *upstream))
-            {
-                return Err(tables.invalid(
-                    "forward.upstreams",
-                    format!(
-                        "{upstream} is Hearth's own listen address: forwarding to it would loop"
-                    ),
-                ));
-            }
-        }
+        check_not_self(tables, "forward.upstreams", &upstreams)?;
         let max_concurrent = forward.max_concurrent.unwrap_or(1000);
-        if !(1..=MAX_CONCURRENT_UPSTREAM).contains(&max_concurrent) {
-            return Err(tables.invalid(
-                "forward.max_concurrent",
-                format!("must be between 1 and {MAX_CONCURRENT_UPSTREAM}"),
-            ));
+        check_concurrency(tables, "forward.max_concurrent", max_concurrent)?;
+        let policy = forward.policy.unwrap_or(Policy::Sequential);
+        let health_check = tables.bounded(
+            forward.health_check,
+            Duration::from_millis(500),
+            Duration::from_secs(3600),
+            "forward.health_check",
+        )?;
+        let mut zones: Vec<ForwardZone> = Vec::new();
+        for (index, zone) in forward.zone.unwrap_or_default().into_iter().enumerate() {
+            let key = |name: &str| format!("forward.zone[{index}].{name}");
+            let name = LowerName::new(&zone.name.0);
+            if zones.iter().any(|other| other.name == name) {
+                return Err(tables.invalid(&key("name"), format!("{name} is listed twice")));
+            }
+            if zone.upstreams.is_empty() {
+                return Err(
+                    tables.invalid(&key("upstreams"), "is empty: list at least one upstream")
+                );
+            }
+            check_not_self(tables, &key("upstreams"), &zone.upstreams)?;
+            let max_concurrent = zone.max_concurrent.unwrap_or(max_concurrent);
+            check_concurrency(tables, &key("max_concurrent"), max_concurrent)?;
+            zones.push(ForwardZone {
+                name,
+                upstreams: zone.upstreams,
+                policy: zone.policy.unwrap_or(policy),
+                timeout: match zone.timeout {
+                    None => timeout,
+                    value => {
+                        tables.bounded(value, timeout, MAX_FORWARD_TIMEOUT, &key("timeout"))?
+                    }
+                },
+                max_concurrent,
+                health_check: match zone.health_check {
+                    None => health_check,
+                    value => tables.bounded(
+                        value,
+                        health_check,
+                        Duration::from_secs(3600),
+                        &key("health_check"),
+                    )?,
+                },
+            });
         }
         let defaults = CacheConfig::default();
         let duration =
             |value: Option<HumanDuration>, default: Duration| value.map_or(default, |v| v.0);
         let cache = CacheConfig {
             capacity: cache.capacity.unwrap_or(defaults.capacity),
+            max_bytes: cache.max_bytes.unwrap_or(defaults.max_bytes),
             min_ttl: duration(cache.min_ttl, defaults.min_ttl),
             max_ttl: duration(cache.max_ttl, defaults.max_ttl),
             negative_max_ttl: duration(cache.negative_max_ttl, defaults.negative_max_ttl),
@@ -179,23 +260,65 @@ impl SourceSetup for DnsSetup {
                 );
             }
         }
+        if cache.capacity > 0 && cache.max_bytes < 64 << 10 {
+            return Err(tables.invalid(
+                "cache.max_bytes",
+                "must be at least 65536 (set cache.capacity = 0 to turn the cache off)",
+            ));
+        }
         if cache.min_ttl > cache.max_ttl {
             return Err(tables.invalid("cache.min_ttl", "is above cache.max_ttl"));
         }
-        Ok(Arc::new(ForwardConfig {
+        let config = ForwardConfig {
             upstreams,
             upstreams_from,
-            policy: forward.policy.unwrap_or(Policy::Sequential),
+            policy,
             timeout,
             max_concurrent,
-            health_check: tables.bounded(
-                forward.health_check,
-                Duration::from_millis(500),
-                Duration::from_secs(3600),
-                "forward.health_check",
-            )?,
+            health_check,
             cache,
-        }))
+            tls_ca: forward.tls_ca,
+            zones,
+        };
+        if config.needs_tls() {
+            // Read the roots now, so a bad tls_ca is an error of the file, with its key.
+            if let Err(reason) = super::stream::tls_config(config.tls_ca.as_deref()) {
+                return Err(tables.invalid("forward.tls_ca", reason));
+            }
+        }
+        Ok(Arc::new(config))
+    }
+}
+
+/// An upstream that is Hearth's own listen address would loop.
+fn check_not_self(
+    tables: &Tables<'_>,
+    key: &str,
+    upstreams: &[UpstreamSpec],
+) -> Result<(), ConfigError> {
+    for upstream in upstreams {
+        if tables
+            .listen()
+            .iter()
+            .any(|listen| is_same_socket(*listen, upstream.address))
+        {
+            return Err(tables.invalid(
+                key,
+                format!("{upstream} is Hearth's own listen address: forwarding to it would loop"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_concurrency(tables: &Tables<'_>, key: &str, value: usize) -> Result<(), ConfigError> {
+    if (1..=MAX_CONCURRENT_UPSTREAM).contains(&value) {
+        Ok(())
+    } else {
+        Err(tables.invalid(
+            key,
+            format!("must be between 1 and {MAX_CONCURRENT_UPSTREAM}"),
+        ))
     }
 }
 
@@ -212,7 +335,7 @@ fn is_same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
 
 /// The nameservers of /etc/resolv.conf, less any that are Hearth itself (a host whose
 /// resolv.conf already points at Hearth must not forward to itself); 8.8.8.8 when none is left.
-fn default_upstreams(listen: &[SocketAddr]) -> (Vec<SocketAddr>, UpstreamsFrom) {
+fn default_upstreams(listen: &[SocketAddr]) -> (Vec<UpstreamSpec>, UpstreamsFrom) {
     let from_resolv_conf: Vec<SocketAddr> = match hickory_resolver::system_conf::read_system_conf()
     {
         Ok((config, _)) => config
@@ -234,11 +357,20 @@ fn default_upstreams(listen: &[SocketAddr]) -> (Vec<SocketAddr>, UpstreamsFrom) 
     };
     if from_resolv_conf.is_empty() {
         (
-            vec![SocketAddr::from((Ipv4Addr::new(8, 8, 8, 8), 53))],
+            vec![UpstreamSpec::udp(SocketAddr::from((
+                Ipv4Addr::new(8, 8, 8, 8),
+                53,
+            )))],
             UpstreamsFrom::Fallback,
         )
     } else {
-        (from_resolv_conf, UpstreamsFrom::ResolvConf)
+        (
+            from_resolv_conf
+                .into_iter()
+                .map(UpstreamSpec::udp)
+                .collect(),
+            UpstreamsFrom::ResolvConf,
+        )
     }
 }
 
@@ -256,10 +388,24 @@ impl SourceConfig for ForwardConfig {
     }
 
     fn describe(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("upstreams", format!("{:?}", self.upstreams)),
+        let list = |upstreams: &[UpstreamSpec]| {
+            upstreams
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut described = vec![
+            ("upstreams", list(&self.upstreams)),
             ("upstreams_from", format!("{:?}", self.upstreams_from)),
-        ]
+        ];
+        for zone in &self.zones {
+            described.push((
+                "zone",
+                format!("{} -> {}", zone.name, list(&zone.upstreams)),
+            ));
+        }
+        described
     }
 }
 
@@ -316,7 +462,41 @@ impl Plugin for Forwarder {
             "upstream_looping",
             "upstream",
             per_upstream(&|s| Value::Integer(u64::from(s.is_looping()))),
-        )
+        )?;
+        out.labelled(
+            "upstream_unmatched_replies_total",
+            "upstream",
+            per_upstream(&|s| Value::Integer(load(&s.unmatched_replies))),
+        )?;
+        out.labelled(
+            "upstream_mismatched_replies_total",
+            "upstream",
+            per_upstream(&|s| Value::Integer(load(&s.mismatched_replies))),
+        )?;
+        let connections = self.connection_stats();
+        let per_connection = |value: fn(&super::ConnectionStats) -> u64| {
+            connections
+                .iter()
+                .map(|(label, stats)| (label.clone(), Value::Integer(value(stats))))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        out.labelled(
+            "upstream_connections_opened_total",
+            "upstream",
+            per_connection(|c| load(&c.opened)),
+        )?;
+        out.labelled(
+            "upstream_connections_reused_total",
+            "upstream",
+            per_connection(|c| load(&c.reused)),
+        )?;
+        out.labelled(
+            "upstream_connections_failed_total",
+            "upstream",
+            per_connection(|c| load(&c.failed)),
+        )?;
+        out.counter("failure_cache_hits_total", self.failure_cache_hits())
     }
 
     /// The loop probe, once the listeners are up so that a probe that comes back can be seen;

@@ -1,6 +1,5 @@
 //! One upstream resolver: the exchange, its health and its counters.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +12,11 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::time::Instant;
 
 use super::pool::{ExchangeError, Pool, UPSTREAM_PAYLOAD};
+use super::stream::{ConnectionStats, StreamError, StreamKind, StreamUpstream};
 use super::ForwardError;
 use super::MAX_FAILS;
 use crate::chain::{Answer, Question};
+use crate::config::values::{UpstreamSpec, UpstreamTransport};
 
 /// How an attempt at one upstream ended, when it did not give an answer to pass on.
 pub enum Failure {
@@ -79,21 +80,56 @@ impl UpstreamStats {
 
 /// One upstream resolver.
 pub struct Upstream {
-    pub address: SocketAddr,
-    /// The UDP sockets every query to this upstream shares (see `pool`).
-    udp: Pool,
+    /// As configured: where, and over what.
+    pub spec: UpstreamSpec,
+    transport: Transport,
     /// Shared with the pool's receive tasks, which count the replies they drop.
     pub stats: Arc<UpstreamStats>,
+    /// Stream connections opened, reused and failed (TCP, TLS, HTTPS upstreams).
+    pub connections: Arc<ConnectionStats>,
+}
+
+/// How an upstream is asked.
+enum Transport {
+    /// Plain DNS: the UDP sockets every query to this upstream shares (see `pool`), and a TCP
+    /// connection of its own for a truncated reply.
+    Plain(Pool),
+    /// One persistent connection, pipelined (`stream`): TCP, TLS or HTTPS.
+    Stream(StreamUpstream),
 }
 
 impl Upstream {
-    /// Must run inside the tokio runtime (the pool binds its sockets on first use).
-    pub fn new(address: SocketAddr) -> Self {
+    /// Must run inside the tokio runtime (the pool binds its sockets on first use). `tls`: the
+    /// client configuration for TLS and HTTPS upstreams; without one they cannot connect, and
+    /// each attempt fails saying so.
+    pub fn new(spec: &UpstreamSpec, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let stats = Arc::new(UpstreamStats::default());
+        let connections = Arc::new(ConnectionStats::default());
+        let kind = match &spec.transport {
+            UpstreamTransport::Udp => None,
+            UpstreamTransport::Tcp => Some(StreamKind::Tcp),
+            UpstreamTransport::Tls { server_name } => Some(StreamKind::Tls {
+                server_name: server_name.clone(),
+            }),
+            UpstreamTransport::Https { server_name, path } => Some(StreamKind::Https {
+                server_name: server_name.clone(),
+                path: path.clone(),
+            }),
+        };
+        let transport = match kind {
+            None => Transport::Plain(Pool::new(spec.address, Arc::clone(&stats))),
+            Some(kind) => Transport::Stream(StreamUpstream::new(
+                spec.address,
+                kind,
+                tls,
+                Arc::clone(&connections),
+            )),
+        };
         Self {
-            address,
-            udp: Pool::new(address, Arc::clone(&stats)),
+            spec: spec.clone(),
+            transport,
             stats,
+            connections,
         }
     }
 
@@ -113,7 +149,13 @@ impl Upstream {
             Ok(_) => self.stats.record_success(started.elapsed()),
             Err(_) => {
                 if self.stats.record_failure() {
-                    tracing::warn!(upstream = %self.address, "upstream marked down after {MAX_FAILS} failures in a row; probing it until it answers");
+                    let reason = match &result {
+                        Err(Failure::Temporary(error) | Failure::Permanent(error)) => {
+                            error.to_string()
+                        }
+                        Ok(_) => String::new(),
+                    };
+                    tracing::warn!(upstream = %self.spec, %reason, "upstream marked down after {MAX_FAILS} failures in a row; probing it until it answers");
                 }
             }
         }
@@ -127,42 +169,61 @@ impl Upstream {
         timeout: Duration,
         provider: &TokioRuntimeProvider,
     ) -> Result<Message, Failure> {
+        let address = self.spec.address;
         let timed_out = || {
             Failure::Temporary(ForwardError::UpstreamTimeout {
-                upstream: self.address,
+                upstream: address,
                 timeout,
             })
         };
         let unreachable = |reason: String| {
             Failure::Permanent(ForwardError::UpstreamUnreachable {
-                upstream: self.address,
+                upstream: address,
                 reason,
             })
         };
-        let response =
-            self.udp
-                .exchange(question, deadline)
-                .await
-                .map_err(|error| match error {
-                    ExchangeError::TimedOut => timed_out(),
-                    ExchangeError::Io(error) => unreachable(error.to_string()),
-                })?;
+        let pool = match &self.transport {
+            Transport::Plain(pool) => pool,
+            Transport::Stream(stream) => {
+                return stream
+                    .exchange(request_for(question), deadline)
+                    .await
+                    .map_err(|error| match error {
+                        StreamError::TimedOut => timed_out(),
+                        other => unreachable(other.to_string()),
+                    });
+            }
+        };
+        let response = pool
+            .exchange(question, deadline)
+            .await
+            .map_err(|error| match error {
+                ExchangeError::TimedOut => timed_out(),
+                ExchangeError::Io(error) => unreachable(error.to_string()),
+            })?;
         if !response.metadata.truncation {
             return Ok(response);
         }
         // RFC 7766 §5: a truncated UDP reply is asked again over TCP. Rare enough that a
         // connection per query (hickory-net's) is fine.
+        self.connections.opened.fetch_add(1, Ordering::Relaxed);
         let over_tcp = async {
             let exchange =
-                TcpClientStream::exchange(self.address, None, timeout, None, provider.clone())
-                    .await?;
+                TcpClientStream::exchange(address, None, timeout, None, provider.clone()).await?;
             exchange.send(request_for(question)).first_answer().await
         };
-        tokio::time::timeout_at(deadline, over_tcp)
+        let result = tokio::time::timeout_at(deadline, over_tcp)
             .await
-            .map_err(|_| timed_out())?
-            .map(DnsResponse::into_message)
-            .map_err(|error| unreachable(error.to_string()))
+            .map_err(|_| timed_out())
+            .and_then(|reply| {
+                reply
+                    .map(DnsResponse::into_message)
+                    .map_err(|error| unreachable(error.to_string()))
+            });
+        if result.is_err() {
+            self.connections.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     /// A health check: `. IN NS`, as CoreDNS asks. Any reply marks the upstream up; returns
@@ -176,7 +237,7 @@ impl Upstream {
             .is_ok()
         {
             self.stats.record_success(started.elapsed());
-            tracing::info!(upstream = %self.address, "upstream answers again; marked up");
+            tracing::info!(upstream = %self.spec, "upstream answers again; marked up");
             return true;
         }
         false

@@ -355,3 +355,63 @@ async fn a_server_that_is_down_refuses_the_connection() {
         tokio::task::block_in_place(|| setup.unbound.restart());
     }
 }
+
+/// Through the whole server, as an operator configures it: `tls://` for the default group and
+/// `https://` for a zone, both checked against the test CA (`forward.tls_ca`), and a zone whose
+/// server's certificate does not name it, which fails (SERVFAIL) with the reason logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_forwards_over_tls_and_https_as_configured() {
+    if !secure_upstream::require_unbound() {
+        return;
+    }
+    bounded(async {
+        let setup = Setup::start();
+        let unbound = &setup.unbound;
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = common::hosts_file(dir.path(), "");
+        let toml = format!(
+            "[resolve]\norder = [\"files\", \"dns\"]\n[files]\npaths = [\"{hosts}\"]\n\
+             [forward]\nupstreams = [\"tls://{tls}#{name}\"]\ntls_ca = \"{ca}\"\ntimeout = \"2s\"\n\
+             [[forward.zone]]\nname = \"n7.test\"\nupstreams = [\"https://{name}:{https_port}{path}#127.0.0.1\"]\n\
+             [[forward.zone]]\nname = \"n8.test\"\nupstreams = [\"tls://{tls}#wrong.example\"]\n",
+            hosts = hosts.display(),
+            tls = unbound.tls,
+            name = SERVER_NAME,
+            ca = setup.certificates.ca.display(),
+            https_port = unbound.https.port(),
+            path = unbound.path,
+        );
+        let server = common::start_server(&toml).await;
+        for n in [1u16, 7, 1, 7] {
+            let response = common::ask(server.addr, &format!("n{n}.test."), RecordType::A).await;
+            assert_eq!(
+                common::rdata(&response),
+                [address_of(n).to_string()],
+                "n{n}.test"
+            );
+        }
+        let failed = common::ask(server.addr, "n8.test.", RecordType::A).await;
+        assert_eq!(failed.response_code, ResponseCode::ServFail);
+        let metrics = server.running().render_metrics("hearth");
+        let opened = |label: String| {
+            common::sample(
+                &metrics,
+                &format!("hearth_upstream_connections_opened_total{{upstream=\"{label}\"}}"),
+            )
+        };
+        assert_eq!(
+            opened(format!("tls://{}#{SERVER_NAME}", unbound.tls)),
+            Some(1.0),
+            "one TLS connection for the default group's queries"
+        );
+        assert_eq!(
+            opened(format!(
+                "https://{SERVER_NAME}:{}{}#127.0.0.1",
+                unbound.https.port(),
+                unbound.path
+            )),
+            Some(1.0)
+        );
+    })
+    .await;
+}

@@ -117,10 +117,11 @@ pub const CHECKLIST: &[Case] = &[
         ";; NOERROR, aa",
         "1.0.96.10.in-addr.arpa. 5 IN PTR kubernetes.default.svc.cluster.local.",
     ]),
-    // The reverse name of an address that is not the cluster's goes on down the chain.
+    // The reverse name of an address that is not the cluster's goes on down the chain. The
+    // SOA's TTL is the negative TTL, min(TTL, MINIMUM) (RFC 2308 §3), as the cache keeps it.
     Case::new("5", "99.99.99.10.in-addr.arpa. PTR", &[
         ";; NXDOMAIN",
-        ";; AUTHORITY example.net. 300 IN SOA ns.example.net. hostmaster.example.net. SERIAL 7200 1800 86400 60",
+        ";; AUTHORITY example.net. 60 IN SOA ns.example.net. hostmaster.example.net. SERIAL 7200 1800 86400 60",
     ])
     .forwarded(&["99.99.99.10.in-addr.arpa."]),
     Case::new("6", "hdls.ns.svc.cluster.local. A", &[

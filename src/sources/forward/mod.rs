@@ -11,15 +11,22 @@
 //! coalesce: one upstream query per question in flight; the others wait for it
 //!    │
 //!    ▼
-//! max_concurrent permit (none left: REFUSED) ─► upstreams in the policy's order, healthy first
+//! failed moments ago? ─► SERVFAIL, EDE 13 (the failure cache, `failures`: RFC 9520)
+//!    │
+//!    ▼
+//! the group: the longest [[forward.zone]] holding the name, else [forward] (`group`)
+//!    │ its max_concurrent (and, for [forward], a quarter per domain) left? else REFUSED
+//!    ▼
+//! its upstreams in the policy's order, healthy first
 //! ```
 //!
-//! Each query tries each upstream at most once, each attempt (TCP retry included) bounded by
-//! `timeout`, so a query gives up within `timeout × upstreams`. Over UDP, each upstream has a
-//! pool of connected sockets on random ports, renewed as they are used, shared by all queries
-//! (`pool`): a random ID per query, and a reply with the wrong source, ID or question is
-//! dropped and counted, so it is never answered nor cached (RFC 5452). A truncated reply (TC=1)
-//! is asked again over TCP (RFC 1035 §4.2.1, RFC 7766 §5), with hickory-net.
+//! Each query tries each upstream of its group at most once, each attempt (TCP retry included)
+//! bounded by `timeout`, so a query gives up within `timeout × upstreams`. Over UDP each query
+//! has a socket of its own on a random port and a random ID (`udp`); a reply with the wrong
+//! source, ID or question is dropped and counted, so it is never answered nor cached (RFC
+//! 5452). A truncated reply (TC=1) is asked again over TCP (RFC 1035 §4.2.1, RFC 7766 §5), with
+//! hickory-net. `tcp://`, `tls://` and `https://` upstreams keep one connection open, pipelined
+//! (`stream`).
 //!
 //! How upstream replies map onto the chain's statuses:
 //!
@@ -43,9 +50,9 @@
 
 mod failures;
 mod group;
-mod pool;
 mod setup;
 pub mod stream;
+mod udp;
 mod upstream;
 
 pub use setup::{DnsSetup, ForwardConfig, ForwardZone, Policy, UpstreamsFrom};

@@ -11,8 +11,8 @@ use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Edns, Messag
 use hickory_proto::rr::{Name, RecordType};
 use tokio::time::Instant;
 
-use super::pool::{ExchangeError, Pool, UPSTREAM_PAYLOAD};
 use super::stream::{ConnectionStats, StreamError, StreamKind, StreamUpstream};
+use super::udp::{ExchangeError, UdpUpstream, UPSTREAM_PAYLOAD};
 use super::ForwardError;
 use super::MAX_FAILS;
 use crate::chain::{Answer, Question};
@@ -83,7 +83,7 @@ pub struct Upstream {
     /// As configured: where, and over what.
     pub spec: UpstreamSpec,
     transport: Transport,
-    /// Shared with the pool's receive tasks, which count the replies they drop.
+    /// Counters, shared with the UDP exchanges, which count the replies they drop.
     pub stats: Arc<UpstreamStats>,
     /// Stream connections opened, reused and failed (TCP, TLS, HTTPS upstreams).
     pub connections: Arc<ConnectionStats>,
@@ -91,15 +91,15 @@ pub struct Upstream {
 
 /// How an upstream is asked.
 enum Transport {
-    /// Plain DNS: the UDP sockets every query to this upstream shares (see `pool`), and a TCP
-    /// connection of its own for a truncated reply.
-    Plain(Pool),
+    /// Plain DNS: a UDP socket of its own per query (see `udp`), and a TCP connection of its
+    /// own for a truncated reply.
+    Plain(UdpUpstream),
     /// One persistent connection, pipelined (`stream`): TCP, TLS or HTTPS.
     Stream(StreamUpstream),
 }
 
 impl Upstream {
-    /// Must run inside the tokio runtime (the pool binds its sockets on first use). `tls`: the
+    /// Must run inside the tokio runtime. `tls`: the
     /// client configuration for TLS and HTTPS upstreams; without one they cannot connect, and
     /// each attempt fails saying so.
     pub fn new(spec: &UpstreamSpec, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
@@ -117,7 +117,7 @@ impl Upstream {
             }),
         };
         let transport = match kind {
-            None => Transport::Plain(Pool::new(spec.address, Arc::clone(&stats))),
+            None => Transport::Plain(UdpUpstream::new(spec.address, Arc::clone(&stats))),
             Some(kind) => Transport::Stream(StreamUpstream::new(
                 spec.address,
                 kind,
@@ -182,8 +182,8 @@ impl Upstream {
                 reason,
             })
         };
-        let pool = match &self.transport {
-            Transport::Plain(pool) => pool,
+        let udp = match &self.transport {
+            Transport::Plain(udp) => udp,
             Transport::Stream(stream) => {
                 return stream
                     .exchange(request_for(question), deadline)
@@ -194,7 +194,7 @@ impl Upstream {
                     });
             }
         };
-        let response = pool
+        let response = udp
             .exchange(question, deadline)
             .await
             .map_err(|error| match error {
@@ -245,7 +245,7 @@ impl Upstream {
 }
 
 /// The query sent upstream over TCP: the client's question with RD=1, a fresh random ID (set
-/// by `Message::query`), and EDNS with the client's DO and CD bits, as `pool::encode_query`
+/// by `Message::query`), and EDNS with the client's DO and CD bits, as `udp::encode_query`
 /// writes it for UDP.
 pub fn request_for(question: &Question) -> DnsRequest {
     let mut message = Message::query();

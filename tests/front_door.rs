@@ -470,9 +470,11 @@ async fn idle_connections_from_one_address_do_not_keep_out_another() {
     for stream in &mut held {
         let mut byte = [0u8; 1];
         // A closed connection reads end-of-stream at once; an open idle one has nothing.
-        match tokio::time::timeout(Duration::from_millis(5), stream.read(&mut byte)).await {
-            Err(_) => open += 1,
-            Ok(_) => {}
+        if tokio::time::timeout(Duration::from_millis(5), stream.read(&mut byte))
+            .await
+            .is_err()
+        {
+            open += 1;
         }
     }
     assert_eq!(open, 64, "tcp_max_connections_per_client (default 64)");

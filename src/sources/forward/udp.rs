@@ -22,8 +22,8 @@
 //! RFC 5452 §9.2: "Resolver implementations MUST: Use an unpredictable source port for outgoing
 //! queries from the range of available ports ... that is as large as possible and practicable;
 //! Use multiple different source ports simultaneously in case of multiple outstanding queries;
-//! Use an unpredictable query ID". Each query binds port 0, and Linux draws the port at random
-//! from `net.ipv4.ip_local_port_range` (28,232 ports by default, and the operator's way to keep
+//! Use an unpredictable query ID". Each query's socket is bound as it connects, and Linux draws
+//! the port at random from `net.ipv4.ip_local_port_range` (28,232 ports by default, and the operator's way to keep
 //! ports away from services, which §9.2 also asks for); the ID comes from the CSPRNG. So a
 //! blind forgery must guess about 14.8 bits of port and 16 of ID, as against Unbound (a port
 //! from 4,096 open per thread, and the ID).
@@ -37,7 +37,7 @@
 //! epoll registration and `close` per upstream query.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -177,16 +177,17 @@ impl UdpUpstream {
 }
 
 /// A UDP socket on a port the kernel draws at random, connected to `upstream`, registered
-/// with the runtime.
+/// with the runtime. Three system calls: `socket` (non-blocking from the start), `connect`
+/// (which binds a random ephemeral port as it connects, RFC 6056's "random" algorithm on Linux)
+/// and the runtime's `epoll_ctl`; no separate `bind` or `fcntl`, since each is paid per query.
 fn bind_connected(upstream: SocketAddr) -> io::Result<UdpSocket> {
-    let local = match upstream {
-        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
-    };
-    let socket = std::net::UdpSocket::bind(local)?;
-    socket.connect(upstream)?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(upstream),
+        socket2::Type::DGRAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.connect(&upstream.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// The query for `question`: ID `id`, RD=1, CD as the client set it, the question as the

@@ -91,9 +91,13 @@ fn push_opt<'a>(
     out[11] = 1; // ARCOUNT
 }
 
-/// Where the single question of `query` ends, if it walks: an uncompressed name (a query's
-/// first name has nothing to point back to), then type and class.
+/// Where the single question of `query` ends, if it walks: an uncompressed name of at most
+/// 255 octets (RFC 1035 §3.1; a query's first name has nothing to point back to), then type
+/// and class. (Found by the `engine` fuzz target: a longer name was echoed, which no client
+/// can have sent in a valid query.)
 fn question_end(query: &[u8]) -> Option<usize> {
+    /// RFC 1035 §2.3.4: "names ... 255 octets or less", length octets and the root included.
+    const MAX_NAME: usize = 255;
     let mut position = 12;
     loop {
         let length = usize::from(*query.get(position)?);
@@ -101,6 +105,9 @@ fn question_end(query: &[u8]) -> Option<usize> {
             0 => break,
             1..=63 => position += 1 + length,
             _ => return None,
+        }
+        if position + 1 - 12 > MAX_NAME {
+            return None;
         }
     }
     let end = position + 1 + 4;

@@ -366,6 +366,11 @@ fn generic_rdata(record_type: RecordType, tokens: &[Token]) -> Result<RData, Str
         .iter()
         .map(|t| t.text)
         .collect();
+    // Checked before the digits are paired: a character that is not ASCII would be split
+    // between two pairs (a panic when slicing), and `from_str_radix` takes a sign (`+f`).
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`{hex}` is not hex"));
+    }
     if hex.len() % 2 != 0 {
         return Err("odd number of hex digits".into());
     }

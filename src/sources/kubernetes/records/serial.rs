@@ -40,6 +40,9 @@ pub(super) fn serial(zone: &Zone, empty_names: &[Name]) -> u32 {
         if last_head != Some((records.owner(number), record_type)) {
             head.clear();
             if !push_name_text(&mut head, owner) {
+                // What was written before the label that needs escaping goes: the whole name
+                // is written again.
+                head.clear();
                 let _ = write!(head, "{owner}");
             }
             let _ = write!(head, " {} {} {record_type} ", zone.ttl, DNSClass::IN);
@@ -107,6 +110,7 @@ pub(super) fn serial(zone: &Zone, empty_names: &[Name]) -> u32 {
     for name in empty_names {
         line.clear();
         if !push_name_text(&mut line, name) {
+            line.clear();
             let _ = write!(line, "{name}");
         }
         add(&line);

@@ -245,10 +245,10 @@ fn opt_record(message: &[u8]) -> Option<([u8; 4], &[u8])> {
     }
     let mut position = 12;
     for _ in 0..questions {
-        position = super::fast::skip_name(message, position)? + 4;
+        position = super::walk::skip_name(message, position)? + 4;
     }
     for _ in 0..records {
-        position = super::fast::skip_name(message, position)?;
+        position = super::walk::skip_name(message, position)?;
         let header = message.get(position..position + 10)?;
         let record_type = u16::from_be_bytes([header[0], header[1]]);
         let length = usize::from(u16::from_be_bytes([header[8], header[9]]));

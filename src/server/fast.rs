@@ -52,6 +52,7 @@ use hickory_proto::rr::Name;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::admission::{Admitted, Verdict};
+use super::walk::skip_name;
 use super::{Client, Engine, Reply, Transport};
 use prometheus_client::encoding::DescriptorEncoder;
 
@@ -327,19 +328,6 @@ fn query_name(query: &[u8]) -> Option<Name> {
     let mut decoder = BinDecoder::new(query);
     decoder.read_slice(12).ok()?;
     Name::read(&mut decoder).ok()
-}
-
-/// Skips a (possibly compressed) name at `position`; the position after it.
-pub(crate) fn skip_name(message: &[u8], mut position: usize) -> Option<usize> {
-    loop {
-        let length = *message.get(position)?;
-        match length & 0xc0 {
-            0xc0 => return (position + 2 <= message.len()).then_some(position + 2),
-            0x00 if length == 0 => return Some(position + 1),
-            0x00 => position += 1 + usize::from(length),
-            _ => return None,
-        }
-    }
 }
 
 /// Where the TTL of every record of an encoded message is, OPT aside (RFC 1035 §4.1.3; RFC

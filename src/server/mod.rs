@@ -30,6 +30,7 @@ pub mod quick_reply;
 pub mod rate_limit;
 pub mod tcp;
 pub mod udp;
+pub mod walk;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -266,13 +266,34 @@ pub enum NsswitchError {
 /// authoritative data is answered before anything is forwarded, and hosts files still come
 /// first when listed first. Services Hearth does not have are skipped.
 pub fn read_nsswitch(path: &Path, known: &[&str]) -> Result<NsswitchOrder, NsswitchError> {
+    use std::io::Read as _;
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| NsswitchError::Read {
+    let read_error = |source| NsswitchError::Read {
         file: file.clone(),
         source,
-    })?;
+    };
+    // A regular file, read up to a limit: `resolve.nsswitch = "/dev/zero"` (or a FIFO) must be
+    // an error, not a hang or an unbounded read (found by the `config` fuzz target's review).
+    let opened = std::fs::File::open(path).map_err(read_error)?;
+    let metadata = opened.metadata().map_err(read_error)?;
+    if !metadata.is_file() {
+        return Err(read_error(std::io::Error::other("not a regular file")));
+    }
+    let mut text = String::new();
+    opened
+        .take(MAX_NSSWITCH_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    if text.len() as u64 > MAX_NSSWITCH_BYTES {
+        return Err(read_error(std::io::Error::other(format!(
+            "larger than {MAX_NSSWITCH_BYTES} bytes; an nsswitch.conf is a few hundred"
+        ))));
+    }
     parse_nsswitch(&text, &file, known)
 }
+
+/// The most of an nsswitch.conf that is read.
+const MAX_NSSWITCH_BYTES: u64 = 1 << 20;
 
 /// The source nsswitch.conf has no name for (see [`read_nsswitch`]).
 const ZONES: &str = "zones";
@@ -464,5 +485,19 @@ mod tests {
             error.to_string(),
             "f:1: no service Hearth has (files, dns) on the line"
         );
+    }
+
+    #[test]
+    fn a_device_or_a_huge_file_is_refused_not_read() {
+        let known = ["files", "zones", "dns"];
+        let error = read_nsswitch(Path::new("/dev/zero"), &known).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+        let dir = std::env::temp_dir().join(format!("hearth-nsswitch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let huge = dir.join("nsswitch.conf");
+        std::fs::write(&huge, "#".repeat((MAX_NSSWITCH_BYTES + 10) as usize)).unwrap();
+        let error = read_nsswitch(&huge, &known).unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -35,15 +35,33 @@
 //! A human-readable line, then one line of `key=value` pairs (starting with `sent=`) that the
 //! harness parses: `sent completed lost lost_pct mismatched qps elapsed_s lat_mean_us
 //! lat_p50_us lat_p99_us lat_max_us noerror nxdomain servfail refused other_rcode
-//! udp_rcvbuf_errors cpu_pct`. `qps` is completed queries divided by the time from the first send to
-//! the last reply. `udp_rcvbuf_errors` is the machine-wide increase of `RcvbufErrors` in
+//! udp_rcvbuf_errors cpu_pct truncated offered_qps unsent` (and `sources_replied` with
+//! `--sources`). `qps` is completed queries divided by the time from the first send to the
+//! last reply. `udp_rcvbuf_errors` is the machine-wide increase of `RcvbufErrors` in
 //! `/proc/net/snmp` during the run: datagrams some socket on the machine dropped because its
 //! receive buffer was full (this generator's own socket has a large buffer, so on an otherwise
 //! idle machine they are the server's drops). `cpu_pct` is the generator's own CPU time over
 //! the run, in percent of one core: near 100, the generator rather than the server may be
 //! what limits the rate.
 //!
-//! Traffic goes only to loopback: a `--server` outside 127.0.0.0/8 and ::1 is refused.
+//! With `--sources N` the queries come from N source addresses in 127.0.0.0/8 (a flood from
+//! many clients, for a rate limiter), from the same sockets: they are bound to 0.0.0.0 and not
+//! connected, and each datagram names its source address in an `IP_PKTINFO` control message
+//! (`sendmmsg` with a control message per datagram), so no socket per address is needed.
+//! Source `i` is `127.(i >> 8 & 255).(i & 255).(1 + (i >> 16))`: the first 65,536 are each in a
+//! /24 of their own. The replies, sent to each of those addresses, reach the same sockets (all
+//! of 127.0.0.0/8 is local); a reply must then also come from `--server` and be addressed to
+//! the source its query was sent from (read back with `IP_PKTINFO`), else it is `mismatched`.
+//! The key=value line then adds `sources_replied`: how many distinct sources got a reply.
+//!
+//! With `--rate R` the generator is open-loop: it sends R queries a second whatever comes back
+//! (a flood does not wait for replies), still through the slot table, so `--outstanding`
+//! bounds the queries in flight and a query with no free slot when it is due is not sent
+//! (`unsent`). `offered_qps` is what was sent per second; `truncated` counts replies with TC=1
+//! (a rate limiter's "slip").
+//!
+//! Traffic goes only to loopback: a `--server` outside 127.0.0.0/8 and ::1 is refused, and
+//! `--sources` are all in 127.0.0.0/8.
 //!
 //! `--reflect` turns it into the other end of a ceiling measurement: a batched UDP reflector
 //! (recvmmsg, set QR, sendmmsg; no DNS work) bound to `--server` for `--duration` seconds. What
@@ -51,8 +69,8 @@
 //! figure a server's rate is compared with.
 
 use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut};
-use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -61,14 +79,18 @@ use clap::Parser;
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::socket::{
-    recvmmsg, sendmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrStorage,
+    recvmmsg, sendmmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders,
+    SockaddrIn, SockaddrStorage,
 };
 
 /// Largest reply read; longer datagrams are truncated by the kernel (and still counted).
 const MAX_REPLY: usize = 4096;
 /// Largest query accepted from the query file (a name is at most 255 bytes).
 const MAX_QUERY: usize = 512;
+/// Most `--sources`: 127.A.B.C with C from 1 to 254.
+const MAX_SOURCES: u32 = 254 << 16;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -103,6 +125,14 @@ struct Args {
     /// Add an EDNS(0) OPT record (payload 1232) to every query (dnsperf: -e).
     #[arg(long)]
     edns: bool,
+    /// Send from this many IPv4 source addresses in 127.0.0.0/8 (the first 65,536 each in a
+    /// /24 of its own), in turn, one per query, through IP_PKTINFO; 0: the socket's own address.
+    #[arg(long, default_value_t = 0)]
+    sources: u32,
+    /// Open loop: send this many queries a second whatever comes back (at most --outstanding
+    /// in flight); 0: closed loop, --outstanding always in flight.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Instead of generating load, be the harness's "ceiling": a batched UDP reflector on
     /// --server that echoes every datagram with QR set and does no DNS work, for --duration
     /// seconds.
@@ -120,8 +150,100 @@ struct Encoded {
 #[derive(Clone, Copy)]
 struct Slot {
     generation: u16,
-    /// Index of the query in the file, and when it was sent; `None` when the slot is free.
-    in_flight: Option<(u32, Instant)>,
+    /// When the slot holds a query: which one of the file, its source (`--sources`), and when
+    /// it was sent.
+    in_flight: Option<InFlight>,
+}
+
+#[derive(Clone, Copy)]
+struct InFlight {
+    query: u32,
+    source: u32,
+    sent: Instant,
+}
+
+/// Source `i` of `--sources`: 127.(i >> 8 & 255).(i & 255).(1 + (i >> 16)), so that the first
+/// 65,536 are each in a /24 of their own.
+fn source_address(i: u32) -> Ipv4Addr {
+    Ipv4Addr::new(127, (i >> 8) as u8, i as u8, 1 + (i >> 16) as u8)
+}
+
+/// `sendmmsg` with a source address of its own for each datagram, in an `IP_PKTINFO` control
+/// message (`ipi_spec_dst`). nix's `sendmmsg` gives every datagram of a call the same control
+/// messages, so this one builds the headers itself.
+struct SourcedSender {
+    headers: Vec<libc::mmsghdr>,
+    iovecs: Vec<libc::iovec>,
+    controls: Vec<ControlBuffer>,
+    destination: libc::sockaddr_in,
+}
+
+/// Room for one `IP_PKTINFO` control message, aligned as a `cmsghdr`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct ControlBuffer([u8; 64]);
+
+impl SourcedSender {
+    fn new(batch: usize, destination: SocketAddrV4) -> Self {
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) };
+        assert!(space as usize <= std::mem::size_of::<ControlBuffer>());
+        SourcedSender {
+            // SAFETY: mmsghdr and iovec are plain C structs, valid when zeroed.
+            headers: vec![unsafe { std::mem::zeroed() }; batch],
+            iovecs: vec![unsafe { std::mem::zeroed() }; batch],
+            controls: vec![ControlBuffer([0; 64]); batch],
+            destination: *SockaddrIn::from(destination).as_ref(),
+        }
+    }
+
+    /// Sends `datagrams[i]` from `sources[i]` to the destination; returns how many were sent.
+    fn send(
+        &mut self,
+        fd: RawFd,
+        datagrams: &[&[u8]],
+        sources: &[Ipv4Addr],
+        flags: MsgFlags,
+    ) -> nix::Result<usize> {
+        let n = datagrams.len().min(sources.len()).min(self.headers.len());
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) };
+        for i in 0..n {
+            self.iovecs[i] = libc::iovec {
+                iov_base: datagrams[i].as_ptr() as *mut libc::c_void,
+                iov_len: datagrams[i].len(),
+            };
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(sources[i]).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            // SAFETY: a zeroed msghdr is valid; every pointer set below points into `self` or
+            // `datagrams`, which outlive the sendmmsg call, and the control buffer has room
+            // for one cmsghdr with an in_pktinfo (checked in `new`).
+            unsafe {
+                let header = &mut self.headers[i].msg_hdr;
+                *header = std::mem::zeroed();
+                header.msg_name = &mut self.destination as *mut libc::sockaddr_in as *mut _;
+                header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as _;
+                header.msg_iov = &mut self.iovecs[i];
+                header.msg_iovlen = 1;
+                header.msg_control = self.controls[i].0.as_mut_ptr() as *mut libc::c_void;
+                header.msg_controllen = space as _;
+                let cmsg = libc::CMSG_FIRSTHDR(header);
+                (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                (*cmsg).cmsg_len =
+                    libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in_pktinfo, info);
+                self.headers[i].msg_len = 0;
+            }
+        }
+        // SAFETY: the first `n` headers were filled above.
+        let sent =
+            unsafe { libc::sendmmsg(fd, self.headers.as_mut_ptr(), n as _, flags.bits() as _) };
+        Errno::result(sent).map(|sent| sent as usize)
+    }
 }
 
 /// Latencies in microseconds: exact below 65.536 ms, to the millisecond above.
@@ -189,6 +311,14 @@ struct Counters {
     /// This generator's CPU time over the run's wall-clock time, in percent of one core: near
     /// 100, the generator (not the server) may be the limit.
     cpu_pct: f64,
+    /// Replies with TC=1 (a rate limiter's slip, or an answer too large for UDP).
+    truncated: u64,
+    /// `--rate`: queries due that were not sent, for want of a free slot or of time.
+    unsent: u64,
+    /// Queries sent per second, from the first send to the last.
+    offered_qps: f64,
+    /// `--sources`: how many distinct sources got at least one reply.
+    sources_replied: Option<u64>,
 }
 
 /// Reads a dnsperf query file and encodes each line once.
@@ -258,16 +388,23 @@ fn udp_rcvbuf_errors() -> u64 {
         .unwrap_or(0)
 }
 
-fn open_socket(server: SocketAddr, recv_wait: Duration) -> io::Result<UdpSocket> {
-    let local: SocketAddr = if server.is_ipv4() {
-        "127.0.0.1:0"
-    } else {
-        "[::1]:0"
+/// A socket for the generator: bound to loopback and connected to `server`; or, with
+/// `sourced` (`--sources`), bound to 0.0.0.0 and not connected, so that replies to any
+/// address of 127.0.0.0/8 arrive on it, with `IP_PKTINFO` to read their destination.
+fn open_socket(server: SocketAddr, recv_wait: Duration, sourced: bool) -> io::Result<UdpSocket> {
+    let local: SocketAddr = match (sourced, server.is_ipv4()) {
+        (true, _) => "0.0.0.0:0",
+        (false, true) => "127.0.0.1:0",
+        (false, false) => "[::1]:0",
     }
     .parse()
     .unwrap();
     let socket = UdpSocket::bind(local)?;
-    socket.connect(server)?;
+    if sourced {
+        setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?;
+    } else {
+        socket.connect(server)?;
+    }
     // A large receive buffer, so that the generator never drops replies itself: above
     // net.core.rmem_max only with CAP_NET_ADMIN (RcvBufForce), else as large as allowed.
     let size = 16 << 20;
@@ -289,6 +426,20 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let queries = load_queries(args.queries.as_ref().expect("required by clap"), args.edns)?;
     let total = queries.len() as u64;
+    let sources = args.sources;
+    let sourced = sources > 0;
+    let server_v4 = match (sourced, args.server) {
+        (false, _) => None,
+        (true, SocketAddr::V4(server)) if sources <= MAX_SOURCES => Some(server),
+        (true, SocketAddr::V4(_)) => return Err(format!("--sources: at most {MAX_SOURCES}")),
+        (true, SocketAddr::V6(_)) => return Err("--sources needs an IPv4 --server".into()),
+    };
+    let rate = args.rate;
+    if !(rate == 0.0 || rate.is_finite() && rate > 0.0) {
+        return Err("--rate must be a positive number of queries a second (or 0)".into());
+    }
+    // Which sources got a reply, a bit each.
+    let mut replied = vec![0u64; (sources as usize).div_ceil(64)];
 
     // IDs: the slot index in the low `slot_bits`, a generation in the rest.
     let slot_bits = usize::BITS - (outstanding - 1).leading_zeros();
@@ -305,18 +456,25 @@ fn run(args: &Args) -> Result<(), String> {
 
     // With one socket a read blocks until a reply comes (or 5 ms pass); with several, a read
     // blocks only briefly when a whole round over the sockets found nothing to do.
+    // Open loop (--rate), reads never block: the loop sleeps instead when it has nothing to do.
     let recv_wait = Duration::from_micros(if sockets == 1 { 5000 } else { 100 });
     let socks: Vec<UdpSocket> = (0..sockets)
-        .map(|_| open_socket(args.server, recv_wait))
+        .map(|_| open_socket(args.server, recv_wait, sourced))
         .collect::<io::Result<_>>()
         .map_err(|e| e.to_string())?;
+    let mut sourced_sender = server_v4.map(|server| SourcedSender::new(batch, server));
+    let mut send_sources = vec![Ipv4Addr::UNSPECIFIED; batch];
+    let mut recv_meta: Vec<(Option<SocketAddr>, Option<Ipv4Addr>)> = vec![(None, None); batch];
 
     let mut send_bufs = vec![[0u8; MAX_QUERY]; batch];
     let mut send_lens = vec![0usize; batch];
     let mut recv_bufs = vec![[0u8; MAX_REPLY]; batch];
     let mut recv_lens = vec![0usize; batch];
     let mut send_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(batch, None);
-    let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(batch, None);
+    let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(
+        batch,
+        sourced.then(|| nix::cmsg_space!(libc::in_pktinfo)),
+    );
     let no_addrs: Vec<Option<SockaddrStorage>> = vec![None; batch];
 
     let mut c = Counters::default();
@@ -327,6 +485,7 @@ fn run(args: &Args) -> Result<(), String> {
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
     let mut last_reply = start;
+    let mut last_send = start;
     let mut last_expiry_scan = start;
     let mut next_query: u64 = 0;
     let mut turn = 0usize;
@@ -336,6 +495,17 @@ fn run(args: &Args) -> Result<(), String> {
     loop {
         let now = Instant::now();
         let sending = now < deadline && !(args.once && next_query >= total);
+        // Open loop: the queries due by now that were not sent yet, at most 10 ms' worth (the
+        // rest, late for want of a free slot or of time, are counted as unsent and skipped).
+        let mut budget = if rate > 0.0 && sending {
+            let due = (now.duration_since(start).as_secs_f64() * rate) as u64;
+            let behind = due.saturating_sub(c.sent + c.unsent);
+            let most = (rate / 100.0).max(batch as f64) as u64;
+            c.unsent += behind.saturating_sub(most);
+            behind.min(most)
+        } else {
+            u64::MAX
+        };
         let in_flight = outstanding - free.len();
         // Stop when nothing more is to be sent and nothing is in flight; after the deadline,
         // queries in flight get their --timeout to come back (as dnsperf does).
@@ -347,7 +517,7 @@ fn run(args: &Args) -> Result<(), String> {
         if now.duration_since(last_expiry_scan) >= Duration::from_millis(10) {
             last_expiry_scan = now;
             for (i, slot) in slots.iter_mut().enumerate() {
-                if let Some((_, sent)) = slot.in_flight {
+                if let Some(InFlight { sent, .. }) = slot.in_flight {
                     if now.duration_since(sent) >= timeout {
                         slot.in_flight = None;
                         slot.generation = ((slot.generation as u32 + 1) % generations) as u16;
@@ -366,33 +536,52 @@ fn run(args: &Args) -> Result<(), String> {
         // Fill the free slots with the next queries, a batch per system call. With one socket
         // every free slot is filled before the read below blocks; with several, one batch per
         // socket per turn.
-        while sending && !free.is_empty() {
+        while sending && !free.is_empty() && budget > 0 {
             let mut n = 0;
-            while n < batch && n < free.len() && !(args.once && next_query + n as u64 >= total) {
+            while n < batch
+                && n < free.len()
+                && (n as u64) < budget
+                && !(args.once && next_query + n as u64 >= total)
+            {
                 let slot = free[free.len() - 1 - n];
                 let q = &queries[((next_query + n as u64) % total) as usize];
                 let id = (slots[slot].generation << slot_bits) | slot as u16;
                 send_bufs[n][..q.wire.len()].copy_from_slice(&q.wire);
                 send_bufs[n][..2].copy_from_slice(&id.to_be_bytes());
                 send_lens[n] = q.wire.len();
+                if sourced {
+                    send_sources[n] =
+                        source_address(((next_query + n as u64) % sources as u64) as u32);
+                }
                 n += 1;
             }
             if n == 0 {
                 break;
             }
-            let iovs: Vec<[IoSlice; 1]> = (0..n)
-                .map(|i| [IoSlice::new(&send_bufs[i][..send_lens[i]])])
-                .collect();
             let sent_at = Instant::now();
-            let sent = match sendmmsg(
-                fd,
-                &mut send_hdrs,
-                &iovs,
-                &no_addrs[..n],
-                [],
-                MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(results) => results.count(),
+            let result = match sourced_sender.as_mut() {
+                Some(sender) => {
+                    let datagrams: Vec<&[u8]> =
+                        (0..n).map(|i| &send_bufs[i][..send_lens[i]]).collect();
+                    sender.send(fd, &datagrams, &send_sources[..n], MsgFlags::MSG_DONTWAIT)
+                }
+                None => {
+                    let iovs: Vec<[IoSlice; 1]> = (0..n)
+                        .map(|i| [IoSlice::new(&send_bufs[i][..send_lens[i]])])
+                        .collect();
+                    sendmmsg(
+                        fd,
+                        &mut send_hdrs,
+                        &iovs,
+                        &no_addrs[..n],
+                        [],
+                        MsgFlags::MSG_DONTWAIT,
+                    )
+                    .map(|results| results.count())
+                }
+            };
+            let sent = match result {
+                Ok(sent) => sent,
                 // The socket buffer is full, or nothing listens on the port (yet): the queries
                 // were not sent; they are tried again on the next round.
                 Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) | Err(Errno::ECONNREFUSED) => 0,
@@ -401,82 +590,137 @@ fn run(args: &Args) -> Result<(), String> {
             // The slots were taken from the top of the free stack, in order.
             for i in 0..sent {
                 let slot = free.pop().expect("a free slot per query sent");
-                slots[slot].in_flight = Some((((next_query + i as u64) % total) as u32, sent_at));
+                let seq = next_query + i as u64;
+                slots[slot].in_flight = Some(InFlight {
+                    query: (seq % total) as u32,
+                    source: if sourced {
+                        (seq % sources as u64) as u32
+                    } else {
+                        0
+                    },
+                    sent: sent_at,
+                });
             }
             next_query += sent as u64;
             c.sent += sent as u64;
+            budget = budget.saturating_sub(sent as u64);
+            if sent > 0 {
+                last_send = sent_at;
+            }
             did_something |= sent > 0;
             if sent < n || sockets > 1 || (args.once && next_query >= total) {
                 break;
             }
         }
 
-        // Read replies: wait for the first one only when there is nothing else to do.
-        let wait = sockets == 1 || idle_round;
+        // Read replies: wait for the first one only when there is nothing else to do (open
+        // loop: never, see below). Open loop, read until the socket is empty (up to 64
+        // batches): the sends above may have been many batches, and replies read late would
+        // be counted lost.
+        let wait = rate == 0.0 && (sockets == 1 || idle_round);
         let flags = if wait {
             MsgFlags::MSG_WAITFORONE
         } else {
             MsgFlags::MSG_DONTWAIT
         };
-        let received = {
-            let mut iovs: Vec<[IoSliceMut; 1]> = recv_bufs
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(&mut b[..])])
-                .collect();
-            match recvmmsg(fd, &mut recv_hdrs, iovs.iter_mut(), flags, None) {
-                Ok(results) => {
-                    let mut n = 0;
-                    for r in results {
-                        recv_lens[n] = r.bytes;
-                        n += 1;
+        let mut received_total = 0;
+        for _ in 0..if rate > 0.0 { 64 } else { 1 } {
+            let received = {
+                let mut iovs: Vec<[IoSliceMut; 1]> = recv_bufs
+                    .iter_mut()
+                    .map(|b| [IoSliceMut::new(&mut b[..])])
+                    .collect();
+                match recvmmsg(fd, &mut recv_hdrs, iovs.iter_mut(), flags, None) {
+                    Ok(results) => {
+                        let mut n = 0;
+                        for r in results {
+                            recv_lens[n] = r.bytes;
+                            if sourced {
+                                // Where the reply came from, and to which of our addresses.
+                                let from = r.address.and_then(|a| {
+                                    a.as_sockaddr_in().map(|a| SocketAddr::V4((*a).into()))
+                                });
+                                let to = r.cmsgs().ok().and_then(|mut cmsgs| {
+                                    cmsgs.find_map(|cmsg| match cmsg {
+                                        ControlMessageOwned::Ipv4PacketInfo(info) => {
+                                            Some(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)))
+                                        }
+                                        _ => None,
+                                    })
+                                });
+                                recv_meta[n] = (from, to);
+                            }
+                            n += 1;
+                        }
+                        n
                     }
-                    n
+                    Err(Errno::EAGAIN) | Err(Errno::EINTR) | Err(Errno::ECONNREFUSED) => 0,
+                    Err(e) => return Err(format!("recvmmsg: {e}")),
                 }
-                Err(Errno::EAGAIN) | Err(Errno::EINTR) | Err(Errno::ECONNREFUSED) => 0,
-                Err(e) => return Err(format!("recvmmsg: {e}")),
-            }
-        };
-        let received_at = Instant::now();
-        for (buf, &len) in recv_bufs.iter().zip(&recv_lens[..received]) {
-            let reply = &buf[..len.min(MAX_REPLY)];
-            // The ID must name a slot in flight of the current generation, the reply must be a
-            // response (QR=1), and its question must be the one sent.
-            let matched = (len >= 12 && reply[2] & 0x80 != 0)
-                .then(|| u16::from_be_bytes([reply[0], reply[1]]))
-                .and_then(|id| {
-                    let index = (id & slot_mask) as usize;
-                    let slot = slots.get(index)?;
-                    let (query, sent) = slot.in_flight?;
-                    let q = &queries[query as usize];
-                    (slot.generation == id >> slot_bits
-                        && reply.get(12..q.question_end) == Some(&q.wire[12..q.question_end]))
-                    .then_some((index, sent))
-                });
-            let Some((index, sent)) = matched else {
-                c.mismatched += 1;
-                continue;
             };
-            let slot = &mut slots[index];
-            slot.in_flight = None;
-            slot.generation = ((slot.generation as u32 + 1) % generations) as u16;
-            free.push(index);
-            c.completed += 1;
-            c.rcodes[match reply[3] & 0x0f {
-                0 => 0,
-                3 => 1,
-                2 => 2,
-                5 => 3,
-                _ => 4,
-            }] += 1;
-            hist.record(received_at.duration_since(sent).as_micros() as u64);
-            last_reply = received_at;
+            let received_at = Instant::now();
+            for (i, (buf, &len)) in recv_bufs.iter().zip(&recv_lens[..received]).enumerate() {
+                let reply = &buf[..len.min(MAX_REPLY)];
+                // The ID must name a slot in flight of the current generation, the reply must be a
+                // response (QR=1), and its question must be the one sent. With --sources, it must
+                // also come from the server and be addressed to the query's source.
+                let matched = (len >= 12 && reply[2] & 0x80 != 0)
+                    .then(|| u16::from_be_bytes([reply[0], reply[1]]))
+                    .and_then(|id| {
+                        let index = (id & slot_mask) as usize;
+                        let slot = slots.get(index)?;
+                        let flight = slot.in_flight?;
+                        let q = &queries[flight.query as usize];
+                        let addressed = !sourced
+                            || recv_meta[i]
+                                == (Some(args.server), Some(source_address(flight.source)));
+                        (slot.generation == id >> slot_bits
+                            && addressed
+                            && reply.get(12..q.question_end) == Some(&q.wire[12..q.question_end]))
+                        .then_some((index, flight))
+                    });
+                let Some((index, InFlight { sent, source, .. })) = matched else {
+                    c.mismatched += 1;
+                    continue;
+                };
+                if sourced {
+                    replied[source as usize / 64] |= 1 << (source % 64);
+                }
+                if reply[2] & 0x02 != 0 {
+                    c.truncated += 1;
+                }
+                let slot = &mut slots[index];
+                slot.in_flight = None;
+                slot.generation = ((slot.generation as u32 + 1) % generations) as u16;
+                free.push(index);
+                c.completed += 1;
+                c.rcodes[match reply[3] & 0x0f {
+                    0 => 0,
+                    3 => 1,
+                    2 => 2,
+                    5 => 3,
+                    _ => 4,
+                }] += 1;
+                hist.record(received_at.duration_since(sent).as_micros() as u64);
+                last_reply = received_at;
+            }
+            received_total += received;
+            if received < batch {
+                break;
+            }
         }
+        let received = received_total;
         // After a whole round over the sockets in which nothing was sent or received, the
         // reads of the next round may wait a little.
         round_active |= did_something || received > 0;
         if turn == 0 {
             idle_round = !round_active;
             round_active = false;
+        }
+        // Open loop, nothing sent or received: wait a little for the next query to be due or
+        // a reply to come (a blocking read could wait a whole scheduler tick).
+        if rate > 0.0 && !did_something && received == 0 {
+            std::thread::sleep(Duration::from_micros(50));
         }
     }
 
@@ -485,6 +729,8 @@ fn run(args: &Args) -> Result<(), String> {
     c.rcvbuf_errors = udp_rcvbuf_errors().saturating_sub(rcvbuf_before);
     c.cpu_pct =
         cpu_ns().saturating_sub(cpu_before) as f64 / start.elapsed().as_nanos() as f64 * 100.0;
+    c.offered_qps = c.sent as f64 / last_send.duration_since(start).as_secs_f64().max(1e-9);
+    c.sources_replied = sourced.then(|| replied.iter().map(|w| u64::from(w.count_ones())).sum());
     report(&c, &hist, last_reply.duration_since(start));
     Ok(())
 }
@@ -587,7 +833,8 @@ fn report(c: &Counters, hist: &Histogram, elapsed: Duration) {
     println!(
         "sent={} completed={} lost={} lost_pct={:.4} mismatched={} qps={:.0} elapsed_s={:.3} \
          lat_mean_us={:.1} lat_p50_us={} lat_p99_us={} lat_max_us={} noerror={} nxdomain={} \
-         servfail={} refused={} other_rcode={} udp_rcvbuf_errors={} cpu_pct={:.0}",
+         servfail={} refused={} other_rcode={} udp_rcvbuf_errors={} cpu_pct={:.0} truncated={} \
+         offered_qps={:.0} unsent={}{}",
         c.sent,
         c.completed,
         c.lost,
@@ -605,7 +852,12 @@ fn report(c: &Counters, hist: &Histogram, elapsed: Duration) {
         refused,
         other,
         c.rcvbuf_errors,
-        c.cpu_pct
+        c.cpu_pct,
+        c.truncated,
+        c.offered_qps,
+        c.unsent,
+        c.sources_replied
+            .map_or(String::new(), |n| format!(" sources_replied={n}"))
     );
 }
 

@@ -8,8 +8,10 @@
 # miss, one pass over 100k names on a fresh server), loss (500 queries outstanding),
 # crosscheck (hearth-loadgen and dnsperf at the same outstanding count), churn (forwarded cache
 # hits while the cluster feed changes a Service every 100 ms, and without; the notes give the
-# fast path's hit ratio). --servers keeps only
-# the named rows of each scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
+# fast path's hit ratio), frontdoor (cache hits under three front-door policies, interleaved
+# in rounds), flood (the rate limiter under a flood from 256 and 65,536 sources in 127/8).
+# churn, frontdoor and flood run only when named. --servers keeps only the named rows of each
+# scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
 # Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
 # CPU 0, and so does the NSD that forwarders use as their upstream. Everything listens on
@@ -18,7 +20,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -28,7 +30,7 @@ SERVERS=""
 OUT=""
 KEEP=0
 DURATION=""
-REPEAT=1
+REPEAT=""
 CMDLINE="benches/throughput.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,8 +47,11 @@ while [ $# -gt 0 ]; do
     shift
 done
 for s in ${ONLY//,/ }; do
-    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
+# frontdoor: rounds of its three configs, interleaved (--repeat, else 3); elsewhere, runs per cell.
+ROUNDS=${REPEAT:-3}
+REPEAT=${REPEAT:-1}
 # Length of one measured run, in seconds (PEERS.md used 15 s, median of 3: --repeat 3).
 [ -n "$DURATION" ] || DURATION=$([ "$QUICK" = 1 ] && echo 3 || echo 10)
 WARM=$([ "$QUICK" = 1 ] && echo 1 || echo 3)
@@ -58,7 +63,7 @@ CLIENT_CPU=0
 PORT_BASE=${HEARTH_BENCH_PORT_BASE:-53530}
 UPSTREAM_PORT=$PORT_BASE            # NSD, the upstream of every forwarder
 PORT=$((PORT_BASE + 1))             # the server under test
-ADMIN_PORT=$((PORT_BASE + 2))       # Hearth's /metrics in the churn scenario
+ADMIN_PORT=$((PORT_BASE + 2))       # Hearth's /metrics (churn, frontdoor, flood)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HEARTH="${HEARTH_BIN:-$ROOT/target/release/hearth}"
@@ -237,9 +242,27 @@ EOF
     echo "$WORK/dnsdist.conf"
 }
 
-hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster]
-    local f="$WORK/hearth-$1.toml" paths="[]" zones=""
+# The front door's variants (frontdoor, flood); each adds /metrics ([admin]) too:
+#   open: [access] allowing everyone (the cheapest policy the config can express: there is no
+#     "no policy"; 127.0.0.1 matches the first rule, the implicit 127.0.0.0/8);
+#   loopback: [access] allowing 127.0.0.0/8 (the flood's sources);
+#   rrl-never: [rate_limit] at 16,777,215 responses/s per prefix (the most it takes), nothing
+#     exempt: it never limits, but does its whole work for every response;
+#   rrl: [rate_limit] at 100 responses/s per /24, every 2nd limited reply slipped (TC=1).
+# Without open or loopback there is no [access]: the built-in policy (loopback and private
+# networks allowed) decides.
+hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rrl-never|rrl] [admin]
+    local f="$WORK/hearth-$1.toml" paths="[]" zones="" front=""
+    shift
     case " $* " in *" hosts "*) paths="[\"$WORK/hosts\"]" ;; esac
+    case " $* " in *" open "*) front+=$'[access]\nallow = ["0.0.0.0/0", "::/0"]\n' ;; esac
+    case " $* " in *" loopback "*) front+=$'[access]\nallow = ["127.0.0.0/8"]\n' ;; esac
+    case " $* " in *" rrl-never "*)
+        front+=$'[rate_limit]\nresponses_per_second = 16777215\nexempt = []\n' ;; esac
+    case " $* " in *" rrl "*)
+        front+=$'[rate_limit]\nresponses_per_second = 100\nipv4_prefix = 24\nipv6_prefix = 56\nslip = 2\nexempt = []\n' ;; esac
+    case " $* " in *" open "*|*" loopback "*|*" rrl"*|*" admin "*)
+        front+=$(printf '[admin]\nlisten = "127.0.0.1:%s"' "$ADMIN_PORT") ;; esac
     case " $* " in *" zones "*) zones=$'[zones]\ndirectory = "'"$WORK/zones"'"' ;; esac
     # The cluster zone from a manifests directory polled every 100 ms, and /metrics.
     case " $* " in *" cluster "*)
@@ -258,6 +281,7 @@ upstreams = ["127.0.0.1:$UPSTREAM_PORT"]
 [cache]
 capacity = 200000
 $zones
+$front
 EOF
     echo "$f"
 }
@@ -273,6 +297,14 @@ server_cmd() {
         hearth-hosts)  echo "$HEARTH serve --config $(hearth_conf hosts hosts)" ;;
         hearth-zone)   echo "$HEARTH serve --config $(hearth_conf zone zones)" ;;
         hearth-churn)  echo "$HEARTH serve --config $(hearth_conf churn cluster)" ;;
+        # frontdoor's three configs, and flood's.
+        hearth-open)   echo "$HEARTH serve --config $(hearth_conf open open)" ;;
+        hearth-default) echo "$HEARTH serve --config $(hearth_conf default admin)" ;;
+        hearth-rrl-never) echo "$HEARTH serve --config $(hearth_conf rrl-never rrl-never)" ;;
+        # Without [rate_limit] in the build (flood warns), the same without it.
+        hearth-flood)  echo "$HEARTH serve --config $(hearth_conf flood loopback \
+                           "$([ "$RATE_LIMIT" = 1 ] && echo rrl || echo admin)")" ;;
+        hearth-flood-unlimited) echo "$HEARTH serve --config $(hearth_conf flood-unlimited loopback)" ;;
         unbound)       echo "/usr/sbin/unbound -d -c $(unbound_conf)" ;;
         dnsdist)       echo "/usr/bin/dnsdist --supervised --disable-syslog -C $(dnsdist_conf)" ;;
         dnsmasq)       echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000" ;;
@@ -557,6 +589,112 @@ churn() {
     EXTRA_NOTE=""
 }
 
+# counters: Hearth's request and rate-limit counters from /metrics, as name=value words, each
+# summed over its labels (a counter the build does not have is absent).
+counters() {
+    curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
+        /^#/ { next }
+        { k = $1; sub(/\{.*/, "", k); sum[k] += $2 }
+        END { for (k in sum) if (k ~ /^hearth_(requests|responses|requests_unanswered|rate_limit_[a-z]+)_total$/)
+                  printf "%s=%.0f ", k, sum[k] }'
+}
+# delta NAME BEFORE AFTER: how much counter NAME grew between two `counters` lines; empty if the
+# build has no such counter.
+delta() {
+    local a b
+    a=$(field "$1" "$2"); b=$(field "$1" "$3")
+    [ -z "$b" ] || echo $((b - ${a:-0}))
+}
+# vm_rss PID: the process's resident memory (VmRSS), in KB.
+vm_rss() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+
+# rate_limit_supported: whether this build accepts [rate_limit] (`hearth check`); the rows that
+# need it are skipped, with a warning, when it does not.
+RATE_LIMIT=""
+rate_limit_supported() {
+    if [ -z "$RATE_LIMIT" ]; then
+        if "$HEARTH" check --config "$(hearth_conf rrl-check rrl)" >"$WORK/rrl-check.log" 2>&1; then
+            RATE_LIMIT=1
+        else
+            RATE_LIMIT=0
+            log "warning: this build rejects [rate_limit] ($(head -1 "$WORK/rrl-check.log")): its rows are skipped"
+        fi
+    fi
+    [ "$RATE_LIMIT" = 1 ]
+}
+
+# frontdoor ROUND SERVER: the hit load (1,000 hot forwarded names) on a fresh server with one of
+# the front-door configs; one measured run. The rounds interleave the configs (A B C A B C ...),
+# so that the VM's drift falls on all of them alike.
+FRONTDOOR="$WORK/frontdoor.tsv"
+frontdoor() {
+    local round=$1 server=$2 pid kv c0 c1 limited
+    log "frontdoor round $round: $server"
+    launch "$server" "$WORK/probe-zone.txt"
+    pid=$STARTED
+    warm "$WORK/hot.txt"
+    c0=$(counters)
+    measured "$pid" loadgen --queries "$WORK/hot.txt" --duration "$DURATION" -q "$OUTSTANDING"
+    c1=$(counters)
+    kv=$(cat "$WORK/measured.out")
+    limited=$(delta hearth_rate_limit_limited_total "$c0" "$c1")
+    # With [rate_limit] (C), it must never have limited.
+    [ "$server" != hearth-rrl-never ] || EXTRA_NOTE="rate limiter: ${limited:-?} limited"
+    finish frontdoor "$server r$round" "$pid" "$kv" ""
+    EXTRA_NOTE=""
+    # The row just recorded: its q/s and notes, for the summary.
+    tail -1 "$RESULTS" | awk -F'\t' -v s="$server" -v r="$round" -v OFS='\t' '{ print s, r, $3, $9, $10 }' >>"$FRONTDOOR"
+}
+
+# flood LABEL SERVER SOURCES RUNS LOADGEN-ARGS...: a fresh SERVER (hearth-flood: [rate_limit] at
+# 100 responses/s per /24, slip 2, nothing exempt, and [access] allowing 127.0.0.0/8;
+# hearth-flood-unlimited: the same without [rate_limit]), flooded RUNS times with one cached
+# name from SOURCES addresses of 127.0.0.0/8 (hearth-loadgen --sources). Per run:
+# what the server processed (its /metrics: requests, and of them limited, slipped, dropped),
+# what came back to the generator, and the server's VmRSS before the first run and after each.
+FLOOD="$WORK/flood.tsv"
+flood() {
+    local label=$1 server=$2 sources=$3 runs=$4 pid kv c0 c1 t0 t1 rss0 rss1 i secs req lim notes
+    shift 4
+    log "flood: $label"
+    launch "$server" "$WORK/probe-zone.txt"
+    pid=$STARTED
+    rss0=$(vm_rss "$pid")
+    for i in $(seq "$runs"); do
+        c0=$(counters)
+        t0=$(date +%s.%N)
+        measured "$pid" loadgen --queries "$WORK/flood.txt" --sources "$sources" --duration "$DURATION" "$@"
+        t1=$(date +%s.%N)
+        c1=$(counters)
+        rss1=$(vm_rss "$pid")
+        kv=$(cat "$WORK/measured.out")
+        secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+        req=$(delta hearth_requests_total "$c0" "$c1")
+        lim=$(delta hearth_rate_limit_limited_total "$c0" "$c1")
+        notes=""
+        [ "$(field mismatched "$kv")" = 0 ] || notes+="$(field mismatched "$kv") mismatched; "
+        [ "$(field udp_rcvbuf_errors "$kv")" = 0 ] || notes+="$(field udp_rcvbuf_errors "$kv") rcvbuf drops; "
+        [ "$(field unsent "$kv")" = 0 ] || notes+="$(field unsent "$kv") not sent in time; "
+        [ -z "$BUSY_NOTE" ] || notes+="$BUSY_NOTE; "
+        [ "$RATE_LIMIT" = 1 ] || [ "$server" != hearth-flood ] || notes+="no [rate_limit] in this build; "
+        notes+="$(field sources_replied "$kv") of $sources sources answered"
+        # rate PER-RUN-COUNT: per second of the run.
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$i" \
+            "$(field offered_qps "$kv")" \
+            "$(awk -v n="$req" -v s="$secs" 'BEGIN { if (n != "") printf "%.0f", n / s }')" \
+            "$(awk -v n="$req" -v l="$lim" -v s="$secs" 'BEGIN { if (n != "") printf "%.0f", (n - l) / s }')" \
+            "$(awk -v n="$lim" -v s="$secs" 'BEGIN { if (n != "") printf "%.0f", n / s }')" \
+            "$(awk -v n="$(delta hearth_rate_limit_slipped_total "$c0" "$c1")" -v s="$secs" 'BEGIN { if (n != "") printf "%.0f", n / s }')" \
+            "$(awk -v n="$(delta hearth_rate_limit_dropped_total "$c0" "$c1")" -v s="$secs" 'BEGIN { if (n != "") printf "%.0f", n / s }')" \
+            "$(field qps "$kv")" "$(field truncated "$kv")" "$(field lost_pct "$kv")" \
+            "$rss0" "$rss1" "$SRV_CPU/$GEN_CPU" "$notes" >>"$FLOOD"
+        log "  run $i: server $(tail -1 "$FLOOD" | cut -f4) q/s (limited $(tail -1 "$FLOOD" | cut -f6)/s), generator $(field qps "$kv") replies/s, VmRSS $rss0 -> $rss1 KB, CPU server/generator $SRV_CPU/$GEN_CPU% ($notes)"
+        printf '%s [%s run %s] %s\n' "$c0" "$label" "$i" "$c1" >>"$WORK/flood-counters.log"
+    done
+    stop_pid "$pid"
+    after_run
+}
+
 # picked SERVER: whether --servers (if given) names SERVER.
 picked() { [ -z "$SERVERS" ] || case ",$SERVERS," in *",$1,"*) true ;; *) false ;; esac; }
 for scen in ${ONLY//,/ }; do
@@ -571,6 +709,28 @@ for scen in ${ONLY//,/ }; do
                   picked "$s" || continue; loss "$s" "${HIT[@]}"; done ;;
         crosscheck) for s in dnsmasq hearth; do picked "$s" || continue; crosscheck "$s"; done ;;
         churn) churn "hearth (cluster still)" 0; churn "hearth (Service changed every 100 ms)" 1 ;;
+        frontdoor)
+            for r in $(seq "$ROUNDS"); do
+                for s in hearth-open hearth-default hearth-rrl-never; do
+                    picked "$s" || continue
+                    [ "$s" != hearth-rrl-never ] || rate_limit_supported || continue
+                    frontdoor "$r" "$s"
+                done
+            done ;;
+        flood)
+            echo "name0.bench.test A" >"$WORK/flood.txt"
+            rate_limit_supported || log "warning: flooding a server without [rate_limit]"
+            # 256 sources at 10x the limit each (1,000 q/s), open loop; then 65,536 sources (one
+            # per /24) at the same offered rate, and as fast as the server answers, without
+            # [rate_limit] (what many sources cost by themselves) and with it.
+            flood "256 sources, 256,000 q/s offered (10x the limit each)" hearth-flood 256 1 \
+                --rate 256000 -q 16384 --timeout 0.05
+            flood "65,536 sources, 256,000 q/s offered" hearth-flood 65536 1 \
+                --rate 256000 -q 16384 --timeout 0.05
+            flood "65,536 sources, closed loop (1,000 in flight), no [rate_limit]" \
+                hearth-flood-unlimited 65536 1 -q 1000 --timeout 0.05
+            flood "65,536 sources, closed loop (1,000 in flight)" hearth-flood 65536 2 \
+                -q 1000 --timeout 0.05 ;;
     esac
 done
 stop_pid "$NSD_UP"
@@ -589,6 +749,37 @@ TABLE=$(awk -F'\t' '
                 f[3], f[4], f[5], f[6], f[7], f[8] / 1024, f[9], ratio, f[10]
         }
     }' "$RESULTS")
+# frontdoor: each config's q/s per round, the sum over rounds, and its ratio to allow-all's.
+if [ -s "$FRONTDOOR" ]; then
+    TABLE+=$'\n\n'$(awk -F'\t' -v rounds="$ROUNDS" '
+        BEGIN {
+            label["hearth-open"] = "[access] allow 0.0.0.0/0, ::/0 (A)"
+            label["hearth-default"] = "no [access]: the default policy (B)"
+            label["hearth-rrl-never"] = "default + [rate_limit] never limiting (C)"
+        }
+        { if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
+          q[$1, $2] = $3; sum[$1] += $3; cnt[$1]++ }
+        END {
+            printf "| front door | "; for (r = 1; r <= rounds; r++) printf "round %d | ", r; print "sum | ÷ A (sums) |"
+            printf "|---|"; for (r = 1; r <= rounds; r++) printf "---:|"; print "---:|---:|"
+            for (i = 1; i <= n; i++) {
+                s = order[i]; printf "| %s | ", label[s]
+                for (r = 1; r <= rounds; r++) printf "%s | ", ((s, r) in q) ? q[s, r] : "—"
+                ratio = ("hearth-open" in sum && sum["hearth-open"] > 0 && cnt[s] == cnt["hearth-open"]) ? sprintf("%.3f", sum[s] / sum["hearth-open"]) : ""
+                printf "%s | %s |\n", sum[s], ratio
+            }
+        }' "$FRONTDOOR")
+fi
+# flood: the rate limiter under a flood, from the server's counters and the generator's.
+if [ -s "$FLOOD" ]; then
+    TABLE+=$'\n\n'$(awk -F'\t' '
+        BEGIN {
+            print "| flood | run | offered q/s | server q/s | answered/s | limited/s | slipped/s | dropped/s | replies q/s (loadgen) | TC replies | lost % | VmRSS before → after, MB | CPU % srv/gen | notes |"
+            print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"
+        }
+        { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f → %.1f | %s | %s |\n",
+              $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 / 1024, $13 / 1024, $14, $15 }' "$FLOOD")
+fi
 echo
 echo "$TABLE"
 if [ -n "$OUT" ]; then

@@ -73,17 +73,6 @@ fn reply_cookie(reply: &[u8]) -> Option<Vec<u8>> {
         })
 }
 
-/// One UDP exchange from `source`; the reply, or `None` if none came.
-async fn udp_from(source: Ipv4Addr, server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind((source, 0)).await.unwrap();
-    socket.send_to(query, server).await.unwrap();
-    let mut buffer = vec![0u8; 4096];
-    match tokio::time::timeout(Duration::from_millis(1000), socket.recv_from(&mut buffer)).await {
-        Ok(Ok((length, _))) => Some(buffer[..length].to_vec()),
-        _ => None,
-    }
-}
-
 /// What a paced flood from one socket got back.
 #[derive(Debug, Default)]
 struct Tally {
@@ -158,7 +147,13 @@ async fn a_prefix_at_ten_times_its_rate_gets_its_rate_and_a_quiet_one_everything
     ));
     let mut quiet_answered = 0;
     for _ in 0..25 {
-        let reply = udp_from(Ipv4Addr::new(127, 0, 10, 1), server, &query).await;
+        let reply = udp_from(
+            Ipv4Addr::new(127, 0, 10, 1),
+            server,
+            &query,
+            Duration::from_secs(1),
+        )
+        .await;
         if reply.is_some_and(|r| !truncated(&r) && rcode(&r) == ResponseCode::NoError) {
             quiet_answered += 1;
         }
@@ -223,9 +218,14 @@ async fn a_client_with_a_valid_server_cookie_is_never_limited() {
     let client = Ipv4Addr::new(127, 0, 20, 1);
     let client_cookie = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
     let plain = query_bytes(9, "web.example.org.", RecordType::A, Some(1232));
-    let first = udp_from(client, server, &with_cookie(plain.clone(), &client_cookie))
-        .await
-        .expect("answered");
+    let first = udp_from(
+        client,
+        server,
+        &with_cookie(plain.clone(), &client_cookie),
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("answered");
     assert_eq!(rcode(&first), ResponseCode::NoError);
     let cookie = reply_cookie(&first).expect("a server cookie in the reply");
     assert_eq!(
@@ -239,7 +239,9 @@ async fn a_client_with_a_valid_server_cookie_is_never_limited() {
     // With the server cookie: every one answered, far over the rate.
     let proven = with_cookie(plain.clone(), &cookie);
     for _ in 0..20 {
-        let reply = udp_from(client, server, &proven).await.expect("answered");
+        let reply = udp_from(client, server, &proven, Duration::from_secs(1))
+            .await
+            .expect("answered");
         assert_eq!(rcode(&reply), ResponseCode::NoError);
         assert!(!truncated(&reply));
         assert_eq!(
@@ -252,20 +254,32 @@ async fn a_client_with_a_valid_server_cookie_is_never_limited() {
     // client cookie gets BADCOOKIE with a fresh cookie (slip = 1); no cookie gets TC=1.
     let mut forged = cookie.clone();
     forged[23] ^= 0xff;
-    let reply = udp_from(client, server, &with_cookie(plain.clone(), &forged))
-        .await
-        .expect("a slip");
+    let reply = udp_from(
+        client,
+        server,
+        &with_cookie(plain.clone(), &forged),
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("a slip");
     assert_eq!(rcode(&reply), ResponseCode::BADCOOKIE);
     let fresh = reply_cookie(&reply).expect("BADCOOKIE carries a fresh server cookie");
-    let reply = udp_from(client, server, &with_cookie(plain.clone(), &fresh))
-        .await
-        .expect("answered");
+    let reply = udp_from(
+        client,
+        server,
+        &with_cookie(plain.clone(), &fresh),
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("answered");
     assert_eq!(
         rcode(&reply),
         ResponseCode::NoError,
         "the fresh cookie works"
     );
-    let reply = udp_from(client, server, &plain).await.expect("a slip");
+    let reply = udp_from(client, server, &plain, Duration::from_secs(1))
+        .await
+        .expect("a slip");
     assert!(truncated(&reply));
     // TCP is never limited.
     let mut tcp = TcpStream::connect(server).await.unwrap();
@@ -294,6 +308,7 @@ async fn a_malformed_cookie_option_gets_formerr() {
             Ipv4Addr::LOCALHOST,
             server,
             &with_cookie(plain.clone(), &vec![1; length]),
+            Duration::from_secs(1),
         )
         .await
         .expect("a reply");
@@ -309,6 +324,7 @@ async fn a_malformed_cookie_option_gets_formerr() {
         Ipv4Addr::LOCALHOST,
         server,
         &with_cookie(plain.clone(), &[7; 40]),
+        Duration::from_secs(1),
     )
     .await
     .expect("answered");
@@ -572,11 +588,16 @@ async fn a_client_over_its_waiting_limit_gets_servfail_at_once_and_others_do_not
         socket.send_to(&query, server).await.unwrap();
     }
     // Another client's upstream-bound query is not affected.
-    let other = tokio::spawn(udp_from_patient(
-        Ipv4Addr::new(127, 0, 51, 1),
-        server,
-        query_bytes(200, "slow19.example.net.", RecordType::A, Some(1232)),
-    ));
+    let other = tokio::spawn(async move {
+        let query = query_bytes(200, "slow19.example.net.", RecordType::A, Some(1232));
+        udp_from(
+            Ipv4Addr::new(127, 0, 51, 1),
+            server,
+            &query,
+            Duration::from_secs(5),
+        )
+        .await
+    });
     let mut failed_at_once = 0;
     let mut answered = 0;
     let mut buffer = vec![0u8; 4096];
@@ -610,16 +631,6 @@ async fn a_client_over_its_waiting_limit_gets_servfail_at_once_and_others_do_not
     running.shutdown(Duration::from_secs(5)).await;
 }
 
-async fn udp_from_patient(source: Ipv4Addr, server: SocketAddr, query: Vec<u8>) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind((source, 0)).await.unwrap();
-    socket.send_to(&query, server).await.unwrap();
-    let mut buffer = vec![0u8; 4096];
-    match tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buffer)).await {
-        Ok(Ok((length, _))) => Some(buffer[..length].to_vec()),
-        _ => None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_and_stale_answers_say_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -639,7 +650,8 @@ async fn failures_and_stale_answers_say_why() {
     let reply = udp_from(
         Ipv4Addr::LOCALHOST,
         server,
-        &ask("short.example.net.", Some(1232)),
+        &&ask("short.example.net.", Some(1232)),
+        Duration::from_secs(1),
     )
     .await
     .unwrap();
@@ -647,10 +659,11 @@ async fn failures_and_stale_answers_say_why() {
     assert_eq!(extended_error(&reply), None, "a fresh answer has no EDE");
     upstream.set_behaviour(Behaviour::Silent);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let reply = udp_from_patient(
+    let reply = udp_from(
         Ipv4Addr::LOCALHOST,
         server,
-        ask("short.example.net.", Some(1232)),
+        &ask("short.example.net.", Some(1232)),
+        Duration::from_secs(5),
     )
     .await
     .unwrap();
@@ -658,28 +671,35 @@ async fn failures_and_stale_answers_say_why() {
     assert_eq!(extended_error(&reply).map(|e| e.0), Some(3), "Stale Answer");
 
     // No upstream answers: SERVFAIL with No Reachable Authority (22).
-    let reply = udp_from_patient(
+    let reply = udp_from(
         Ipv4Addr::LOCALHOST,
         server,
-        ask("gone.example.net.", Some(1232)),
+        &ask("gone.example.net.", Some(1232)),
+        Duration::from_secs(5),
     )
     .await
     .unwrap();
     assert_eq!(rcode(&reply), ResponseCode::ServFail);
     assert_eq!(extended_error(&reply).map(|e| e.0), Some(22));
     // The same without EDNS: no OPT, so no EDE (RFC 8914 §3).
-    let reply = udp_from_patient(Ipv4Addr::LOCALHOST, server, ask("gone2.example.net.", None))
-        .await
-        .unwrap();
+    let reply = udp_from(
+        Ipv4Addr::LOCALHOST,
+        server,
+        &ask("gone2.example.net.", None),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(rcode(&reply), ResponseCode::ServFail);
     assert!(Message::from_vec(&reply).unwrap().edns.is_none());
 
     // The upstream answers SERVFAIL: Network Error (23).
     upstream.set_behaviour(Behaviour::ServFail);
-    let reply = udp_from_patient(
+    let reply = udp_from(
         Ipv4Addr::LOCALHOST,
         server,
-        ask("broken.example.net.", Some(1232)),
+        &ask("broken.example.net.", Some(1232)),
+        Duration::from_secs(5),
     )
     .await
     .unwrap();

@@ -524,11 +524,7 @@ mod tests {
     use super::*;
 
     fn query() -> Vec<u8> {
-        // ID 0xabcd, RD and CD set, one question: example. A IN, then an OPT record.
-        let mut q = vec![0xab, 0xcd, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 1];
-        q.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1]);
-        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
-        q
+        super::quick_reply::test_query()
     }
 
     #[test]

@@ -114,16 +114,22 @@ fn question_end(query: &[u8]) -> Option<usize> {
     (end <= query.len()).then_some(end)
 }
 
+/// A query's bytes for the server's unit tests: ID 0xabcd, RD and CD set, one question
+/// (`example. A IN`), then an OPT record with no options.
+#[cfg(test)]
+pub(crate) fn test_query() -> Vec<u8> {
+    let mut q = vec![0xab, 0xcd, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1]);
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn query() -> Vec<u8> {
-        // ID 0xabcd, RD and CD set, one question: example. A IN, then an OPT record.
-        let mut q = vec![0xab, 0xcd, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 1];
-        q.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1]);
-        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
-        q
+        test_query()
     }
 
     fn refusal() -> Shape<'static> {

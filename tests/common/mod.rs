@@ -619,3 +619,20 @@ pub fn extended_error(reply: &[u8]) -> Option<(u16, String)> {
             _ => None,
         })
 }
+
+/// One UDP exchange from `source` (any address of 127.0.0.0/8 can be bound without privileges,
+/// so tests play clients in other networks); the reply, or `None` if none came within `wait`.
+pub async fn udp_from(
+    source: Ipv4Addr,
+    server: SocketAddr,
+    query: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind((source, 0)).await.unwrap();
+    socket.send_to(query, server).await.unwrap();
+    let mut buffer = vec![0u8; 4096];
+    match tokio::time::timeout(wait, socket.recv_from(&mut buffer)).await {
+        Ok(Ok((length, _))) => Some(buffer[..length].to_vec()),
+        _ => None,
+    }
+}

@@ -63,6 +63,7 @@ impl Watched {
             feed: KubernetesFeed::Api(api),
             pods,
             ttl: 5,
+            autopath: false,
         };
         let versions = DataVersions::new();
         let version = versions.register("cluster");

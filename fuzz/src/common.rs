@@ -95,6 +95,7 @@ pub fn local_chain(versions: &Arc<DataVersions>) -> Chain {
         feed: KubernetesFeed::Manifests(root.join("zones/cluster")),
         pods: PodMode::Verified,
         ttl: 5,
+        autopath: false,
     };
     let cluster = ClusterHandle::new(
         Arc::new(Cluster::load(&kubernetes, versions.register("cluster"))),

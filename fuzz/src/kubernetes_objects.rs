@@ -105,6 +105,7 @@ pub fn run(data: &[u8]) {
             feed: KubernetesFeed::Api(KubernetesApi::Url("http://127.0.0.1:9".into())),
             pods: PodMode::Verified,
             ttl: 5,
+            autopath: false,
         },
         DataVersion::detached("cluster"),
     );

@@ -35,7 +35,7 @@ pub use file::{ConfigError, Location, MAX_TTL};
 pub use front_door::{
     AccessAction, AccessConfig, RateLimitConfig, MAX_RESPONSES_PER_SECOND, PRIVATE_NETWORKS,
 };
-use values::{HumanDuration, ListenAddr, OrderValue};
+use values::{DomainName, HumanDuration, ListenAddr, OrderValue};
 
 /// The default configuration, as shipped in `config/hearth.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/hearth.toml");
@@ -67,6 +67,7 @@ const SERVER_TABLES: [&str; 6] = ["server", "resolve", "admin", "log", "access",
 struct AdminTable {
     listen: SocketAddr,
     namespace: Option<String>,
+    metrics: Option<MetricNames>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +88,7 @@ struct ServerTable {
     max_in_flight: Option<usize>,
     fast_path: Option<bool>,
     lameduck: Option<HumanDuration>,
+    watch_config: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +97,8 @@ struct ResolveTable {
     /// Spanned, so that a source the registry does not have is reported on its line.
     order: Option<Vec<Spanned<OrderValue>>>,
     nsswitch: Option<PathBuf>,
+    rotate: Option<bool>,
+    filter_aaaa: Option<Vec<DomainName>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -108,6 +112,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The order of sources and their actions, from `resolve.order` or `resolve.nsswitch`.
     pub order: Vec<OrderEntry>,
+    /// `[resolve]`'s answer shaping: rotation and the AAAA filter.
+    pub answers: AnswerConfig,
     /// `[admin]`, when present: the HTTP endpoints (`/health`, `/ready`, `/metrics`).
     pub admin: Option<AdminConfig>,
     /// `[log]`.
@@ -143,6 +149,32 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The prefix of every metric name (`hearth_requests_total`).
     pub namespace: String,
+    /// Whose metric names `/metrics` uses: Hearth's own, or CoreDNS's.
+    pub metrics: MetricNames,
+}
+
+/// `admin.metrics`: the names and labels `/metrics` exposes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricNames {
+    /// `hearth_*` (or `<namespace>_*`), as documented in the README.
+    #[default]
+    Hearth,
+    /// `coredns_*`, with the names, labels and meanings of CoreDNS's `prometheus`, `cache`
+    /// and `forward` plugins, so the CoreDNS mixin's alerts and dashboards work unchanged.
+    Coredns,
+}
+
+/// `[resolve]`'s `rotate` and `filter_aaaa`: how answers are shaped after a source gives them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnswerConfig {
+    /// Round-robin the records of A and AAAA RRsets between successive answers, as CoreDNS's
+    /// `loadbalance`. Clients that take the first address then spread over all of them.
+    pub rotate: bool,
+    /// AAAA questions for names at or under these domains are answered NODATA, and `ipv6hint`
+    /// is stripped from HTTPS and SVCB answers (the root filters every name): on an IPv4-only
+    /// network a AAAA answer is useless and its failures are most of the SERVFAILs.
+    pub filter_aaaa: Vec<hickory_proto::rr::Name>,
 }
 
 /// `[log]`.
@@ -175,6 +207,9 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// Answer UDP through the batched fast path (`server::fast`); off: one datagram at a time.
     pub fast_path: bool,
+    /// Re-read `--config` when the file changes (a ConfigMap volume's symlink swap included),
+    /// as on SIGHUP, as CoreDNS's `reload` plugin: the image has no shell to send a signal from.
+    pub watch_config: bool,
     /// On SIGTERM/SIGINT, how long `/ready` fails while queries are still answered, so load
     /// balancers and kube-proxy stop sending before the listeners close (CoreDNS's `lameduck`).
     pub lameduck: Duration,
@@ -215,7 +250,7 @@ impl Config {
         let log: LogTable = tables.read_or_default("log")?;
         let access = front_door::access(&tables)?;
         let rate_limit = front_door::rate_limit(&tables)?;
-        let order = resolve(&tables, text)?;
+        let (order, answers) = resolve(&tables, text)?;
         let sources = REGISTRY
             .iter()
             .map(|setup| setup.configure(&tables))
@@ -224,6 +259,7 @@ impl Config {
             origin: file.to_owned(),
             server,
             order,
+            answers,
             admin,
             log: LogConfig {
                 queries: log.queries.unwrap_or(false),
@@ -286,6 +322,7 @@ fn admin(tables: &Tables<'_>) -> Result<Option<AdminConfig>, ConfigError> {
     Ok(Some(AdminConfig {
         listen: table.listen,
         namespace,
+        metrics: table.metrics.unwrap_or_default(),
     }))
 }
 
@@ -350,6 +387,7 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
         cookies: server.cookies.unwrap_or(true),
         max_in_flight,
         fast_path: server.fast_path.unwrap_or(true),
+        watch_config: server.watch_config.unwrap_or(true),
         lameduck: match server.lameduck {
             None => Duration::from_secs(5),
             Some(HumanDuration(duration)) if duration > MAX_LAMEDUCK => {
@@ -366,9 +404,40 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
     })
 }
 
-/// `[resolve]`: the order, from `order`, an nsswitch.conf, or the registry's order.
-fn resolve(tables: &Tables<'_>, text: &str) -> Result<Vec<OrderEntry>, ConfigError> {
-    let resolve: ResolveTable = tables.read_or_default("resolve")?;
+/// `[resolve]`: the order, and how answers are shaped.
+fn resolve(
+    tables: &Tables<'_>,
+    text: &str,
+) -> Result<(Vec<OrderEntry>, AnswerConfig), ConfigError> {
+    let mut resolve: ResolveTable = tables.read_or_default("resolve")?;
+    let mut filter_aaaa: Vec<hickory_proto::rr::Name> = resolve
+        .filter_aaaa
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|domain| domain.0)
+        .collect();
+    // One filtered domain under another adds nothing; the root covers them all.
+    filter_aaaa.sort_by_key(|name| name.num_labels());
+    let mut kept: Vec<hickory_proto::rr::Name> = Vec::with_capacity(filter_aaaa.len());
+    for name in filter_aaaa {
+        if !kept.iter().any(|outer| outer.zone_of(&name)) {
+            kept.push(name);
+        }
+    }
+    let answers = AnswerConfig {
+        rotate: resolve.rotate.take().unwrap_or(false),
+        filter_aaaa: kept,
+    };
+    Ok((order_of(resolve, tables, text)?, answers))
+}
+
+/// `resolve.order`, an nsswitch.conf, or the registry's order.
+fn order_of(
+    resolve: ResolveTable,
+    tables: &Tables<'_>,
+    text: &str,
+) -> Result<Vec<OrderEntry>, ConfigError> {
     let known = crate::sources::names();
     match (resolve.order, resolve.nsswitch) {
         (Some(_), Some(_)) => Err(tables.invalid(
@@ -616,5 +685,48 @@ mod tests {
         let config =
             Config::from_toml("[forward]\nupstreams = [\"192.0.2.1\"]\n", "t", &overrides).unwrap();
         assert_eq!(config.server.listen, overrides.listen);
+    }
+
+    #[test]
+    fn issue_15_keys_have_coredns_like_defaults() {
+        let config = load("[forward]\nupstreams = [\"192.0.2.1\"]\n").unwrap();
+        assert!(config.server.watch_config);
+        assert_eq!(config.answers, AnswerConfig::default());
+
+        let config = load(
+            "[server]\nwatch_config = false\n[resolve]\nrotate = true\n\
+             filter_aaaa = [\"corp.example\", \"a.corp.example\", \"lab\"]\n\
+             [admin]\nlisten = \"127.0.0.1:9153\"\nmetrics = \"coredns\"\n\
+             [forward]\nupstreams = [\"192.0.2.1\"]\n",
+        )
+        .unwrap();
+        assert!(!config.server.watch_config);
+        assert!(config.answers.rotate);
+        let filtered: Vec<String> = config
+            .answers
+            .filter_aaaa
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        // a.corp.example is inside corp.example: kept once.
+        assert_eq!(filtered, ["lab.", "corp.example."]);
+        assert_eq!(config.admin.unwrap().metrics, MetricNames::Coredns);
+
+        let config = load(
+            "[resolve]\nfilter_aaaa = [\"corp.example\", \".\"]\n[forward]\nupstreams = [\"192.0.2.1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.answers.filter_aaaa,
+            [hickory_proto::rr::Name::root()]
+        );
+
+        let error = load("[admin]\nlisten = \"127.0.0.1:9153\"\nmetrics = \"bind\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("admin") && error.contains("metrics"),
+            "{error}"
+        );
     }
 }

@@ -16,6 +16,7 @@ struct KubernetesTable {
     api: Option<String>,
     pods: Option<PodMode>,
     ttl: Option<u32>,
+    autopath: Option<bool>,
 }
 
 /// `[kubernetes]`: the cluster zone built from Kubernetes objects.
@@ -27,6 +28,10 @@ pub struct KubernetesConfig {
     pub feed: KubernetesFeed,
     pub pods: PodMode,
     pub ttl: u32,
+    /// Answer a pod's search-path walk in one round trip (CoreDNS's `autopath @kubernetes`):
+    /// the first expansion of an external name gets a CNAME to the name as asked, with its
+    /// answer.
+    pub autopath: bool,
 }
 
 /// The two feeds of the cluster zone; one record builder serves both.
@@ -96,6 +101,7 @@ pub fn configure(tables: &Tables<'_>) -> Result<Option<KubernetesConfig>, Config
         feed,
         pods: table.pods.unwrap_or(PodMode::Insecure),
         ttl,
+        autopath: table.autopath.unwrap_or(false),
     }))
 }
 

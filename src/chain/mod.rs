@@ -14,6 +14,7 @@
 pub mod client;
 pub mod ede;
 pub mod order;
+pub mod shape;
 pub mod validity;
 
 use std::fmt;
@@ -342,6 +343,8 @@ struct Link {
 /// The sources in the operator's order.
 pub struct Chain {
     links: Vec<Link>,
+    /// Rotation and the AAAA filter, applied to every answer the links give.
+    shaper: shape::Shaper,
 }
 
 impl Chain {
@@ -358,7 +361,17 @@ impl Chain {
                 })
             })
             .collect();
-        Self { links }
+        Self {
+            links,
+            shaper: shape::Shaper::default(),
+        }
+    }
+
+    /// This chain, shaping its answers as `shaping` says (`resolve.rotate`,
+    /// `resolve.filter_aaaa`).
+    pub fn with_shaping(mut self, shaping: shape::AnswerShaping) -> Self {
+        self.shaper = shape::Shaper::new(shaping);
+        self
     }
 
     /// Walks the chain for `question`, then follows a CNAME a source handed on
@@ -368,6 +381,13 @@ impl Chain {
     /// the whole answer NXDOMAIN; AA stays that of the first answer (RFC 1035 §4.1.1). A loop
     /// across sources ends the chase with what has been found so far.
     pub async fn resolve(&self, question: &Question) -> Resolution {
+        if let Some(answer) = self.shaper.filter(question) {
+            return Resolution {
+                status: Status::Success,
+                source: Some("filter_aaaa"),
+                answer,
+            };
+        }
         let mut resolution = self.resolve_once(question).await;
         let mut seen = vec![question.lower_name.clone()];
         while let Some(target) = resolution.answer.chase.take() {
@@ -394,6 +414,7 @@ impl Chain {
             answer.validity = answer.validity.meet(more.answer.validity);
             resolution.status = more.status;
         }
+        self.shaper.shape(&mut resolution.answer);
         resolution
     }
 

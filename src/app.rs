@@ -444,7 +444,9 @@ fn chain_for(config: &Config, sources: &Sources) -> Chain {
         .iter()
         .map(|source| Arc::clone(source).as_source())
         .collect();
-    Chain::new(&config.order, &list).with_shaping(config.answers.clone())
+    let mut shaping = config.answers.clone();
+    shaping.autopath = config.sources.iter().find_map(|source| source.autopath());
+    Chain::new(&config.order, &list).with_shaping(shaping)
 }
 
 /// Builds the sources of `config`, and says which were built (rather than kept). On a reload

@@ -28,6 +28,67 @@ pub struct AnswerShaping {
     /// an IPv4-only network a AAAA answer is useless, and its lookups (each a search-path
     /// walk of its own) are about half the queries and most of the SERVFAILs.
     pub filter_aaaa: Vec<Name>,
+    /// `kubernetes.autopath`: the cluster domain and the host's search domains, set from the
+    /// source that serves the cluster zone.
+    pub autopath: Option<Autopath>,
+}
+
+/// A pod's search path, walked here so the pod's first query gets the answer (CoreDNS's
+/// `autopath @kubernetes`).
+///
+/// A pod with `dnsPolicy: ClusterFirst` has `search <ns>.svc.<domain> svc.<domain> <domain>`
+/// and the node's own search domains, with `ndots:5`, so `api.example.com` is asked as
+/// `api.example.com.<ns>.svc.<domain>` first: four NXDOMAINs before the name itself. CoreDNS
+/// maps the client's IP to its pod to learn `<ns>`, which needs every pod watched (`pods
+/// verified`, its memory cost) and fails behind a node-local cache, where every client is
+/// the cache. The namespace is in the question already: a name `X.<ns>.svc.<domain>` that is
+/// NXDOMAIN is the first step of exactly that walk for `X`, whoever asks, and the rest of the
+/// walk follows from the name alone. What is asked is what glibc would ask next, in its
+/// order, so the answer is the one the client's own walk would end with.
+///
+/// The one difference, which CoreDNS's `autopath` shares: a client that asks for such a name
+/// literally (not by search) gets `X`'s answer behind a CNAME instead of NXDOMAIN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Autopath {
+    /// The cluster domain (`cluster.local.`).
+    pub domain: Name,
+    /// The node's search domains after the cluster's (from Hearth's own resolv.conf, which
+    /// in a pod with `dnsPolicy: Default` is the node's), as kubelet appends them to a pod's.
+    pub search: Vec<Name>,
+}
+
+impl Autopath {
+    /// For `X.<ns>.svc.<domain>`, the rest of the walk: `X.svc.<domain>`, `X.<domain>`,
+    /// `X.<search>` for each node search domain, and `X.` itself. `None` for any other name.
+    pub fn candidates(&self, name: &Name) -> Option<Vec<Name>> {
+        let domain_labels = usize::from(self.domain.num_labels());
+        let labels = usize::from(name.num_labels());
+        // X (at least one label), the namespace, `svc`, the domain.
+        if labels < domain_labels + 3 || !self.domain.zone_of(name) {
+            return None;
+        }
+        let all: Vec<&[u8]> = name.iter().collect();
+        let head = labels - domain_labels - 2;
+        if !all[head + 1].eq_ignore_ascii_case(b"svc") {
+            return None;
+        }
+        let mut base = Name::from_labels(all[..head].iter().copied()).ok()?;
+        base.set_fqdn(true);
+        let svc = Name::from_labels([&b"svc"[..]]).ok()?;
+        let mut candidates = vec![
+            base.clone()
+                .append_domain(&svc.append_domain(&self.domain).ok()?)
+                .ok()?,
+            base.clone().append_domain(&self.domain).ok()?,
+        ];
+        for domain in &self.search {
+            if let Ok(candidate) = base.clone().append_domain(domain) {
+                candidates.push(candidate);
+            }
+        }
+        candidates.push(base);
+        Some(candidates)
+    }
 }
 
 /// [`AnswerShaping`] at work: the settings and the rotation's counter.
@@ -46,6 +107,12 @@ impl Shaper {
             shaping,
             turn: AtomicUsize::new(0),
         }
+    }
+
+    /// The rest of a search-path walk for `name`, when autopath is on and `name` is the first
+    /// step of one.
+    pub(super) fn search_walk(&self, name: &Name) -> Option<Vec<Name>> {
+        self.shaping.autopath.as_ref()?.candidates(name)
     }
 
     /// Whether `name` is at or under a domain of `filter_aaaa`.
@@ -154,7 +221,7 @@ mod tests {
     fn rotation_turns_each_address_run_and_leaves_the_rest() {
         let shaper = Shaper::new(AnswerShaping {
             rotate: true,
-            filter_aaaa: vec![],
+            ..AnswerShaping::default()
         });
         let cname = Record::from_rdata(
             name("www.example."),
@@ -201,8 +268,8 @@ mod tests {
     #[test]
     fn the_aaaa_filter_takes_aaaa_under_its_domains_only() {
         let shaper = Shaper::new(AnswerShaping {
-            rotate: false,
             filter_aaaa: vec![name("corp.example.")],
+            ..AnswerShaping::default()
         });
         let question = |text: &str, record_type| Question::new(name(text), record_type);
         let nodata = shaper
@@ -220,8 +287,8 @@ mod tests {
             .filter(&question("notcorp.example.", RecordType::AAAA))
             .is_none());
         let everything = Shaper::new(AnswerShaping {
-            rotate: false,
             filter_aaaa: vec![Name::root()],
+            ..AnswerShaping::default()
         });
         assert!(everything
             .filter(&question("api.github.com.", RecordType::AAAA))
@@ -231,8 +298,8 @@ mod tests {
     #[test]
     fn the_aaaa_filter_strips_ipv6_hints() {
         let shaper = Shaper::new(AnswerShaping {
-            rotate: false,
             filter_aaaa: vec![Name::root()],
+            ..AnswerShaping::default()
         });
         let https = Record::from_rdata(
             name("svc.example."),
@@ -260,5 +327,42 @@ mod tests {
         let text = answer.answers[0].data.to_string();
         assert!(text.contains("ipv4hint"), "{text}");
         assert!(!text.contains("ipv6hint"), "{text}");
+    }
+
+    #[test]
+    fn autopath_walks_what_glibc_would_ask_next() {
+        let autopath = Autopath {
+            domain: name("cluster.local."),
+            search: vec![name("ec2.internal.")],
+        };
+        let walk = |text: &str| {
+            autopath
+                .candidates(&name(text))
+                .map(|names| names.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            walk("api.example.com.shop.svc.cluster.local.").unwrap(),
+            [
+                "api.example.com.svc.cluster.local.",
+                "api.example.com.cluster.local.",
+                "api.example.com.ec2.internal.",
+                "api.example.com.",
+            ]
+        );
+        assert_eq!(
+            walk("Redis.Shop.SVC.Cluster.Local.").unwrap(),
+            [
+                "Redis.svc.cluster.local.",
+                "Redis.cluster.local.",
+                "Redis.ec2.internal.",
+                "Redis."
+            ]
+        );
+        // Not the first step of a pod's walk.
+        assert_eq!(walk("shop.svc.cluster.local."), None);
+        assert_eq!(walk("api.example.com.cluster.local."), None);
+        assert_eq!(walk("a.b.pod.cluster.local."), None);
+        assert_eq!(walk("api.example.com."), None);
+        assert_eq!(walk("x.shop.svc.cluster.example."), None);
     }
 }

@@ -417,6 +417,8 @@ fn resolve(
     let answers = AnswerShaping {
         rotate: resolve.rotate.take().unwrap_or(false),
         filter_aaaa: kept,
+        // Set from the source that serves the cluster zone, when the chain is built.
+        autopath: None,
     };
     Ok((order_of(resolve, tables, text)?, answers))
 }

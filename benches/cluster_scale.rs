@@ -12,9 +12,11 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::apiserver::FakeApiServer;
+use common::apiserver::{FakeApiServer, Resource};
 use common::external::{free_port, Process};
 use common::kubernetes::service;
 use common::{config, dead_upstream, hosts_file, query_bytes, udp_raw};
@@ -75,7 +77,8 @@ async fn measure() {
         .stderr(log);
     let started = std::time::Instant::now();
     let hearth = Process::spawn("hearth", command);
-    let (idle_rss, _) = {
+    let sampler = RssSampler::start(hearth.pid());
+    let idle_rss = {
         // Serving, not yet synced: cluster names SERVFAIL.
         while probe_a(addr, "svc-0.ns-0.svc.cluster.local.")
             .await
@@ -83,7 +86,7 @@ async fn measure() {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        memory_mib(hearth.pid())
+        memory_mib(hearth.pid()).0
     };
     let last = format!(
         "svc-{}.ns-{}.svc.cluster.local.",
@@ -97,18 +100,49 @@ async fn measure() {
     };
     time_until(addr, &last, expected).await;
     let first_sync = started.elapsed();
-    let (rss, peak) = memory_mib(hearth.pid());
+    let sync_peak = sampler.take_peak();
+    // Settled: what the process keeps once the first build's temporaries are gone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss, _) = memory_mib(hearth.pid());
     let cpu = cpu_seconds(hearth.pid());
 
-    // Changes at full size: a service added, then deleted, a few times.
+    // Changes at full size: a service added, then deleted, each timed to when it shows.
     let mut changes = Vec::new();
-    for _ in 0..count("HEARTH_SCALE_CHANGES", 3) {
-        api.apply(service("ns-0", "scale-probe", "10.97.0.1"));
-        changes.push(time_until(addr, "scale-probe.ns-0.svc.cluster.local.", 1).await);
-        api.delete("Service", "ns-0", "scale-probe");
-        changes.push(time_until(addr, "scale-probe.ns-0.svc.cluster.local.", 0).await);
+    let change_count = count("HEARTH_SCALE_CHANGES", 100);
+    let changes_began = cpu_seconds(hearth.pid());
+    sampler.take_peak();
+    for change in 0..change_count {
+        if change % 2 == 0 {
+            api.apply(service("ns-0", "scale-probe", "10.97.0.1"));
+            changes.push(time_until(addr, "scale-probe.ns-0.svc.cluster.local.", 1).await);
+        } else {
+            api.delete("Service", "ns-0", "scale-probe");
+            changes.push(time_until(addr, "scale-probe.ns-0.svc.cluster.local.", 0).await);
+        }
     }
-    let (rss_after, peak_after) = memory_mib(hearth.pid());
+    let changes_cpu = cpu_seconds(hearth.pid()) - changes_began;
+    let changes_peak = sampler.take_peak();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss_changes, _) = memory_mib(hearth.pid());
+
+    // A forced re-list: every watch gets an ERROR event (410 Gone) and the history is
+    // compacted, so each kind lists again. The probe service is added while open watches hear
+    // nothing (quiet): only the re-list of services can bring it.
+    let lists_before = api.lists(Resource::Services);
+    sampler.take_peak();
+    let relist_began_cpu = cpu_seconds(hearth.pid());
+    api.set_quiet(true);
+    api.expire_watches();
+    api.apply(service("ns-0", "relist-probe", "10.97.0.2"));
+    let relist = time_until(addr, "relist-probe.ns-0.svc.cluster.local.", 1).await;
+    api.set_quiet(false);
+    let relists = api.lists(Resource::Services) - lists_before;
+    // The other kinds' lists may still be finishing: wait for the services' and slices' ones
+    // to be in, then for the memory to settle.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let relist_peak = sampler.take_peak();
+    let relist_cpu = cpu_seconds(hearth.pid()) - relist_began_cpu;
+    let (rss_relist, hwm) = memory_mib(hearth.pid());
 
     let logged = std::fs::read_to_string(dir.path().join("hearth.log")).unwrap_or_default();
     let sync_line = logged
@@ -116,23 +150,90 @@ async fn measure() {
         .find(|line| line.contains("first sync"))
         .unwrap_or("(no first-sync line)")
         .to_owned();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
         "--- {services} services, {} endpoints, {pods} pods (pods = {mode}) ---",
         services * endpoints
     );
+    eprintln!("load average at the end: {}", load.trim());
     eprintln!("time to first sync (process start -> last service answered): {first_sync:.2?}");
     eprintln!("hearth's own log: {sync_line}");
     eprintln!(
-        "RSS before sync {idle_rss:.1} MiB; after first sync {rss:.1} MiB (peak {peak:.1} MiB)"
+        "RSS before sync {idle_rss:.1} MiB; after first sync {rss:.1} MiB (peak while syncing \
+         {sync_peak:.1} MiB)"
     );
     eprintln!("CPU used up to the first sync: {cpu:.2} s");
-    let shown: Vec<String> = changes.iter().map(|took| format!("{took:.2?}")).collect();
-    eprintln!("a change at full size shows after: {}", shown.join(", "));
+    let mut sorted = changes.clone();
+    sorted.sort();
     eprintln!(
-        "RSS after {} more rebuilds {rss_after:.1} MiB (peak {peak_after:.1} MiB)",
-        changes.len()
+        "{} changes at full size show after: p50 {:.1?}, p90 {:.1?}, p99 {:.1?}, max {:.1?} \
+         ({changes_cpu:.2} s CPU in all)",
+        sorted.len(),
+        percentile(&sorted, 50),
+        percentile(&sorted, 90),
+        percentile(&sorted, 99),
+        sorted.last().copied().unwrap_or_default(),
     );
+    eprintln!(
+        "RSS after the changes {rss_changes:.1} MiB (peak during them {changes_peak:.1} MiB)"
+    );
+    eprintln!(
+        "forced re-list (410 Gone on every watch; {relists} list(s) of services): the probe \
+         showed after {relist:.2?}; RSS after {rss_relist:.1} MiB, peak during {relist_peak:.1} \
+         MiB ({relist_cpu:.2} s CPU); lifetime peak (VmHWM) {hwm:.1} MiB"
+    );
+    sampler.stop();
     drop(hearth);
+}
+
+/// The `share`th percentile of sorted durations (nearest rank).
+fn percentile(sorted: &[Duration], share: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (share * sorted.len()).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// Samples a process's `VmRSS` every 2 ms on a thread of its own, keeping the highest since
+/// last asked: `VmHWM` is the peak of the process's whole life, so it cannot tell the peak of
+/// one phase (a re-list) after a higher one.
+struct RssSampler {
+    peak_kib: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (peak, stopping) = (Arc::clone(&peak_kib), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                    return;
+                };
+                let rss = status
+                    .lines()
+                    .find(|line| line.starts_with("VmRSS:"))
+                    .and_then(|line| line.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse::<u64>().ok())
+                    .unwrap_or(0);
+                peak.fetch_max(rss, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Self { peak_kib, stop }
+    }
+
+    /// The highest RSS seen since the last call, in MiB; starts over.
+    fn take_peak(&self) -> f64 {
+        self.peak_kib.swap(0, Ordering::Relaxed) as f64 / 1024.0
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The generated cluster: `services` services over 100 namespaces, each with one EndpointSlice

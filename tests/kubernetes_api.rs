@@ -468,6 +468,41 @@ async fn an_expired_watch_lists_again_without_losing_state() {
     assert!(watched.status().connected(), "an expiry is no outage");
 }
 
+/// A 410 Gone over a cluster where nothing changed: every kind lists again, the lists share
+/// the entries already kept, and no zone is built (at 100,000 endpoints a build is a peak of
+/// memory and CPU for nothing); the watch goes on, and the next change shows.
+#[tokio::test]
+async fn a_relist_of_an_unchanged_cluster_builds_no_zone() {
+    let api = example_api().await;
+    let watched = Watched::start(KubernetesApi::Url(api.url()), PodMode::Insecure);
+    assert!(eventually(|| async { watched.status().connected() }).await);
+    let kubernetes = "kubernetes.default.svc.cluster.local.";
+    assert_eq!(watched.addresses(kubernetes), ["10.96.0.1"]);
+    // Settled: the first list's zone is in, and nothing else is coming.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let installed = watched.installed();
+    let lists_total = watched.status().lists_total();
+
+    api.expire_watches();
+    assert!(
+        eventually(|| async { watched.status().lists_total() >= lists_total + 3 }).await,
+        "every kind listed again"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        watched.installed(),
+        installed,
+        "the same objects: no new zone"
+    );
+    assert_eq!(watched.addresses(kubernetes), ["10.96.0.1"]);
+    assert!(watched.status().connected(), "an expiry is no outage");
+
+    api.apply(service("default", "after", "10.96.0.95"));
+    let after = "after.default.svc.cluster.local.";
+    assert!(eventually(|| async { watched.addresses(after) == ["10.96.0.95"] }).await);
+    assert!(watched.installed() > installed);
+}
+
 #[tokio::test]
 async fn a_watch_answered_http_410_lists_again() {
     let api = example_api().await;

@@ -31,7 +31,7 @@ use crate::sources::kubernetes::config::{
 };
 use crate::sources::kubernetes::objects;
 use crate::sources::kubernetes::records::{
-    self, ClusterSettings, ObjectRefs, PodMode, RecordData, RecordSink,
+    self, ClusterEntries, ClusterSettings, ObjectRefs, PodMode, RecordData, RecordSink,
 };
 use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
 
@@ -154,7 +154,7 @@ impl Cluster {
     /// the new, never a mix. Both feeds end here: the manifests poll and the API watch.
     /// Returns false (and keeps the last state) if the objects give no zone.
     pub fn install(&self, objects: &objects::ClusterObjects) -> bool {
-        self.install_refs(&ObjectRefs::from(objects))
+        self.install_refs(&ObjectRefs::from(&ClusterEntries::from(objects)))
     }
 
     /// [`Cluster::install`] from borrowed objects.
@@ -374,7 +374,8 @@ mod tests {
                 zone: None,
                 reverse: None,
             };
-            records::build_into(&ObjectRefs::from(&objects), &settings, &mut building);
+            let entries = ClusterEntries::from(&objects);
+            records::build_into(&ObjectRefs::from(&entries), &settings, &mut building);
             let zone = building.zone.unwrap().finish();
             let reverse = building.reverse.unwrap().finish();
             assert_eq!(zone.len(), expected.len());

@@ -136,10 +136,10 @@ pub(super) async fn follow<K: Watched>(
                     failing = None;
                     match event {
                         Event::Init => Update::Listing(K::KIND),
-                        Event::InitApply(object) => Update::Listed(object.slim().into_object()),
+                        Event::InitApply(object) => Update::Listed(object.entry()),
                         Event::InitDone => Update::ListDone(K::KIND),
-                        Event::Apply(object) => Update::Applied(object.slim().into_object()),
-                        Event::Delete(object) => Update::Deleted(object.slim().into_object()),
+                        Event::Apply(object) => Update::Applied(object.entry()),
+                        Event::Delete(object) => Update::Deleted(object.entry()),
                     }
                 }
                 Some(Err(error)) => match Trouble::of(&error) {

@@ -6,11 +6,15 @@
 //!    Services, EndpointSlices (discovery.k8s.io/v1), Namespaces, Pods (pods = "verified")
 //!    list (500 a page) -> watch from the list's resourceVersion; a cut stream is watched again
 //!    from the last resourceVersion; 410 Gone -> list again; errors -> backoff (0.8 s .. 30 s)
-//!        │  Update: listed / applied / deleted objects (slimmed, trim.rs), errors, recoveries
+//!        │  Update: listed / applied / deleted objects (as the records' entries, trim.rs),
+//!        │  errors, recoveries
 //!        ▼  mpsc
-//!  Feed (store.rs): one store per kind, namespace/name -> object; a re-list fills a new store
-//!        and replaces the old one when it is complete, so answers never see half a list
-//!        │  once every kind has been listed; then at most every COALESCE after a change
+//!  Feed (store.rs): one store per kind, namespace/name -> entry; a re-list fills a new store
+//!        (sharing the entries that did not change) and replaces the old one when it is
+//!        complete, so answers never see half a list; a re-list that changed nothing builds
+//!        nothing
+//!        │  once every kind has been listed; then COALESCE after a change, or when the
+//!        │  build in flight ends
 //!        ▼  the `cluster-install` thread
 //!  ClusterSink::install_objects(the stores' objects, borrowed) -> records::build_into -> zone
 //!  swapped in; the cluster's data version bumped
@@ -59,11 +63,11 @@ use trim::Kind;
 
 pub use status::ApiStatus;
 
-/// How long changes are gathered before a new zone is built: a burst of events (a rollout, a
-/// re-list) gives one rebuild. A change shows after this plus the rebuild, which is the cost at
-/// scale (benches/cluster_scale.sh, 2 cores): 0.32 to 0.38 s in all at 100,000 endpoints, of
-/// which some 0.25 s in `records::build_into` and the zone it makes.
-const COALESCE: Duration = Duration::from_millis(100);
+/// How long changes are gathered before a new zone is built. Short, because a change shows
+/// after this plus the rebuild (benches/cluster_scale.sh: some 0.15 s at 100,000 endpoints on
+/// 2 cores): with 100 ms the p99 was 0.52 s. A burst of events still gives few rebuilds: while
+/// one is in flight the changes gather, and the next build takes them all.
+const COALESCE: Duration = Duration::from_millis(10);
 
 /// Updates waiting for the feed; a kind's task waits when it is full.
 const UPDATE_QUEUE: usize = 4096;

@@ -6,86 +6,109 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::time::Instant;
 
 use super::follow::Update;
 use super::status::{unix_seconds, ApiStatus};
 use super::trim::{Kind, Object};
-use crate::sources::kubernetes::records::ObjectRefs;
+use crate::sources::kubernetes::records::{
+    Named, NamespaceEntry, ObjectRefs, PodEntry, ServiceEntry, SliceEntry,
+};
 
-type ObjectKey = (String, String);
+type ObjectKey = (Box<str>, Box<str>);
 
-/// The objects of one kind, by namespace and name.
-pub(super) struct Store<K> {
-    pub(super) objects: HashMap<ObjectKey, Arc<K>>,
-    /// During a (re-)list: the objects listed so far, which replace `objects` when complete.
-    pub(super) listing: Option<HashMap<ObjectKey, Arc<K>>>,
+/// The entries of one kind, by namespace and name.
+pub(super) struct Store<E> {
+    pub(super) objects: HashMap<ObjectKey, Arc<E>>,
+    /// During a (re-)list: the entries listed so far, which replace `objects` when complete.
+    /// An entry listed as it already is shares the one kept, so a re-list of an unchanged
+    /// cluster (after a 410 Gone) costs the map, not a second copy of every entry.
+    pub(super) listing: Option<HashMap<ObjectKey, Arc<E>>>,
+    /// Whether the list in progress found anything different from `objects` so far.
+    listing_changed: bool,
     /// A list has completed once.
     pub(super) listed: bool,
 }
 
-impl<K: kube::Resource> Store<K> {
+impl<E: Named + PartialEq> Store<E> {
     pub(super) fn new() -> Self {
         Self {
             objects: HashMap::new(),
             listing: None,
+            listing_changed: false,
             listed: false,
         }
     }
 
-    fn key(object: &K) -> ObjectKey {
-        let metadata = object.meta();
+    fn key(entry: &E) -> ObjectKey {
+        let object = entry.object();
         (
-            metadata.namespace.clone().unwrap_or_default(),
-            metadata.name.clone().unwrap_or_default(),
+            object.namespace.clone().unwrap_or_default(),
+            object.name.clone().unwrap_or_default(),
         )
     }
 
     pub(super) fn begin_list(&mut self) {
-        self.listing = Some(HashMap::new());
+        self.listing = Some(HashMap::with_capacity(self.objects.len()));
+        self.listing_changed = false;
     }
 
-    pub(super) fn listed(&mut self, object: impl Into<Arc<K>>) {
-        let object = object.into();
-        self.listing
+    pub(super) fn listed(&mut self, entry: E) {
+        let key = Self::key(&entry);
+        let entry = match self.objects.get(&key) {
+            Some(kept) if **kept == entry => Arc::clone(kept),
+            _ => {
+                self.listing_changed = true;
+                Arc::new(entry)
+            }
+        };
+        if self
+            .listing
             .get_or_insert_with(HashMap::new)
-            .insert(Self::key(&object), object);
-    }
-
-    pub(super) fn end_list(&mut self) {
-        if let Some(listing) = self.listing.take() {
-            self.objects = listing;
+            .insert(key, entry)
+            .is_some()
+        {
+            self.listing_changed = true;
         }
+    }
+
+    /// The list is complete: it replaces what was kept. True if that changed anything (or was
+    /// the first list), so that a re-list of an unchanged cluster builds no new zone.
+    pub(super) fn end_list(&mut self) -> bool {
+        let first = !self.listed;
         self.listed = true;
+        let Some(listing) = self.listing.take() else {
+            return first;
+        };
+        let changed = self.listing_changed || listing.len() != self.objects.len();
+        self.objects = listing;
+        first || changed
     }
 
-    pub(super) fn apply(&mut self, object: impl Into<Arc<K>>) {
-        let object = object.into();
-        self.objects.insert(Self::key(&object), object);
+    pub(super) fn apply(&mut self, entry: E) {
+        self.objects.insert(Self::key(&entry), Arc::new(entry));
     }
 
-    pub(super) fn delete(&mut self, object: &K) {
-        self.objects.remove(&Self::key(object));
+    pub(super) fn delete(&mut self, entry: &E) {
+        self.objects.remove(&Self::key(entry));
     }
 
-    fn snapshot(&self) -> Vec<Arc<K>> {
+    fn snapshot(&self) -> Vec<Arc<E>> {
         self.objects.values().cloned().collect()
     }
 }
 
-/// The objects of one moment, shared with the stores; the zone is built from them in place.
+/// The entries of one moment, shared with the stores; the zone is built from them in place.
 pub(super) struct Snapshot {
-    services: Vec<Arc<Service>>,
-    endpoint_slices: Vec<Arc<EndpointSlice>>,
-    namespaces: Vec<Arc<Namespace>>,
-    pods: Vec<Arc<Pod>>,
+    services: Vec<Arc<ServiceEntry>>,
+    endpoint_slices: Vec<Arc<SliceEntry>>,
+    namespaces: Vec<Arc<NamespaceEntry>>,
+    pods: Vec<Arc<PodEntry>>,
 }
 
 impl Snapshot {
-    /// The objects, borrowed: a copy of them took 60 ms and 67 MiB of each rebuild at 100,000
-    /// endpoints (`benches/cluster_scale.sh`).
+    /// The entries, borrowed: a copy of the objects took 60 ms and 67 MiB of each rebuild at
+    /// 100,000 endpoints (`benches/cluster_scale.sh`).
     pub(super) fn objects(&self) -> ObjectRefs<'_> {
         fn borrowed<K>(objects: &[Arc<K>]) -> Vec<&K> {
             objects.iter().map(|object| &**object).collect()
@@ -100,11 +123,11 @@ impl Snapshot {
 }
 
 pub(super) struct Feed {
-    services: Store<Service>,
-    endpoint_slices: Store<EndpointSlice>,
-    namespaces: Store<Namespace>,
+    services: Store<ServiceEntry>,
+    endpoint_slices: Store<SliceEntry>,
+    namespaces: Store<NamespaceEntry>,
     /// `None` when pods are not watched.
-    pods: Option<Store<Pod>>,
+    pods: Option<Store<PodEntry>>,
     /// The kinds whose requests fail now.
     failing: HashSet<Kind>,
     /// When the current outage began.
@@ -174,14 +197,14 @@ impl Feed {
             Update::ListDone(kind) => {
                 status.lists.fetch_add(1, Ordering::Relaxed);
                 self.answered(kind, status);
-                match kind {
+                let changed = match kind {
                     Kind::Service => self.services.end_list(),
                     Kind::EndpointSlice => self.endpoint_slices.end_list(),
                     Kind::Namespace => self.namespaces.end_list(),
-                    Kind::Pod => self.pods.iter_mut().for_each(Store::end_list),
-                }
-                tracing::debug!(kind = kind.plural(), "listed");
-                true
+                    Kind::Pod => self.pods.as_mut().is_some_and(Store::end_list),
+                };
+                tracing::debug!(kind = kind.plural(), changed, "listed");
+                changed
             }
             Update::Applied(object) => {
                 status.events.fetch_add(1, Ordering::Relaxed);

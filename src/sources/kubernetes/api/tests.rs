@@ -1,4 +1,4 @@
-//! The slimming of objects, the stores and the outage bookkeeping, without an API server.
+//! What the feed keeps of objects, the stores and the outage bookkeeping, without an API server.
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +10,9 @@ use super::store::{Feed, Store};
 use super::trim::{Kind, Object, Watched};
 use super::ApiStatus;
 use crate::sources::kubernetes::objects::{parse_manifest, read_dir, ClusterObjects};
-use crate::sources::kubernetes::records::{self, ClusterSettings, PodMode};
+use crate::sources::kubernetes::records::{
+    self, ClusterSettings, NamespaceEntry, PodMode, ServiceEntry,
+};
 use std::path::Path;
 
 fn settings(pods: PodMode) -> ClusterSettings {
@@ -22,45 +24,47 @@ fn settings(pods: PodMode) -> ClusterSettings {
     }
 }
 
-fn slimmed(objects: &ClusterObjects) -> ClusterObjects {
-    ClusterObjects {
-        services: objects
-            .services
-            .iter()
-            .cloned()
-            .map(Watched::slim)
-            .collect(),
-        endpoint_slices: objects
-            .endpoint_slices
-            .iter()
-            .cloned()
-            .map(Watched::slim)
-            .collect(),
-        pods: objects.pods.iter().cloned().map(Watched::slim).collect(),
-        namespaces: objects
-            .namespaces
-            .iter()
-            .cloned()
-            .map(Watched::slim)
-            .collect(),
+/// The records built from what the feed keeps (the entries of listed objects, through a
+/// snapshot of its stores) are those of the objects, in every pod mode.
+fn assert_the_feed_keeps_the_records(objects: &ClusterObjects) {
+    let status = ApiStatus::default();
+    let kinds = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Namespace,
+        Kind::Pod,
+    ];
+    let mut feed = Feed::new(&kinds);
+    for kind in kinds {
+        feed.apply(Update::Listing(kind), &status);
     }
-}
-
-/// The records from `objects` and from their slimmed copies are the same, in every pod
-/// mode: slimming keeps everything `records::build` reads.
-fn assert_slimming_keeps_the_records(objects: &ClusterObjects) {
-    let slim = slimmed(objects);
+    let listed = objects
+        .services
+        .iter()
+        .cloned()
+        .map(Watched::entry)
+        .chain(objects.endpoint_slices.iter().cloned().map(Watched::entry))
+        .chain(objects.namespaces.iter().cloned().map(Watched::entry))
+        .chain(objects.pods.iter().cloned().map(Watched::entry));
+    for object in listed {
+        feed.apply(Update::Listed(object), &status);
+    }
+    for kind in kinds {
+        assert!(feed.apply(Update::ListDone(kind), &status), "a first list");
+    }
+    let snapshot = feed.snapshot();
     for pods in [PodMode::Disabled, PodMode::Insecure, PodMode::Verified] {
-        let full = records::build(objects, &settings(pods));
-        let thin = records::build(&slim, &settings(pods));
-        assert_eq!(full.records, thin.records, "{pods:?}");
-        assert_eq!(full.empty_names, thin.empty_names, "{pods:?}");
-        assert_eq!(full.reverse, thin.reverse, "{pods:?}");
+        let expected = records::build(objects, &settings(pods));
+        let mut fed = records::ClusterRecords::default();
+        records::build_into(&snapshot.objects(), &settings(pods), &mut fed);
+        assert_eq!(expected.records, fed.records, "{pods:?}");
+        assert_eq!(expected.empty_names, fed.empty_names, "{pods:?}");
+        assert_eq!(expected.reverse, fed.reverse, "{pods:?}");
     }
 }
 
 #[test]
-fn slimmed_objects_give_the_same_records_for_a_live_cluster() {
+fn the_feed_keeps_the_records_of_a_live_cluster() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kubernetes/live/cluster.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -76,31 +80,21 @@ fn slimmed_objects_give_the_same_records_for_a_live_cluster() {
         ),
         (3, 5, 4, 6)
     );
-    assert_slimming_keeps_the_records(&objects);
-    // And slimming is worth it: what is kept is a fraction of what came.
-    let size = |objects: &ClusterObjects| {
-        serde_json::to_string(&objects.pods).unwrap().len()
-            + serde_json::to_string(&objects.services).unwrap().len()
-            + serde_json::to_string(&objects.endpoint_slices)
-                .unwrap()
-                .len()
-    };
-    let (full, slim) = (size(&objects), size(&slimmed(&objects)));
-    assert!(slim * 2 < full, "{slim} bytes of {full}");
+    assert_the_feed_keeps_the_records(&objects);
 }
 
 #[test]
-fn slimmed_objects_give_the_same_records_for_the_examples() {
+fn the_feed_keeps_the_records_of_the_examples() {
     for dir in ["zones/cluster", "tests/data/kubernetes/example"] {
         let (objects, problems) =
             read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert!(!objects.pods.is_empty());
-        assert_slimming_keeps_the_records(&objects);
+        assert_the_feed_keeps_the_records(&objects);
     }
 }
 
-fn service(name: &str) -> Service {
+fn service(name: &str) -> ServiceEntry {
     Service {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -109,10 +103,15 @@ fn service(name: &str) -> Service {
         },
         ..Service::default()
     }
+    .into()
 }
 
-fn names(store: &Store<Service>) -> Vec<String> {
-    let mut names: Vec<String> = store.objects.keys().map(|(_, name)| name.clone()).collect();
+fn names(store: &Store<ServiceEntry>) -> Vec<String> {
+    let mut names: Vec<String> = store
+        .objects
+        .keys()
+        .map(|(_, name)| name.to_string())
+        .collect();
     names.sort();
     names
 }
@@ -127,7 +126,7 @@ fn a_relist_replaces_the_store_only_when_complete() {
         !store.listed && names(&store).is_empty(),
         "nothing before the list ends"
     );
-    store.end_list();
+    assert!(store.end_list(), "the first list");
     assert!(store.listed);
     assert_eq!(names(&store), ["a", "b"]);
     store.apply(service("c"));
@@ -140,8 +139,45 @@ fn a_relist_replaces_the_store_only_when_complete() {
     store.listed(service("c"));
     store.listed(service("d"));
     assert_eq!(names(&store), ["b", "c"]);
-    store.end_list();
+    assert!(store.end_list());
     assert_eq!(names(&store), ["c", "d"]);
+}
+
+/// After a 410 Gone every kind is listed again; when nothing changed meanwhile, the new list
+/// shares the entries already kept (no second copy while it runs) and asks for no new zone.
+#[test]
+fn a_relist_of_unchanged_objects_shares_them_and_changes_nothing() {
+    let mut store = Store::new();
+    store.begin_list();
+    store.listed(service("a"));
+    store.listed(service("b"));
+    assert!(store.end_list());
+    let kept = std::sync::Arc::clone(&store.objects[&("default".into(), "a".into())]);
+
+    store.begin_list();
+    store.listed(service("a"));
+    store.listed(service("b"));
+    let listing = store.listing.as_ref().unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &listing[&("default".into(), "a".into())],
+        &kept
+    ));
+    assert!(!store.end_list(), "the same objects: no rebuild");
+
+    // One gone, or one changed, or one more: a rebuild.
+    store.begin_list();
+    store.listed(service("a"));
+    assert!(store.end_list());
+    store.begin_list();
+    store.listed(service("a"));
+    store.listed(service("b"));
+    assert!(store.end_list());
+    store.begin_list();
+    let mut changed = service("a");
+    changed.publish_not_ready = true;
+    store.listed(changed);
+    store.listed(service("b"));
+    assert!(store.end_list());
 }
 
 #[test]
@@ -162,7 +198,10 @@ fn outages_begin_with_a_failure_and_end_when_every_kind_answers() {
     assert!(status.outage_began.load(Ordering::Relaxed) > 0);
     feed.apply(Update::Answers(Kind::Service), &status);
     assert!(!feed.is_connected(), "namespaces still fail");
-    feed.apply(Update::Applied(Object::Namespace(Box::default())), &status);
+    feed.apply(
+        Update::Applied(Object::Namespace(NamespaceEntry::default())),
+        &status,
+    );
     assert!(feed.is_connected(), "an event is an answer");
     assert_eq!(status.outage_began.load(Ordering::Relaxed), 0);
     assert_eq!(status.watch_errors_total(), 3);

@@ -22,6 +22,8 @@
 //!
 //! # Layout
 //!
+//! - `entries.rs`: the objects as the rules read them, in compact types: what the API watch
+//!   keeps, and what manifests are made into before a build.
 //! - `rules.rs`: what the specification asks for each object, and [`build_into`], which walks
 //!   the objects through those rules.
 //! - `order.rs`: the zone while it is built, each record kept as its sort key, so that the
@@ -30,6 +32,7 @@
 //! - `serial.rs`: the SOA serial, a hash of the zone's text.
 //! - `tests.rs`: the checklist rows, record by record.
 
+mod entries;
 mod order;
 mod rules;
 mod serial;
@@ -42,12 +45,14 @@ use std::net::IpAddr;
 
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::objects::ClusterObjects;
 use crate::sources::wire::reverse_name;
 
+pub use entries::{
+    ClusterEntries, EndpointEntry, Named, NamespaceEntry, ObjectName, PodEntry, PortEntry,
+    ServiceEntry, ServiceShape, SliceEntry,
+};
 pub use rules::{build_into, pod_name_address};
 #[cfg(test)]
 pub(crate) use varied::varied_cluster;
@@ -138,23 +143,27 @@ impl ClusterRecords {
 /// it when it changes.
 pub fn build(objects: &ClusterObjects, settings: &ClusterSettings) -> ClusterRecords {
     let mut built = ClusterRecords::default();
-    build_into(&ObjectRefs::from(objects), settings, &mut built);
+    build_into(
+        &ObjectRefs::from(&ClusterEntries::from(objects)),
+        settings,
+        &mut built,
+    );
     built
 }
 
-/// The objects [`build_into`] reads, borrowed: a feed that keeps its objects (the API watch's
-/// stores) need not copy them for each build. At 100,000 endpoints a copy took 60 ms and
-/// 67 MiB (`benches/cluster_scale.sh`).
+/// The entries [`build_into`] reads, borrowed: a feed that keeps its entries (the API watch's
+/// stores) need not copy them for each build. At 100,000 endpoints a copy of the objects took
+/// 60 ms and 67 MiB (`benches/cluster_scale.sh`).
 #[derive(Clone, Debug, Default)]
 pub struct ObjectRefs<'a> {
-    pub services: Vec<&'a Service>,
-    pub endpoint_slices: Vec<&'a EndpointSlice>,
-    pub pods: Vec<&'a Pod>,
-    pub namespaces: Vec<&'a Namespace>,
+    pub services: Vec<&'a ServiceEntry>,
+    pub endpoint_slices: Vec<&'a SliceEntry>,
+    pub pods: Vec<&'a PodEntry>,
+    pub namespaces: Vec<&'a NamespaceEntry>,
 }
 
-impl<'a> From<&'a ClusterObjects> for ObjectRefs<'a> {
-    fn from(objects: &'a ClusterObjects) -> Self {
+impl<'a> From<&'a ClusterEntries> for ObjectRefs<'a> {
+    fn from(objects: &'a ClusterEntries) -> Self {
         Self {
             services: objects.services.iter().collect(),
             endpoint_slices: objects.endpoint_slices.iter().collect(),

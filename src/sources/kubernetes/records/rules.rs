@@ -7,12 +7,10 @@ use std::str::FromStr;
 
 use hickory_proto::rr::rdata::{CNAME, NS, TXT};
 use hickory_proto::rr::{Name, RData};
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::entries::{Named, PodEntry, ServiceEntry, ServiceShape, SliceEntry};
 use super::order::{Data, Owner, Zone};
-use super::{ClusterSettings, ObjectRefs, PodMode, RecordSink, SCHEMA_VERSION, SERVICE_NAME_LABEL};
+use super::{ClusterSettings, ObjectRefs, PodMode, RecordSink, SCHEMA_VERSION};
 
 /// The longest DNS label (RFC 1035 §2.3.4).
 const MAX_LABEL: usize = 63;
@@ -29,20 +27,19 @@ pub fn build_into(
     let endpoint_names = objects
         .pods
         .iter()
-        .filter_map(|pod| pod.spec.as_ref())
-        .any(|spec| spec.hostname.is_some() && spec.subdomain.is_some())
+        .any(|pod| pod.hostname.is_some() && pod.subdomain.is_some())
         .then(HashSet::new);
     let mut zone = Zone::new(domain, settings.ttl, endpoint_names);
 
-    let services = latest(&objects.services, |service| &service.metadata);
-    let slices = latest(&objects.endpoint_slices, |slice| &slice.metadata);
-    let pods = latest(&objects.pods, |pod| &pod.metadata);
+    let services = latest(&objects.services);
+    let slices = latest(&objects.endpoint_slices);
+    let pods = latest(&objects.pods);
     for namespace in &objects.namespaces {
-        match namespace.metadata.name.as_deref().and_then(label) {
+        match namespace.object.name.as_deref().and_then(label) {
             Some(name) => {
                 zone.namespaces.insert(name);
             }
-            None => tracing::debug!(?namespace.metadata.name, "namespace skipped: no valid name"),
+            None => tracing::debug!(?namespace.object.name, "namespace skipped: no valid name"),
         }
     }
     for (namespace, _) in services.keys().chain(slices.keys()).chain(pods.keys()) {
@@ -53,14 +50,9 @@ pub fn build_into(
 
     zone.apex_records(settings.server_address);
     // Slices by (namespace, service name), in the order of their own names.
-    let mut slices_of: BTreeMap<(&str, String), Vec<&EndpointSlice>> = BTreeMap::new();
+    let mut slices_of: BTreeMap<(&str, String), Vec<&SliceEntry>> = BTreeMap::new();
     for ((namespace, _), slice) in &slices {
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(SERVICE_NAME_LABEL))
-            .and_then(|name| label(name));
+        let service = slice.service.as_deref().and_then(label);
         if let Some(service) = service {
             slices_of
                 .entry((namespace.as_str(), service))
@@ -164,13 +156,10 @@ fn label(text: &str) -> Option<String> {
 /// The objects by (namespace, name), the last of any repeated one winning (as with
 /// `kubectl apply` of the files in order). Objects without a valid namespace and name are
 /// skipped: the namespace is never guessed.
-fn latest<'a, T>(
-    objects: &[&'a T],
-    metadata: impl Fn(&T) -> &ObjectMeta,
-) -> BTreeMap<(String, String), &'a T> {
+fn latest<'a, T: Named>(objects: &[&'a T]) -> BTreeMap<(String, String), &'a T> {
     let mut by_name = BTreeMap::new();
     for &object in objects {
-        let meta = metadata(object);
+        let meta = object.object();
         let namespace = meta.namespace.as_deref().and_then(label);
         let name = meta.name.as_deref().and_then(label);
         match (namespace, name) {
@@ -187,15 +176,6 @@ fn latest<'a, T>(
         }
     }
     by_name
-}
-
-/// The address of a service, endpoint or pod, parsed; None (with a debug log) if it is not one.
-fn address(text: &str) -> Option<IpAddr> {
-    let parsed = IpAddr::from_str(text).ok();
-    if parsed.is_none() {
-        tracing::debug!(address = text, "skipped: not an IP address");
-    }
-    parsed
 }
 
 /// A named port: its label (`_https`, `_tcp`), number. Unnamed ports have no SRV (spec §2.3.2).
@@ -249,20 +229,19 @@ impl Zone {
         &mut self,
         namespace: &str,
         name: &str,
-        service: &Service,
-        slices: &[&EndpointSlice],
+        service: &ServiceEntry,
+        slices: &[&SliceEntry],
     ) -> bool {
-        let Some(spec) = service.spec.as_ref() else {
+        if service.shape == ServiceShape::NoSpec {
             tracing::debug!(namespace, name, "service skipped: no spec");
             return false;
-        };
+        }
         let Some(mut owner) = self.in_namespace(name, namespace, "svc") else {
             return false;
         };
         // spec §2.5: "<service>.<ns>.svc.<zone>. <ttl> IN CNAME <extname>."
-        if spec.type_.as_deref() == Some("ExternalName") {
-            let target = spec
-                .external_name
+        if let ServiceShape::ExternalName(external_name) = &service.shape {
+            let target = external_name
                 .as_deref()
                 .and_then(|external| Name::from_ascii(external).ok())
                 .filter(|target| target.iter().count() > 0);
@@ -277,21 +256,13 @@ impl Zone {
             return false;
         }
 
-        // `clusterIPs` holds `clusterIP` first, then the other family's (dual stack);
-        // "None" in either means headless.
-        let cluster_ips: Vec<&str> = match spec.cluster_ips.as_deref() {
-            Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
-            _ => spec.cluster_ip.as_deref().into_iter().collect(),
+        let addresses = match &service.shape {
+            ServiceShape::ClusterIps(addresses) => addresses,
+            _ => {
+                self.headless_service(&mut owner, service.publish_not_ready, slices);
+                return true;
+            }
         };
-        if cluster_ips.first() == Some(&"None") || spec.cluster_ip.as_deref() == Some("None") {
-            self.headless_service(&mut owner, spec.publish_not_ready_addresses, slices);
-            return true;
-        }
-        let addresses: Vec<IpAddr> = cluster_ips
-            .into_iter()
-            .filter(|ip| !ip.is_empty())
-            .filter_map(address)
-            .collect();
         if addresses.is_empty() {
             // A manifest written by hand or by `kubectl create --dry-run`, before the API server
             // allocated an address: no address to give, so no name either.
@@ -299,18 +270,14 @@ impl Zone {
             return false;
         }
         // spec §2.3.1: A/AAAA; §2.3.3: PTR.
-        for &address in &addresses {
+        for &address in addresses.iter() {
             self.add_address(&mut owner, address);
             self.add_reverse(address, &mut owner);
         }
         // spec §2.3.2: "_<port>._<proto>.<service>.<ns>.svc.<zone>. <ttl> IN SRV <weight>
         // <priority> <port-number> <service>.<ns>.svc.<zone>."
-        for port in spec.ports.iter().flatten() {
-            let named = NamedPort::new(
-                port.name.as_deref(),
-                port.protocol.as_deref(),
-                Some(port.port),
-            );
+        for port in service.ports.iter() {
+            let named = NamedPort::new(port.name.as_deref(), port.protocol.as_deref(), port.port);
             if let Some((port, mut srv_owner)) = named.and_then(|port| port.owner(&owner)) {
                 self.add_srv(&mut srv_owner, port.number, &mut owner);
             }
@@ -323,35 +290,28 @@ impl Zone {
     fn headless_service(
         &mut self,
         owner: &mut Owner,
-        publish_not_ready: Option<bool>,
-        slices: &[&EndpointSlice],
+        publish_not_ready: bool,
+        slices: &[&SliceEntry],
     ) {
-        let publish_not_ready = publish_not_ready.unwrap_or(false);
         for slice in slices {
-            if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+            if !slice.has_addresses {
                 continue; // "FQDN" is deprecated and has no address to give
             }
             // Each named port with the owner of its SRV records, `_<port>._<proto>.<service>`.
             let mut ports: Vec<(NamedPort, Owner)> = slice
                 .ports
                 .iter()
-                .flatten()
                 .filter_map(|port| {
                     NamedPort::new(port.name.as_deref(), port.protocol.as_deref(), port.port)
                 })
                 .filter_map(|port| port.owner(owner))
                 .collect();
-            for endpoint in &slice.endpoints {
-                let ready = endpoint
-                    .conditions
-                    .as_ref()
-                    .and_then(|conditions| conditions.ready)
-                    .unwrap_or(true);
-                if !ready && !publish_not_ready {
+            for endpoint in slice.endpoints.iter() {
+                if !endpoint.ready && !publish_not_ready {
                     continue;
                 }
                 let hostname = endpoint.hostname.as_deref().and_then(label);
-                for address in endpoint.addresses.iter().filter_map(|text| address(text)) {
+                for &address in endpoint.addresses.iter() {
                     // spec §2.4.1: `<hostname>.<service>...`; without a hostname, CoreDNS's
                     // dashed address.
                     let endpoint_label = hostname.clone().unwrap_or_else(|| dashed(address));
@@ -373,11 +333,11 @@ impl Zone {
     }
 
     /// `pods verified`: `<dashed-ip>.<ns>.pod.<domain>` for each address of a pod that is there.
-    fn pod_address_records(&mut self, namespace: &str, name: &str, pod: &Pod) {
-        if !is_running(pod) {
+    fn pod_address_records(&mut self, namespace: &str, name: &str, pod: &PodEntry) {
+        if !pod.running {
             return;
         }
-        for address in pod_addresses(pod) {
+        for &address in pod.addresses.iter() {
             let dashed = dashed(address);
             if let Some(mut owner) = self.in_namespace(&dashed, namespace, "pod") {
                 self.add_address(&mut owner, address);
@@ -396,25 +356,19 @@ impl Zone {
         &mut self,
         namespace: &str,
         name: &str,
-        pod: &Pod,
-        headless: &BTreeMap<(&str, String), &Service>,
+        pod: &PodEntry,
+        headless: &BTreeMap<(&str, String), &ServiceEntry>,
     ) {
-        let Some(spec) = pod.spec.as_ref() else {
-            return;
-        };
-        let hostname = spec.hostname.as_deref().and_then(label);
-        let subdomain = spec.subdomain.as_deref().and_then(label);
+        let hostname = pod.hostname.as_deref().and_then(label);
+        let subdomain = pod.subdomain.as_deref().and_then(label);
         let (Some(hostname), Some(subdomain)) = (hostname, subdomain) else {
             return;
         };
         let Some(service) = headless.get(&(namespace, subdomain.clone())) else {
             return;
         };
-        let service_spec = service.spec.as_ref();
-        let publish_not_ready = service_spec
-            .and_then(|spec| spec.publish_not_ready_addresses)
-            .unwrap_or(false);
-        if !selects(service, pod) || !is_running(pod) || !(publish_not_ready || is_ready(pod)) {
+        let publish_not_ready = service.publish_not_ready;
+        if !selects(service, pod) || !pod.running || !(publish_not_ready || pod.ready) {
             return;
         }
         let Some(mut owner) = self.owner(&[&hostname, &subdomain, namespace, "svc"]) else {
@@ -425,63 +379,17 @@ impl Zone {
             return;
         }
         tracing::debug!(namespace, name, owner = %owner.name, "pod hostname from the pod itself");
-        for address in pod_addresses(pod) {
+        for &address in pod.addresses.iter() {
             self.add_address(&mut owner, address);
         }
     }
 }
 
-/// A pod's addresses: `status.podIPs` (both families), or `status.podIP` from older servers.
-fn pod_addresses(pod: &Pod) -> Vec<IpAddr> {
-    let Some(status) = pod.status.as_ref() else {
-        return Vec::new();
-    };
-    let mut texts: Vec<&str> = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .map(|pod_ip| pod_ip.ip.as_str())
-        .collect();
-    if texts.is_empty() {
-        texts.extend(status.pod_ip.as_deref());
-    }
-    let mut addresses: Vec<IpAddr> = texts.into_iter().filter_map(address).collect();
-    addresses.dedup();
-    addresses
-}
-
-/// Whether the pod is there to answer: not being deleted, not finished (CoreDNS skips both).
-fn is_running(pod: &Pod) -> bool {
-    let finished = pod
-        .status
-        .as_ref()
-        .and_then(|status| status.phase.as_deref())
-        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
-    pod.metadata.deletion_timestamp.is_none() && !finished
-}
-
-/// The pod's `Ready` condition, where absent counts as ready (as for endpoints): a manifest
-/// written by hand has no status conditions.
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"))
-        .is_none_or(|ready| ready.status != "False")
-}
-
 /// Whether the service's selector picks the pod. A service without a selector takes its
 /// endpoints from elsewhere; the pod naming it as its subdomain is taken as enough.
-fn selects(service: &Service, pod: &Pod) -> bool {
-    let Some(selector) = service
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.selector.as_ref())
-    else {
-        return true;
-    };
-    let labels = pod.metadata.labels.as_ref();
-    selector
+fn selects(service: &ServiceEntry, pod: &PodEntry) -> bool {
+    service
+        .selector
         .iter()
-        .all(|(key, value)| labels.and_then(|labels| labels.get(key)) == Some(value))
+        .all(|(key, value)| pod.label(key) == Some(&**value))
 }

@@ -4,6 +4,8 @@
 use super::*;
 use crate::sources::kubernetes::objects::{parse_manifest, read_dir};
 use hickory_proto::rr::{RData, Record};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::path::Path;
 use std::str::FromStr;

@@ -125,9 +125,32 @@ async fn measure() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_changes, _) = memory_mib(hearth.pid());
 
-    // A forced re-list: every watch gets an ERROR event (410 Gone) and the history is
-    // compacted, so each kind lists again. The probe service is added while open watches hear
-    // nothing (quiet): only the re-list of services can bring it.
+    // A forced re-list of an unchanged cluster: every watch gets an ERROR event (410 Gone) and
+    // the history is compacted, so each kind lists again; nothing changed meanwhile.
+    let kinds = [
+        Resource::Services,
+        Resource::EndpointSlices,
+        Resource::Namespaces,
+    ];
+    let lists_before: Vec<usize> = kinds.iter().map(|kind| api.lists(*kind)).collect();
+    sampler.take_peak();
+    let unchanged_began_cpu = cpu_seconds(hearth.pid());
+    api.expire_watches();
+    while kinds
+        .iter()
+        .zip(&lists_before)
+        .any(|(kind, before)| api.lists(*kind) == *before)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The lists are begun; 10,000 objects of a kind are listed in well under 2 s here.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let unchanged_peak = sampler.take_peak();
+    let unchanged_cpu = cpu_seconds(hearth.pid()) - unchanged_began_cpu;
+    let (rss_unchanged, _) = memory_mib(hearth.pid());
+
+    // A forced re-list that brings a change the watches missed: the probe service is added
+    // while open watches hear nothing (quiet), so only the re-list of services can bring it.
     let lists_before = api.lists(Resource::Services);
     sampler.take_peak();
     let relist_began_cpu = cpu_seconds(hearth.pid());
@@ -178,7 +201,11 @@ async fn measure() {
         "RSS after the changes {rss_changes:.1} MiB (peak during them {changes_peak:.1} MiB)"
     );
     eprintln!(
-        "forced re-list (410 Gone on every watch; {relists} list(s) of services): the probe \
+        "forced re-list, nothing changed (410 Gone on every watch): RSS after \
+         {rss_unchanged:.1} MiB, peak during {unchanged_peak:.1} MiB ({unchanged_cpu:.2} s CPU)"
+    );
+    eprintln!(
+        "forced re-list with a missed change (410 Gone on every watch; {relists} list(s) of services): the probe \
          showed after {relist:.2?}; RSS after {rss_relist:.1} MiB, peak during {relist_peak:.1} \
          MiB ({relist_cpu:.2} s CPU); lifetime peak (VmHWM) {hwm:.1} MiB"
     );

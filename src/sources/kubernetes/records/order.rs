@@ -404,7 +404,7 @@ impl Keyed {
         });
     }
 
-    fn key(&self, number: u32) -> &[u8] {
+    pub(super) fn key(&self, number: u32) -> &[u8] {
         let entry = &self.entries[number as usize];
         &self.keys[entry.start as usize..entry.end as usize]
     }

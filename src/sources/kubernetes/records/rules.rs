@@ -30,6 +30,8 @@ pub fn build_into(
         .any(|pod| pod.hostname.is_some() && pod.subdomain.is_some())
         .then(HashSet::new);
     let mut zone = Zone::new(domain, settings.ttl, endpoint_names);
+    let (records, reverse) = estimate(objects);
+    zone.reserve(records, reverse);
 
     let services = latest(&objects.services);
     let slices = latest(&objects.endpoint_slices);
@@ -91,6 +93,35 @@ pub fn build_into(
         zone.pod_hostname_records(namespace, name, pod, &headless);
     }
     zone.finish(settings.pods, sink);
+}
+
+/// About how many records and reverse records `objects` make, a little over rather than
+/// under: an address and a PTR for each cluster IP and endpoint address, another address for
+/// an endpoint's own name, an SRV per named port, an address per pod address.
+fn estimate(objects: &ObjectRefs<'_>) -> (usize, usize) {
+    let mut records = 16;
+    let mut reverse = 0;
+    for service in &objects.services {
+        if let ServiceShape::ClusterIps(addresses) = &service.shape {
+            records += addresses.len() * (1 + service.ports.len());
+            reverse += addresses.len();
+        } else {
+            records += 1;
+        }
+    }
+    for slice in &objects.endpoint_slices {
+        let addresses: usize = slice
+            .endpoints
+            .iter()
+            .map(|endpoint| endpoint.addresses.len())
+            .sum();
+        records += addresses * (2 + slice.ports.len());
+        reverse += addresses;
+    }
+    for pod in &objects.pods {
+        records += 2 * pod.addresses.len();
+    }
+    (records, reverse)
 }
 
 /// Pods "insecure" (CoreDNS): the address written in a pod name, `1-2-3-4.<ns>.pod.<domain>` ->

@@ -228,6 +228,8 @@ struct UpstreamState {
     /// Hearth's loop probes and health checks received.
     probes: AtomicUsize,
     delay: Mutex<Duration>,
+    /// Sets AD in every reply, as a validating resolver does for signed data.
+    authentic_data: std::sync::atomic::AtomicBool,
 }
 
 /// The SOA the fake upstream puts in negative answers.
@@ -258,6 +260,7 @@ impl FakeUpstream {
             asked: Mutex::new(Vec::new()),
             probes: AtomicUsize::new(0),
             delay: Mutex::new(Duration::ZERO),
+            authentic_data: std::sync::atomic::AtomicBool::new(false),
         });
         let (udp, tcp) = bind_same_port().await;
         let addr = udp.local_addr().unwrap();
@@ -273,6 +276,11 @@ impl FakeUpstream {
     /// Every answer waits this long first.
     pub fn set_delay(&self, delay: Duration) {
         *self.state.delay.lock().unwrap() = delay;
+    }
+
+    /// Whether every reply carries AD=1 ("authenticated"), true or not.
+    pub fn set_authentic_data(&self, on: bool) {
+        self.state.authentic_data.store(on, Ordering::SeqCst);
     }
 
     pub fn add(&self, record: Record) {
@@ -387,6 +395,7 @@ impl UpstreamState {
         let mut reply = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
         reply.metadata.recursion_desired = request.metadata.recursion_desired;
         reply.metadata.recursion_available = true;
+        reply.metadata.authentic_data = self.authentic_data.load(Ordering::SeqCst);
         reply.queries.push(query.clone());
         if let Some(edns) = &request.edns {
             let mut opt = Edns::new();

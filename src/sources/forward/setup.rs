@@ -9,6 +9,7 @@ use std::time::Duration;
 use prometheus_client::encoding::DescriptorEncoder;
 use serde::Deserialize;
 
+use super::dnssec::DnssecConfig;
 use super::Forwarder;
 use crate::cache::CacheConfig;
 use crate::config::file::{ConfigError, Tables, MAX_TTL};
@@ -83,6 +84,8 @@ pub struct ForwardConfig {
     pub tls_ca: Option<PathBuf>,
     /// `[[forward.zone]]`: domains with upstreams of their own; the longest match wins.
     pub zones: Vec<ForwardZone>,
+    /// `[dnssec]`: validation of the answers, and whether an upstream's AD bit is believed.
+    pub dnssec: DnssecConfig,
 }
 
 /// One `[[forward.zone]]`, validated.
@@ -155,6 +158,9 @@ pub const METRICS: &[MetricDoc] = &[
     ("upstream_connections_reused_total", "counter", "Queries sent on a connection to the upstream already open."),
     ("upstream_connections_failed_total", "counter", "Connections to the upstream that could not be opened or broke."),
     ("failure_cache_hits_total", "counter", "Questions answered SERVFAIL from the failure cache because resolving them failed moments ago (RFC 9520)."),
+    ("dnssec_answers_total", "counter", "Validated answers by result: secure, insecure, bogus (SERVFAIL), indeterminate (SERVFAIL)."),
+    ("dnssec_signatures_total", "counter", "RRSIGs handed to the validator; each is checked against at most 4 keys (KeyTrap bound)."),
+    ("dnssec_limited_total", "counter", "Questions whose validation stopped at a bound on signatures, keys or fetches (KeyTrap)."),
 ];
 
 /// The `dns` source in the registry.
@@ -166,7 +172,7 @@ impl SourceSetup for DnsSetup {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["forward", "cache"]
+        &["forward", "cache", "dnssec"]
     }
 
     fn metrics(&self) -> &'static [MetricDoc] {
@@ -279,6 +285,7 @@ impl SourceSetup for DnsSetup {
             cache,
             tls_ca: forward.tls_ca,
             zones,
+            dnssec: DnssecConfig::read(tables)?,
         };
         if config.needs_tls() {
             // Read the roots now, so a bad tls_ca is an error of the file, with its key.
@@ -496,7 +503,27 @@ impl Plugin for Forwarder {
             "upstream",
             per_connection(|c| load(&c.failed)),
         )?;
-        out.counter("failure_cache_hits_total", self.failure_cache_hits())
+        out.counter("failure_cache_hits_total", self.failure_cache_hits())?;
+        let dnssec = self.dnssec_stats();
+        let read = |pick: fn(&super::DnssecStats) -> &std::sync::atomic::AtomicU64| {
+            dnssec.map_or(0, |s| load(pick(s)))
+        };
+        out.labelled(
+            "dnssec_answers_total",
+            "result",
+            [
+                ("secure".to_owned(), Value::Integer(read(|s| &s.secure))),
+                ("insecure".to_owned(), Value::Integer(read(|s| &s.insecure))),
+                ("bogus".to_owned(), Value::Integer(read(|s| &s.bogus))),
+                (
+                    "indeterminate".to_owned(),
+                    Value::Integer(read(|s| &s.indeterminate)),
+                ),
+            ]
+            .into_iter(),
+        )?;
+        out.counter("dnssec_signatures_total", read(|s| &s.signatures))?;
+        out.counter("dnssec_limited_total", read(|s| &s.limited))
     }
 
     /// The loop probe, once the listeners are up so that a probe that comes back can be seen;

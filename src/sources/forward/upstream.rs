@@ -226,6 +226,15 @@ impl Upstream {
         result
     }
 
+    /// Whether the upstream is reached over a channel that authenticates it (TLS, HTTPS): the
+    /// only kind whose AD bit `[dnssec] trust_upstream_ad` lets through.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(
+            self.spec.transport,
+            UpstreamTransport::Tls { .. } | UpstreamTransport::Https { .. }
+        )
+    }
+
     /// A health check: `. IN NS`, as CoreDNS asks. Any reply marks the upstream up; returns
     /// whether one came.
     pub async fn probe(&self, timeout: Duration, provider: &TokioRuntimeProvider) -> bool {
@@ -275,7 +284,11 @@ pub fn request_for(question: &Question) -> DnsRequest {
 /// authority and additional sections (an upstream's NS set and glue), which no stub resolver
 /// uses and which would double what the cache holds. With DO set they stay: a wildcard answer's
 /// NSEC proof is in the authority section.
-pub fn answer_from(mut message: Message, dnssec_ok: bool) -> Answer {
+///
+/// AD is kept only when `trust_ad`: RFC 4035 §4.9.3, a stub "SHOULD NOT trust the AD bit
+/// unless it trusts the security-aware recursive name server ... and the channel", and
+/// Hearth's clients are stubs that believe what Hearth says.
+pub fn answer_from(mut message: Message, dnssec_ok: bool, trust_ad: bool) -> Answer {
     let positive = message.metadata.response_code == hickory_proto::op::ResponseCode::NoError
         && !message.answers.is_empty();
     if positive && !dnssec_ok {
@@ -285,7 +298,7 @@ pub fn answer_from(mut message: Message, dnssec_ok: bool) -> Answer {
     Answer {
         response_code: message.metadata.response_code,
         authoritative: false,
-        authentic_data: message.metadata.authentic_data,
+        authentic_data: trust_ad && message.metadata.authentic_data,
         answers: message.answers,
         authorities: message.authorities,
         additionals: message.additionals,
@@ -315,6 +328,17 @@ mod tests {
             .map(|_| request_for(&question).into_parts().0.metadata.id)
             .collect();
         assert!(ids.len() > 40, "IDs are random: {ids:?}");
+    }
+
+    #[test]
+    fn the_upstream_ad_bit_is_kept_only_when_trusted() {
+        let mut message = Message::query();
+        message.metadata.response_code = hickory_proto::op::ResponseCode::NoError;
+        message.metadata.authentic_data = true;
+        assert!(!answer_from(message.clone(), true, false).authentic_data);
+        assert!(answer_from(message.clone(), true, true).authentic_data);
+        message.metadata.authentic_data = false;
+        assert!(!answer_from(message, true, true).authentic_data);
     }
 
     #[test]

@@ -84,9 +84,9 @@ fn every_setting_says_where_it_came_from() {
     // Comments are wrapped; read them as one text.
     let text = imported.toml.replace("\n# ", " ");
     for expected in [
-        "# Corefile line 3: `health`: lameduck 5s",
-        "# Corefile line 10: `ttl 30`.",
-        "# Corefile line 16: `cache 30`: answers are kept at most 30 s.",
+        "Corefile line 3: `health`: lameduck 5s",
+        "Corefile line 10: `ttl 30`.",
+        "Corefile line 16: `cache 30`: answers are kept at most 30 s.",
         "`loop`: always on in Hearth",
         "`errors`: dropped",
     ] {

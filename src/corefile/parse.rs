@@ -58,6 +58,26 @@ impl Directive {
     pub fn arg_texts(&self) -> Vec<&str> {
         self.args.iter().map(|a| a.text.as_str()).collect()
     }
+
+    /// The directive as text without its lines (`cache 30 { denial 9984 30; }`), to compare
+    /// two blocks' settings and to quote an option in a comment.
+    pub fn normalized(&self) -> String {
+        let mut text = self.name.clone();
+        for arg in &self.args {
+            text.push(' ');
+            text.push_str(&arg.text);
+        }
+        if self.has_block {
+            text.push_str(" {");
+            for option in &self.block {
+                text.push(' ');
+                text.push_str(&option.normalized());
+                text.push(';');
+            }
+            text.push_str(" }");
+        }
+        text
+    }
 }
 
 /// Reads a whole Corefile.

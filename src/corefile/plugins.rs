@@ -30,21 +30,7 @@ pub struct Shared {
 
 /// A directive as text without its lines, to compare two blocks' settings.
 pub fn normalized(directive: &Directive) -> String {
-    let mut text = directive.name.clone();
-    for arg in &directive.args {
-        text.push(' ');
-        text.push_str(&arg.text);
-    }
-    if directive.has_block {
-        text.push_str(" {");
-        for option in &directive.block {
-            text.push(' ');
-            text.push_str(&normalized(option));
-            text.push(';');
-        }
-        text.push_str(" }");
-    }
-    text
+    directive.normalized()
 }
 
 /// Refuses any option block on a plugin that takes none.
@@ -287,7 +273,7 @@ pub fn root_block(
                 "server",
                 "watch_config",
                 true,
-                format!("{}: Hearth re-reads --config when the file changes (a ConfigMap volume's symlink swap included), where CoreDNS polls every 30 s.", from(directive)),
+                format!("{}: Hearth checks --config every second (a ConfigMap volume's symlink swap included) and re-reads it when it changed, where CoreDNS polls every 30 s.", from(directive)),
             ),
             "loadbalance" => {
                 no_block(directive)?;
@@ -296,7 +282,7 @@ pub fn root_block(
                         "resolve",
                         "rotate",
                         true,
-                        format!("{}: A and AAAA records rotated between answers.", from(directive)),
+                        format!("{}: A and AAAA records rotated between answers (CoreDNS shuffles them at random; Hearth turns them by one record per answer, which gives every order in turn).", from(directive)),
                     ),
                     _ => return Err(CorefileError::unsupported(line, "loadbalance", "only round_robin has a Hearth equivalent (resolve.rotate)")),
                 }

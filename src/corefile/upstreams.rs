@@ -40,11 +40,7 @@ fn read_forward(directive: &Directive) -> Result<Forward, CorefileError> {
     let mut server_name: Option<String> = None;
     for option in &directive.block {
         let args = option.arg_texts();
-        let head = format!(
-            "Corefile line {}: `{}`",
-            option.line,
-            super::plugins::normalized(option)
-        );
+        let head = format!("Corefile line {}: `{}`", option.line, option.normalized());
         match (option.name.as_str(), args.as_slice()) {
             ("force_tcp", []) => {
                 force_tcp = true;
@@ -311,11 +307,7 @@ pub fn cache(directive: &Directive, plan: &mut Plan) -> Result<(), CorefileError
     };
     for option in &directive.block {
         let option_args = option.arg_texts();
-        let option_head = format!(
-            "line {}: `{}`",
-            option.line,
-            super::plugins::normalized(option)
-        );
+        let option_head = format!("line {}: `{}`", option.line, option.normalized());
         match (option.name.as_str(), option_args.as_slice()) {
             (kind @ ("success" | "denial"), [cap, rest @ ..]) if rest.len() <= 2 => {
                 let cap = number(cap, option)?;

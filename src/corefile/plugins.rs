@@ -297,7 +297,7 @@ pub fn root_block(
             "server",
             "watch_config",
             false,
-            format!("The Corefile has no `reload`: the file is not watched (Hearth's default is to watch it); SIGHUP re-reads it."),
+            "The Corefile has no `reload`: the file is not watched (Hearth's default is to watch it); SIGHUP re-reads it.",
         );
     }
     if let Some((address, source)) = admin_line {

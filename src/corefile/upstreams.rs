@@ -191,14 +191,12 @@ pub fn forward_zone(
         .first()
         .map(|a| a.text.trim_end_matches('.').to_ascii_lowercase())
         .unwrap_or_default();
-    if from != "." && from != zone && !from.is_empty() {
-        if !(from == zone || from.ends_with(&format!(".{zone}"))) {
-            return Err(CorefileError::unsupported(
-                directive.line,
-                "forward",
-                format!("forwards {from}, which is not {zone}, its server block's zone"),
-            ));
-        }
+    if from != "." && !from.is_empty() && from != zone && !from.ends_with(&format!(".{zone}")) {
+        return Err(CorefileError::unsupported(
+            directive.line,
+            "forward",
+            format!("forwards {from}, which is not {zone}, its server block's zone"),
+        ));
     }
     let forward = read_forward(directive)?;
     let Some(upstreams) = forward.upstreams else {

@@ -239,7 +239,7 @@ impl Forwarder {
             upstreams,
             groups,
             cache: Cache::new(config.cache.clone()),
-            failures: Failures::default(),
+            failures: Failures::new(config.cache.stale_recheck),
             in_flight: Mutex::new(HashMap::new()),
             loop_nonce: format!("{:016x}", rand::random::<u64>()),
             provider,

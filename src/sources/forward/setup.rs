@@ -50,6 +50,9 @@ struct ZoneTable {
     health_check: Option<HumanDuration>,
 }
 
+/// The longest `cache.stale_recheck`.
+const MAX_STALE_RECHECK: Duration = Duration::from_secs(3600);
+
 /// `[cache]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +63,7 @@ struct CacheTable {
     max_ttl: Option<HumanDuration>,
     negative_max_ttl: Option<HumanDuration>,
     serve_stale: Option<HumanDuration>,
+    stale_recheck: Option<HumanDuration>,
     prefetch: Option<bool>,
 }
 
@@ -247,8 +251,15 @@ impl SourceSetup for DnsSetup {
             max_ttl: duration(cache.max_ttl, defaults.max_ttl),
             negative_max_ttl: duration(cache.negative_max_ttl, defaults.negative_max_ttl),
             serve_stale: duration(cache.serve_stale, defaults.serve_stale),
+            stale_recheck: duration(cache.stale_recheck, defaults.stale_recheck),
             prefetch: cache.prefetch.unwrap_or(defaults.prefetch),
         };
+        if cache.stale_recheck > MAX_STALE_RECHECK {
+            return Err(tables.invalid(
+                "cache.stale_recheck",
+                "must be at most 1h: past that, an upstream that came back would go unasked for too long",
+            ));
+        }
         for (key, value) in [
             ("cache.min_ttl", cache.min_ttl),
             ("cache.max_ttl", cache.max_ttl),

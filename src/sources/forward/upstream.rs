@@ -190,6 +190,13 @@ impl Upstream {
                     .await
                     .map_err(|error| match error {
                         StreamError::TimedOut => timed_out(),
+                        // Temporary, as a timeout is, with the slow step named.
+                        StreamError::SetupTimedOut(reason) => {
+                            Failure::Temporary(ForwardError::UpstreamUnreachable {
+                                upstream: address,
+                                reason,
+                            })
+                        }
                         other => unreachable(other.to_string()),
                     });
             }

@@ -358,3 +358,25 @@ fn the_readme_documents_every_metric_with_its_help_text() {
         "a README row for a metric that does not exist"
     );
 }
+
+#[test]
+fn the_readme_documents_every_coredns_name_with_its_help_text() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for (name, kind, help) in &hearth::app::coredns_metric_names() {
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with(&format!("| `coredns_{name}` |")))
+            .unwrap_or_else(|| panic!("README.md has no row for coredns_{name}"));
+        assert!(row.contains(&format!("| {kind} |")), "{row}");
+        assert!(
+            row.contains(help),
+            "README's text for coredns_{name} differs: {row}"
+        );
+    }
+    let rows = readme
+        .lines()
+        .filter(|line| line.starts_with("| `coredns_"))
+        .count();
+    assert_eq!(rows, hearth::app::coredns_metric_names().len());
+}

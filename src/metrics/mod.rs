@@ -106,7 +106,7 @@ pub const NAMES: &[MetricDoc] = &[
     (
         "config_reloads_total",
         "counter",
-        "Configuration reloads (SIGHUP), by result.",
+        "Configuration reloads (SIGHUP or a change seen by `server.watch_config`), by result.",
     ),
     (
         "config_last_reload_timestamp_seconds",

@@ -13,7 +13,8 @@
 # miss-tcp and miss-tls (cache misses forwarded over TCP and over DNS over TLS: Hearth with
 # tcp:// and tls:// upstreams, Unbound with tcp-upstream and tls-upstream, against the same
 # NSD; the notes count the TCP connections opened per 10,000 misses).
-# churn, frontdoor, flood, miss-tcp and miss-tls run only when named. --servers keeps only the named rows of each
+# rotate (cache hits on names with four addresses each, resolve.rotate off and on, in rounds).
+# churn, frontdoor, flood, miss-tcp, miss-tls and rotate run only when named. --servers keeps only the named rows of each
 # scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
 # Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
@@ -50,7 +51,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for s in ${ONLY//,/ }; do
-    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
 # frontdoor: rounds of its three configs, interleaved (--repeat, else 3); elsewhere, runs per cell.
 ROUNDS=${REPEAT:-3}
@@ -154,7 +155,12 @@ awk 'BEGIN {
     print "@ NS ns.bench.test.\nns A 127.0.0.1"
     for (i = 0; i < 100000; i++)
         printf "name%d A 10.%d.%d.%d\n", i, int(i / 65536) % 256, int(i / 256) % 256, i % 256
+    # 1,000 names with four addresses each, for the rotate scenario.
+    for (i = 0; i < 1000; i++)
+        for (j = 1; j <= 4; j++)
+            printf "multi%d A 10.200.%d.%d\n", i, int(i / 64), (i % 64) * 4 + j
 }' >"$WORK/zones/bench.test.zone"
+awk 'BEGIN { for (i = 0; i < 1000; i++) printf "multi%d.bench.test A\n", i }' >"$WORK/hot-multi.txt"
 # 1,000 hot names and all 100,000 as cold names, each scattered over the zone (i*97 and
 # i*7919 modulo 100,000 are permutations).
 awk 'BEGIN { for (i = 0; i < 1000; i++) printf "name%d.bench.test A\n", (i * 97) % 100000 }' >"$WORK/hot.txt"
@@ -284,9 +290,10 @@ EOF
 #   rrl: [rate_limit] at 100 responses/s per /24, every 2nd limited reply slipped (TC=1).
 # Without open or loopback there is no [access]: the built-in policy (loopback and private
 # networks allowed) decides.
-hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rrl-never|rrl] [admin] [tcp|tls]
-    local f="$WORK/hearth-$1.toml" paths="[]" zones="" front="" upstream="127.0.0.1:$UPSTREAM_PORT" tls_ca=""
+hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rrl-never|rrl] [admin] [tcp|tls] [rotate]
+    local f="$WORK/hearth-$1.toml" paths="[]" zones="" front="" upstream="127.0.0.1:$UPSTREAM_PORT" tls_ca="" rotate=""
     shift
+    case " $* " in *" rotate "*) rotate="rotate = true" ;; esac
     case " $* " in *" tcp "*) upstream="tcp://127.0.0.1:$UPSTREAM_PORT" ;; esac
     case " $* " in *" tls "*) upstream="tls://127.0.0.1:$UPSTREAM_TLS_PORT#$TLS_NAME"
         tls_ca="tls_ca = \"$WORK/tls/ca.pem\"" ;; esac
@@ -310,6 +317,7 @@ hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rr
 listen = ["127.0.0.1:$PORT"]
 [resolve]
 order = ["files", "zones", "dns"]
+$rotate
 [files]
 paths = $paths
 [forward]
@@ -344,6 +352,7 @@ server_cmd() {
         hearth-flood-unlimited) echo "$HEARTH serve --config $(hearth_conf flood-unlimited loopback)" ;;
         unbound)       echo "/usr/sbin/unbound -d -c $(unbound_conf)" ;;
         # miss-tcp and miss-tls: the same forwarding, over TCP and over DNS over TLS.
+        hearth-rotate) echo "$HEARTH serve --config $(hearth_conf rotate rotate)" ;;
         hearth-tcp)    echo "$HEARTH serve --config $(hearth_conf tcp tcp)" ;;
         hearth-tls)    echo "$HEARTH serve --config $(hearth_conf tls tls)" ;;
         unbound-tcp)   echo "/usr/sbin/unbound -d -c $(unbound_conf tcp)" ;;
@@ -758,6 +767,13 @@ for scen in ${ONLY//,/ }; do
                    picked "$s" || continue; steady hosts "$s" "$WORK/hot-hosts.txt" "$WORK/probe-hosts.txt"; done ;;
         auth) for s in hearth-zone nsd; do picked "$s" || continue; steady auth "$s" "${HIT[@]}"; done ;;
         miss) for s in hearth unbound dnsmasq dnsmasq-150k; do picked "$s" || continue; miss "$s"; done ;;
+        rotate)
+            for r in $(seq "$ROUNDS"); do
+                for s in hearth hearth-rotate; do
+                    picked "$s" || continue
+                    steady "rotate r$r" "$s" "$WORK/hot-multi.txt" "$WORK/probe-zone.txt"
+                done
+            done ;;
         miss-tcp) for s in hearth-tcp unbound-tcp; do picked "$s" || continue; miss "$s" miss-tcp; done ;;
         miss-tls) for s in hearth-tls unbound-tls; do picked "$s" || continue; miss "$s" miss-tls; done ;;
         loss) for s in hearth unbound dnsdist dnsmasq hearth-zone nsd; do

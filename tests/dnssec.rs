@@ -346,6 +346,20 @@ fn cases() -> Vec<Case> {
 
 /// Starts the hierarchy, Hearth's plain upstream, the validating reference and Hearth.
 async fn setup(dir: &std::path::Path) -> (Hierarchy, [signed::Recursor; 2], common::TestServer) {
+    setup_with(dir, |hierarchy| {
+        format!(
+            "[dnssec]\nvalidate = true\ntrust_anchors = {}\nnegative_trust_anchors = [\"nta.test\"]\n",
+            toml_path(&hierarchy.root_anchor)
+        )
+    })
+    .await
+}
+
+/// [`setup`], with Hearth's `[dnssec]` (and anything after it) from `dnssec`.
+async fn setup_with(
+    dir: &std::path::Path,
+    dnssec: impl Fn(&Hierarchy) -> String,
+) -> (Hierarchy, [signed::Recursor; 2], common::TestServer) {
     let (hierarchy, iterator, validator) = {
         let dir = dir.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -358,10 +372,9 @@ async fn setup(dir: &std::path::Path) -> (Hierarchy, [signed::Recursor; 2], comm
         .unwrap()
     };
     let config = format!(
-        "[resolve]\norder = [\"dns\"]\n[forward]\nupstreams = [\"{}\"]\ntimeout = \"3s\"\n\
-         [dnssec]\nvalidate = true\ntrust_anchors = {}\nnegative_trust_anchors = [\"nta.test\"]\n",
+        "[forward]\nupstreams = [\"{}\"]\ntimeout = \"3s\"\n{}",
         iterator.addr,
-        toml_path(&hierarchy.root_anchor)
+        dnssec(&hierarchy)
     );
     let server = start_server(&config).await;
     (hierarchy, [iterator, validator], server)
@@ -439,6 +452,20 @@ async fn do_gets_the_signatures_and_without_do_none() {
         .answers
         .iter()
         .all(|r| r.record_type() == RecordType::A));
+    // The cache keeps the verdict: asked again (over UDP, so the fast path may answer from the
+    // reply's bytes), still AD=1.
+    for id in [4, 5, 6] {
+        let reply = common::udp_raw(
+            server.addr,
+            &query(id, "www.test.", RecordType::A, AD),
+            PATIENCE,
+        )
+        .await
+        .expect("a reply");
+        assert!(Message::from_vec(&reply).unwrap().metadata.authentic_data);
+    }
+    let metrics = server.running().render_metrics("hearth");
+    assert!(sample(&metrics, "hearth_cache_hits_total").unwrap_or(0.0) >= 1.0);
     // A bogus answer is remembered briefly (RFC 9520): asked again at once, the same SERVFAIL
     // without fetching anything.
     let packet = query(3, "www.badsig.test.", RecordType::A, DO);
@@ -454,15 +481,25 @@ async fn many_colliding_key_tags_are_answered_with_bounded_work() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_hierarchy, _recursors, server) = setup(dir.path()).await;
-    let reply = exchange(
-        server.addr,
-        &query(1, "www.collide.test.", RecordType::A, DO),
-    )
-    .await;
+    let (_hierarchy, [_iterator, validator], server) = setup(dir.path()).await;
+    let packet = query(1, "www.collide.test.", RecordType::A, DO);
+    let reply = exchange(server.addr, &packet).await;
     let message = Message::from_vec(&reply).unwrap();
+    let theirs = Message::from_vec(&exchange(validator.addr, &packet).await).unwrap();
+    eprintln!(
+        "www.collide.test. A: Hearth {} EDE={:?}; Unbound {} AD={}",
+        message.metadata.response_code,
+        extended_error(&reply),
+        theirs.metadata.response_code,
+        theirs.metadata.authentic_data
+    );
     assert_eq!(message.metadata.response_code, ResponseCode::ServFail);
     assert!(!message.metadata.authentic_data);
+    assert_eq!(
+        theirs.metadata.response_code,
+        ResponseCode::ServFail,
+        "Unbound refuses it too"
+    );
     let metrics = server.running().render_metrics("hearth");
     let signatures = sample(&metrics, "hearth_dnssec_signatures_total").unwrap_or(f64::MAX);
     assert!(
@@ -470,4 +507,94 @@ async fn many_colliding_key_tags_are_answered_with_bounded_work() {
         "{signatures} signatures handed to the validator for one answer over {COLLIDING_KEYS} colliding keys"
     );
     assert!(sample(&metrics, "hearth_dnssec_limited_total").unwrap_or(0.0) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dnskey_anchor_local_data_and_cd() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "192.0.2.9 local.test\n").unwrap();
+    let hosts_path = toml_path(&hosts);
+    let (_hierarchy, [_iterator, validator], server) = setup_with(dir.path(), |hierarchy| {
+        format!(
+            "[dnssec]\nvalidate = true\ntrust_anchors = {}\n\
+             [resolve]\norder = [\"files\", \"dns\"]\n[files]\npaths = [{hosts_path}]\n",
+            toml_path(&hierarchy.root_key)
+        )
+    })
+    .await;
+    let ask = |name: &'static str, flags: Flags| {
+        let server = server.addr;
+        async move {
+            Message::from_vec(&exchange(server, &query(9, name, RecordType::A, flags)).await)
+                .unwrap()
+        }
+    };
+    let secure = ask("www.test.", DO).await;
+    assert!(
+        secure.metadata.authentic_data,
+        "the root's DNSKEY as the anchor"
+    );
+    let local = ask("local.test.", DO).await;
+    assert_eq!(local.metadata.response_code, ResponseCode::NoError);
+    assert!(local.metadata.authoritative, "from the hosts file");
+    assert!(
+        !local.metadata.authentic_data,
+        "local data is Hearth's own: not validated, no AD"
+    );
+    // CD=1: the data unchecked, with its signatures. RFC 4035 §3.2.2: with CD set the server
+    // "SHOULD NOT ... check"; Hearth then never claims AD. Unbound validates anyway and sets AD
+    // on secure data: an intended difference (RFC 4035 §3.2.3 lets AD be set only for data
+    // "the name server side considers ... authentic", and unchecked data is not).
+    let unchecked = ask("www.test.", CD_DO).await;
+    assert_eq!(unchecked.metadata.response_code, ResponseCode::NoError);
+    assert!(!unchecked.metadata.authentic_data);
+    assert!(unchecked
+        .answers
+        .iter()
+        .any(|r| r.record_type() == RecordType::RRSIG));
+    let theirs = Message::from_vec(
+        &exchange(validator.addr, &query(9, "www.test.", RecordType::A, CD_DO)).await,
+    )
+    .unwrap();
+    eprintln!(
+        "CD=1 DO=1 www.test. A: Unbound {} AD={}",
+        theirs.metadata.response_code, theirs.metadata.authentic_data
+    );
+    assert_eq!(theirs.metadata.response_code, ResponseCode::NoError);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_validation_a_validating_upstreams_ad_is_cleared() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_hierarchy, [_iterator, validator], _server) = setup(dir.path()).await;
+    let from_unbound = Message::from_vec(
+        &exchange(validator.addr, &query(1, "www.test.", RecordType::A, DO)).await,
+    )
+    .unwrap();
+    assert!(from_unbound.metadata.authentic_data, "Unbound says secure");
+    for dnssec in ["", "[dnssec]\ntrust_upstream_ad = true\n"] {
+        let config = format!(
+            "[resolve]\norder = [\"dns\"]\n[forward]\nupstreams = [\"{}\"]\n{dnssec}",
+            validator.addr
+        );
+        let server = start_server(&config).await;
+        for flags in [DO, AD] {
+            let reply = Message::from_vec(
+                &exchange(server.addr, &query(2, "www.test.", RecordType::A, flags)).await,
+            )
+            .unwrap();
+            assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+            assert!(
+                !reply.metadata.authentic_data,
+                "{dnssec:?} {flags:?}: AD over plain UDP is never passed on"
+            );
+        }
+    }
 }

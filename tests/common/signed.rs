@@ -40,7 +40,7 @@ pub enum Child {
     NotYetValid,
     /// Signed, then its DNSKEY RRset removed.
     NoDnskey,
-    /// The DS in `test.`, but the zone served unsigned.
+    /// The DS in `test.`, and the zone served with only its DNSKEY RRset signed.
     StrippedSignatures,
     /// Signed with one key, the DS in `test.` made from another.
     WrongDs,
@@ -79,6 +79,8 @@ pub struct Hierarchy {
     pub nsd: SocketAddr,
     /// The fake root's DS, one line: the trust anchor of Hearth and the validating Unbound.
     pub root_anchor: PathBuf,
+    /// The same anchor as the root's DNSKEY record (ldns's `.key` file, with its comment).
+    pub root_key: PathBuf,
     /// Every zone served, with its final dot.
     pub zones: Vec<String>,
     _nsd: Process,
@@ -340,12 +342,14 @@ impl Hierarchy {
         zones.push((".".to_owned(), root));
         let root_anchor = dir.join("root.anchor");
         std::fs::write(&root_anchor, format!("{}\n", ds_of(dir, &root_key))).unwrap();
+        let root_key_file = dir.join(format!("{root_key}.key"));
 
         let (process, nsd) = start_nsd(dir, &zones);
         Self {
             dir: dir.to_owned(),
             nsd,
             root_anchor,
+            root_key: root_key_file,
             zones: zones.into_iter().map(|(zone, _)| zone).collect(),
             _nsd: process,
         }

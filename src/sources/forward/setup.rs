@@ -165,7 +165,7 @@ pub const METRICS: &[MetricDoc] = &[
     ("failure_cache_hits_total", "counter", "Questions answered SERVFAIL from the failure cache because resolving them failed moments ago (RFC 9520)."),
     ("dnssec_answers_total", "counter", "Validated answers by result: secure, insecure, bogus (SERVFAIL), indeterminate (SERVFAIL)."),
     ("dnssec_signatures_total", "counter", "RRSIGs handed to the validator; each is checked against at most 4 keys (KeyTrap bound)."),
-    ("dnssec_limited_total", "counter", "Questions whose validation stopped at a bound on signatures, keys or fetches (KeyTrap)."),
+    ("dnssec_limited_total", "counter", "Questions whose validation stopped at a bound on signatures, keys or fetches (KeyTrap, CVE-2023-50387)."),
 ];
 
 /// The `dns` source in the registry.

@@ -598,3 +598,28 @@ async fn without_validation_a_validating_upstreams_ad_is_cleared() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_ds_question_goes_to_the_upstreams_of_the_parent_zone() {
+    let default = FakeUpstream::start().await;
+    let corp = FakeUpstream::start().await;
+    let config = format!(
+        "[resolve]\norder = [\"dns\"]\n[forward]\nupstreams = [\"{}\"]\n\
+         [[forward.zone]]\nname = \"corp.example\"\nupstreams = [\"{}\"]\n",
+        default.addr, corp.addr
+    );
+    let server = start_server(&config).await;
+    for (name, record_type) in [
+        ("corp.example.", RecordType::DS),
+        ("www.corp.example.", RecordType::DS),
+        ("corp.example.", RecordType::DNSKEY),
+    ] {
+        let _ = exchange(server.addr, &query(1, name, record_type, DO)).await;
+    }
+    assert_eq!(
+        default.asked(),
+        ["corp.example."],
+        "RFC 4034 §5: the DS of a zone is in its parent"
+    );
+    assert_eq!(corp.asked(), ["www.corp.example.", "corp.example."]);
+}

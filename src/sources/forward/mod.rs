@@ -545,7 +545,14 @@ impl Inner {
 
     /// Asks the group `question` belongs to, within its limits.
     async fn ask_group(&self, question: &Question) -> Outcome {
-        let group = group::route(&self.groups, &question.lower_name);
+        // RFC 4034 §5: the DS set lives in the parent zone, so it is asked where the parent
+        // name would be (the validator's DS fetches, and a client's DS questions alike).
+        let routed = if question.record_type == RecordType::DS && !question.lower_name.is_root() {
+            question.lower_name.base_name()
+        } else {
+            question.lower_name.clone()
+        };
+        let group = group::route(&self.groups, &routed);
         let overloaded = || {
             group.max_concurrent_rejects.fetch_add(1, Ordering::Relaxed);
             Outcome::TryAgain(ForwardError::Overloaded.into())

@@ -12,8 +12,9 @@
 //! signatures per RRset (8) for ordinary RRsets, but not the signatures over a DNSKEY RRset,
 //! nor the number of RRsets, nor the fetches one answer may cause (CVE-2023-50387, KeyTrap).
 //! [`Work`] counts what one client question hands the validator and stops it past
-//! [`MAX_SIGNATURES`] RRSIGs, [`MAX_FETCHES`] fetches, or a DNSKEY RRset with more than
-//! [`MAX_KEYS_PER_TAG`] keys of one tag. A signature is checked only against keys of its tag,
+//! [`MAX_SIGNATURES`] RRSIGs, [`MAX_FETCHES`] fetches, a DNSKEY RRset with more than
+//! [`MAX_KEYS_PER_TAG`] keys of one tag, or more than [`MAX_COSTLY_NSEC3`] DS answers whose
+//! NSEC3 hashing is expensive. A signature is checked only against keys of its tag,
 //! so one answer costs at most `MAX_SIGNATURES × MAX_KEYS_PER_TAG` signature checks.
 
 use std::collections::HashMap;
@@ -45,6 +46,15 @@ pub const MAX_FETCHES: u32 = 64;
 /// two keys of a zone rarely share one; KeyTrap relies on many doing so.
 pub const MAX_KEYS_PER_TAG: usize = 4;
 
+/// RFC 9276 §3.2: NSEC3 iterations above this make a proof insecure (Unbound, BIND, Knot: 150).
+pub const NSEC3_INSECURE_ITERATIONS: u16 = 150;
+
+/// DS answers with NSEC3 above [`NSEC3_INSECURE_ITERATIONS`] one question may hand over. hickory
+/// checks its iteration limit before hashing in its denial proofs, but not in the proof of an
+/// insecure delegation, which hashes the zone name with the record's iterations (up to 65,535;
+/// CVE-2023-50868): one such hash per question is allowed, a second stops the validation.
+pub const MAX_COSTLY_NSEC3: u32 = 1;
+
 /// How the forwarder asks a question with DO=1 and CD=1, through its cache.
 pub trait Fetch: Send + Sync + 'static {
     fn fetch(&self, question: Question) -> BoxFuture<'static, Outcome>;
@@ -68,6 +78,8 @@ pub struct Work {
     pub first: Mutex<Option<Outcome>>,
     /// The DNSKEY and DS records fetched, by owner, to say why an answer is bogus.
     pub keys: Mutex<HashMap<Name, Vec<Record>>>,
+    /// DS answers with costly NSEC3 records ([`MAX_COSTLY_NSEC3`]).
+    pub costly_nsec3: AtomicU32,
     /// Fetches that failed upstream (no answer, SERVFAIL): the answer is then indeterminate,
     /// not bogus.
     pub failed: AtomicU32,
@@ -106,6 +118,16 @@ impl Work {
             .saturating_add(signatures);
         if !self.allow(total <= MAX_SIGNATURES) {
             return false;
+        }
+        let costly = records().any(|record| {
+            matches!(&record.data, RData::DNSSEC(DNSSECRData::NSEC3(nsec3))
+                if nsec3.iterations() > NSEC3_INSECURE_ITERATIONS)
+        });
+        if costly && question.record_type == RecordType::DS {
+            let seen = self.costly_nsec3.fetch_add(1, Ordering::Relaxed) + 1;
+            if !self.allow(seen <= MAX_COSTLY_NSEC3) {
+                return false;
+            }
         }
         if matches!(question.record_type, RecordType::DNSKEY | RecordType::DS) {
             let mut per_tag: HashMap<(u8, u16), usize> = HashMap::new();

@@ -55,11 +55,13 @@ pub use bogus::DnssecError;
 use bogus::{diagnose, BogusMemory};
 use config::AnchorKind;
 pub use config::DnssecConfig;
-pub use handle::Fetch;
+pub use handle::{Fetch, NSEC3_INSECURE_ITERATIONS};
 use handle::{UpstreamHandle, Work, WORK};
 
-/// RFC 9276 §3.2: NSEC3 iterations above this make a proof insecure (Unbound, BIND, Knot: 150).
-pub const NSEC3_INSECURE_ITERATIONS: u16 = 150;
+/// hickory's cache of validated RRsets (DNSKEY and DS sets above all), in entries: its default
+/// (1,048,576) would outgrow the answer cache it sits beside; this is a fifth of the answer
+/// cache's default capacity, plenty for the DNSKEY and DS sets of the zones in use.
+const VALIDATION_CACHE_ENTRIES: usize = 20_000;
 
 /// Counters, read by the metrics.
 #[derive(Debug, Default)]
@@ -352,7 +354,8 @@ impl Validator {
             },
             Arc::new(anchors),
         )
-        .nsec3_iteration_limits(Some(NSEC3_INSECURE_ITERATIONS), Some(u16::MAX)))
+        .nsec3_iteration_limits(Some(NSEC3_INSECURE_ITERATIONS), Some(u16::MAX))
+        .validation_cache_size(VALIDATION_CACHE_ENTRIES))
     }
 }
 

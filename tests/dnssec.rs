@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::external::{require, toml_path};
 use common::{extended_error, sample, start_server, FakeUpstream, PATIENCE};
-use signed::{Hierarchy, COLLIDING_KEYS};
+use signed::{Hierarchy, COLLIDING_KEYS, EXPIRES_AFTER};
 
 /// The flags a case is asked with.
 #[derive(Clone, Copy, Debug)]
@@ -622,4 +622,52 @@ async fn a_ds_question_goes_to_the_upstreams_of_the_parent_zone() {
         "RFC 4034 §5: the DS of a zone is in its parent"
     );
     assert_eq!(corp.asked(), ["www.corp.example.", "corp.example."]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stale_never_turns_a_bogus_answer_into_a_stale_success() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let built = std::time::Instant::now();
+    let (hierarchy, iterator) = {
+        let dir = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let hierarchy = Hierarchy::build(&dir);
+            let iterator = hierarchy.recursor("iterator", false);
+            (hierarchy, iterator)
+        })
+        .await
+        .unwrap()
+    };
+    let config = format!(
+        "[resolve]\norder = [\"dns\"]\n[forward]\nupstreams = [\"{}\"]\n\
+         [cache]\nmax_ttl = \"1s\"\nserve_stale = \"1h\"\nprefetch = false\n\
+         [dnssec]\nvalidate = true\ntrust_anchors = {}\n",
+        iterator.addr,
+        toml_path(&hierarchy.root_anchor)
+    );
+    let server = start_server(&config).await;
+    let packet = query(1, "www.later.test.", RecordType::A, DO);
+    let first = Message::from_vec(&exchange(server.addr, &packet).await).unwrap();
+    assert!(first.metadata.authentic_data, "secure at first, and cached");
+    // Past the signatures' expiry, the cached answer (TTL 1 s) is stale and its refresh bogus.
+    let expired = built + EXPIRES_AFTER + std::time::Duration::from_secs(2);
+    tokio::time::sleep_until(expired.into()).await;
+    for _ in 0..3 {
+        let reply = exchange(server.addr, &packet).await;
+        let message = Message::from_vec(&reply).unwrap();
+        assert_eq!(
+            message.metadata.response_code,
+            ResponseCode::ServFail,
+            "the stale (once secure) answer is not served in place of a bogus one: EDE {:?}",
+            extended_error(&reply)
+        );
+        assert_eq!(
+            extended_error(&reply).map(|e| e.0),
+            Some(7),
+            "Signature Expired"
+        );
+    }
 }

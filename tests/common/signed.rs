@@ -38,6 +38,8 @@ pub enum Child {
     Expired,
     /// Signed with dates in the future.
     NotYetValid,
+    /// Signed with signatures that expire [`EXPIRES_AFTER`] after the build.
+    ExpiresSoon,
     /// Signed, then its DNSKEY RRset removed.
     NoDnskey,
     /// The DS in `test.`, and the zone served with only its DNSKEY RRset signed.
@@ -52,6 +54,9 @@ pub enum Child {
 
 /// Extra keys sharing the signing key's tag in a [`Child::CollidingKeyTags`] zone.
 pub const COLLIDING_KEYS: usize = 24;
+
+/// How long the signatures of a [`Child::ExpiresSoon`] zone are valid after the build.
+pub const EXPIRES_AFTER: Duration = Duration::from_secs(6);
 
 /// The children of `test.` and how each is made.
 pub const CHILDREN: &[(&str, Child)] = &[
@@ -68,6 +73,8 @@ pub const CHILDREN: &[(&str, Child)] = &[
     ("collide", Child::CollidingKeyTags),
     // Bogus as `badsig`, and a negative trust anchor in the tests.
     ("nta", Child::BadSignature),
+    // Secure for a few seconds after the build ([`EXPIRES_AFTER`]), then expired.
+    ("later", Child::ExpiresSoon),
 ];
 
 /// The tools the hierarchy needs.
@@ -266,6 +273,21 @@ impl Hierarchy {
                     &[&key],
                     &["-i", &date(-30), "-e", &date(-2)],
                 ),
+                Child::ExpiresSoon => {
+                    let expiration = std::time::SystemTime::now() + EXPIRES_AFTER;
+                    let seconds = expiration
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs()
+                        .to_string();
+                    sign(
+                        dir,
+                        &file,
+                        &zone,
+                        &[&key],
+                        &["-i", &date(-1), "-e", &seconds],
+                    )
+                }
                 Child::NotYetValid => sign(
                     dir,
                     &file,
@@ -358,6 +380,11 @@ impl Hierarchy {
     /// Starts an Unbound that resolves from this hierarchy: validating with the root anchor
     /// (and `nta.test.` as a negative trust anchor) when `validating`, else a plain iterator.
     pub fn recursor(&self, name: &str, validating: bool) -> Recursor {
+        self.recursor_with(name, validating, "")
+    }
+
+    /// [`Hierarchy::recursor`] with more `server:` lines.
+    pub fn recursor_with(&self, name: &str, validating: bool, tweaks: &str) -> Recursor {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut stubs = String::new();
@@ -384,7 +411,7 @@ impl Hierarchy {
             std::fs::write(
                 &conf,
                 format!(
-                    "server:\n    verbosity: 1\n    num-threads: 1\n    do-daemonize: no\n    use-syslog: no\n    logfile: \"\"\n    username: \"\"\n    chroot: \"\"\n    directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    do-ip6: no\n    interface: 127.0.0.1@{port}\n    port: {port}\n    access-control: 127.0.0.0/8 allow\n    do-not-query-localhost: no\n    aggressive-nsec: no\n    qname-minimisation: no\n    minimal-responses: yes\n    ede: yes\n    local-zone: \"test.\" nodefault\n{validation}{stubs}remote-control:\n    control-enable: no\n"
+                    "server:\n    verbosity: 1\n    num-threads: 1\n    do-daemonize: no\n    use-syslog: no\n    logfile: \"\"\n    username: \"\"\n    chroot: \"\"\n    directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    do-ip6: no\n    interface: 127.0.0.1@{port}\n    port: {port}\n    access-control: 127.0.0.0/8 allow\n    do-not-query-localhost: no\n    aggressive-nsec: no\n    qname-minimisation: no\n    minimal-responses: yes\n    ede: yes\n    local-zone: \"test.\" nodefault\n{tweaks}{validation}{stubs}remote-control:\n    control-enable: no\n"
                 ),
             )
             .unwrap();

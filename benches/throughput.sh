@@ -14,7 +14,10 @@
 # tcp:// and tls:// upstreams, Unbound with tcp-upstream and tls-upstream, against the same
 # NSD; the notes count the TCP connections opened per 10,000 misses).
 # rotate (cache hits on names with four addresses each, resolve.rotate off and on, in rounds).
-# churn, frontdoor, flood, miss-tcp, miss-tls and rotate run only when named. --servers keeps only the named rows of each
+# dnssec-hit and dnssec-miss (bench.test signed with ldns, from an NSD of its own: Hearth
+# validating, Hearth not validating, and Unbound validating, all with bench.test's key as the
+# trust anchor; cache hits, and one pass of misses).
+# churn, frontdoor, flood, miss-tcp, miss-tls, rotate, dnssec-hit and dnssec-miss run only when named. --servers keeps only the named rows of each
 # scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
 # Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
@@ -51,7 +54,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for s in ${ONLY//,/ }; do
-    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate|dnssec-hit|dnssec-miss) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
 # frontdoor: rounds of its three configs, interleaved (--repeat, else 3); elsewhere, runs per cell.
 ROUNDS=${REPEAT:-3}
@@ -70,6 +73,7 @@ PORT=$((PORT_BASE + 1))             # the server under test
 ADMIN_PORT=$((PORT_BASE + 2))       # Hearth's /metrics (churn, frontdoor, flood)
 UPSTREAM_TLS_PORT=$((PORT_BASE + 3)) # NSD's DNS over TLS (miss-tls)
 TLS_NAME=upstream.bench.test        # the name in NSD's certificate
+SIGNED_UPSTREAM_PORT=$((PORT_BASE + 4)) # NSD serving bench.test signed (dnssec-hit, dnssec-miss)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HEARTH="${HEARTH_BIN:-$ROOT/target/release/hearth}"
@@ -120,7 +124,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=()
 for pair in unbound:/usr/sbin/unbound dnsmasq:/usr/sbin/dnsmasq nsd:/usr/sbin/nsd \
-            dnsdist:/usr/bin/dnsdist dnsperf:/usr/bin/dnsperf; do
+            dnsdist:/usr/bin/dnsdist dnsperf:/usr/bin/dnsperf ldnsutils:/usr/bin/ldns-signzone; do
     [ -x "${pair#*:}" ] || missing+=("${pair%%:*}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -224,9 +228,33 @@ EOF
     echo "$d/nsd.conf"
 }
 
-unbound_conf() { # unbound_conf [tcp|tls]: how it asks the upstream (default: UDP)
-    local upstream="forward-addr: 127.0.0.1@$UPSTREAM_PORT" transport=""
+# signed_data: bench.test signed (NSEC, one ECDSA P-256 key, as a CSK), its DS as the trust
+# anchor, and an NSD of its own serving it on $SIGNED_UPSTREAM_PORT (client CPU); once per run.
+SIGNED_NSD=""
+signed_data() {
+    [ -z "$SIGNED_NSD" ] || return 0
+    local d="$WORK/signed" key
+    mkdir -p "$d/nsd"
+    cp "$WORK/zones/bench.test.zone" "$d/bench.test.zone.unsigned"
+    log "signing bench.test (100,000 names)"
+    key=$(cd "$d" && ldns-keygen -a ECDSAP256SHA256 -k -r /dev/urandom bench.test)
+    (cd "$d" && ldns-signzone -o bench.test. -f bench.test.zone bench.test.zone.unsigned "$key")
+    cp "$d/$key.ds" "$d/anchor"
+    chmod -R a+rX "$d"
+    sed -e "s|^  zonesdir: .*|  zonesdir: \"$d\"|" -e "s|$WORK/nsd-signed-tmp|$d/nsd|g" \
+        "$(nsd_conf nsd-signed-tmp "$SIGNED_UPSTREAM_PORT")" >"$d/nsd/nsd.conf"
+    start "$CLIENT_CPU" nsd-signed "$SIGNED_UPSTREAM_PORT" "$WORK/probe-zone.txt" \
+        /usr/sbin/nsd -d -c "$d/nsd/nsd.conf"
+    SIGNED_NSD=$STARTED
+}
+
+unbound_conf() { # unbound_conf [tcp|tls|validate]: how it asks the upstream (default: UDP)
+    local upstream="forward-addr: 127.0.0.1@$UPSTREAM_PORT" transport="" modules="iterator"
     case "${1:-}" in
+        # The signed bench.test, validated with its DS as the trust anchor.
+        validate) modules="validator iterator"
+                  upstream="forward-addr: 127.0.0.1@$SIGNED_UPSTREAM_PORT"
+                  transport="  trust-anchor-file: \"$WORK/signed/anchor\"" ;;
         tcp) transport="  tcp-upstream: yes" ;;
         tls) transport="  tls-upstream: yes
   tls-cert-bundle: \"$WORK/tls/ca.pem\""
@@ -249,8 +277,9 @@ server:
   access-control: 127.0.0.0/8 allow
   # The upstream is on loopback.
   do-not-query-localhost: no
-  # A forwarding cache: no DNSSEC validation (no trust anchor is configured either).
-  module-config: "iterator"
+  # A forwarding cache: no DNSSEC validation (no trust anchor is configured either), except
+  # in the dnssec scenarios.
+  module-config: "$modules"
   # Large enough for every name of the runs (100k cold names).
   msg-cache-size: 128m
   rrset-cache-size: 256m
@@ -290,9 +319,13 @@ EOF
 #   rrl: [rate_limit] at 100 responses/s per /24, every 2nd limited reply slipped (TC=1).
 # Without open or loopback there is no [access]: the built-in policy (loopback and private
 # networks allowed) decides.
-hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rrl-never|rrl] [admin] [tcp|tls] [rotate]
-    local f="$WORK/hearth-$1.toml" paths="[]" zones="" front="" upstream="127.0.0.1:$UPSTREAM_PORT" tls_ca="" rotate=""
+hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rrl-never|rrl] [admin] [tcp|tls] [rotate] [signed] [validate]
+    local f="$WORK/hearth-$1.toml" paths="[]" zones="" front="" upstream="127.0.0.1:$UPSTREAM_PORT" tls_ca="" rotate="" dnssec=""
     shift
+    # signed: forward to the NSD serving bench.test signed; validate: and validate, with its DS.
+    case " $* " in *" signed "*) upstream="127.0.0.1:$SIGNED_UPSTREAM_PORT" ;; esac
+    case " $* " in *" validate "*)
+        dnssec=$(printf '[dnssec]\nvalidate = true\ntrust_anchors = "%s"' "$WORK/signed/anchor") ;; esac
     case " $* " in *" rotate "*) rotate="rotate = true" ;; esac
     case " $* " in *" tcp "*) upstream="tcp://127.0.0.1:$UPSTREAM_PORT" ;; esac
     case " $* " in *" tls "*) upstream="tls://127.0.0.1:$UPSTREAM_TLS_PORT#$TLS_NAME"
@@ -327,6 +360,7 @@ $tls_ca
 capacity = 200000
 $zones
 $front
+$dnssec
 EOF
     echo "$f"
 }
@@ -357,6 +391,10 @@ server_cmd() {
         hearth-tls)    echo "$HEARTH serve --config $(hearth_conf tls tls)" ;;
         unbound-tcp)   echo "/usr/sbin/unbound -d -c $(unbound_conf tcp)" ;;
         unbound-tls)   echo "/usr/sbin/unbound -d -c $(unbound_conf tls)" ;;
+        # dnssec-hit and dnssec-miss: the signed bench.test, validated and not.
+        hearth-dnssec) echo "$HEARTH serve --config $(hearth_conf dnssec signed validate)" ;;
+        hearth-dnssec-off) echo "$HEARTH serve --config $(hearth_conf dnssec-off signed)" ;;
+        unbound-dnssec) echo "/usr/sbin/unbound -d -c $(unbound_conf validate)" ;;
         dnsdist)       echo "/usr/bin/dnsdist --supervised --disable-syslog -C $(dnsdist_conf)" ;;
         dnsmasq)       echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000" ;;
         dnsmasq-hosts) echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000 --addn-hosts=$WORK/hosts" ;;
@@ -776,6 +814,15 @@ for scen in ${ONLY//,/ }; do
             done ;;
         miss-tcp) for s in hearth-tcp unbound-tcp; do picked "$s" || continue; miss "$s" miss-tcp; done ;;
         miss-tls) for s in hearth-tls unbound-tls; do picked "$s" || continue; miss "$s" miss-tls; done ;;
+        # Hits must stay at their unvalidated rate (the verdict is cached with the answer); the
+        # miss pass shows what validation costs, with validation on and off side by side.
+        # hearth-dnssec last of Hearth's rows: the table's "Hearth ÷ this" is its ratio.
+        dnssec-hit) signed_data
+            for s in hearth-dnssec-off hearth-dnssec unbound-dnssec; do
+                picked "$s" || continue; steady dnssec-hit "$s" "${HIT[@]}"; done ;;
+        dnssec-miss) signed_data
+            for s in hearth-dnssec-off hearth-dnssec unbound-dnssec; do
+                picked "$s" || continue; miss "$s" dnssec-miss; done ;;
         loss) for s in hearth unbound dnsdist dnsmasq hearth-zone nsd; do
                   picked "$s" || continue; loss "$s" "${HIT[@]}"; done ;;
         crosscheck) for s in dnsmasq hearth; do picked "$s" || continue; crosscheck "$s"; done ;;
@@ -805,6 +852,7 @@ for scen in ${ONLY//,/ }; do
     esac
 done
 stop_pid "$NSD_UP"
+[ -z "$SIGNED_NSD" ] || stop_pid "$SIGNED_NSD"
 
 # --- 6. the table ----------------------------------------------------------------------------
 # Hearth's ratio to each peer in the same scenario, by the batched generator's q/s.

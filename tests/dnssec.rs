@@ -671,3 +671,45 @@ async fn serve_stale_never_turns_a_bogus_answer_into_a_stale_success() {
         );
     }
 }
+
+#[test]
+fn dnssec_configuration_errors_name_the_file_the_line_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let anchors = dir.path().join("anchors.txt");
+    std::fs::write(&anchors, "; the root\n. IN DS 20326 8 2 NOT-HEX\n").unwrap();
+    let overrides = hearth::config::Overrides::default();
+    let load = |text: String| {
+        hearth::config::Config::from_toml(&text, "hearth.toml", &overrides)
+            .err()
+            .map(|error| error.to_string())
+    };
+    let error = load(format!(
+        "[dnssec]\nvalidate = true\ntrust_anchors = {}\n",
+        toml_path(&anchors)
+    ))
+    .expect("a bad anchor is refused");
+    assert!(
+        error.contains("anchors.txt:2: dnssec.trust_anchors: bad DS record"),
+        "{error}"
+    );
+    let error = load("[dnssec]\nvalidate = true\nvalidation = true\n".to_owned())
+        .expect("an unknown key is refused");
+    assert!(
+        error.contains("hearth.toml:3") && error.contains("validation"),
+        "{error}"
+    );
+    let error = load("[dnssec]\nnegative_trust_anchors = [\".\"]\n".to_owned())
+        .expect("the root as a negative trust anchor is refused");
+    assert!(error.contains("dnssec.negative_trust_anchors"), "{error}");
+    let error = load("[dnssec]\ntrust_anchors = \"/nonexistent/root.key\"\n".to_owned())
+        .expect("a missing file is refused");
+    assert!(
+        error.contains("cannot read /nonexistent/root.key"),
+        "{error}"
+    );
+    assert_eq!(
+        load("[dnssec]\nvalidate = true\n".to_owned()),
+        None,
+        "the built-in root anchors"
+    );
+}

@@ -436,7 +436,18 @@ async fn do_gets_the_signatures_and_without_do_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_hierarchy, _recursors, server) = setup(dir.path()).await;
+    let (_hierarchy, [iterator, _validator], server) = setup(dir.path()).await;
+    let upstream_requests = || {
+        let metrics = server.running().render_metrics("hearth");
+        sample(
+            &metrics,
+            &format!(
+                "hearth_upstream_requests_total{{upstream=\"{}\"}}",
+                iterator.addr
+            ),
+        )
+        .unwrap_or(0.0)
+    };
     let with_do =
         Message::from_vec(&exchange(server.addr, &query(1, "www.test.", RecordType::A, DO)).await)
             .unwrap();
@@ -452,6 +463,19 @@ async fn do_gets_the_signatures_and_without_do_none() {
         .answers
         .iter()
         .all(|r| r.record_type() == RecordType::A));
+    // The chain of trust is reused: another name of the same zone costs one upstream
+    // question, its own (the DNSKEY and DS sets are cached, and so are their verdicts).
+    let before = upstream_requests();
+    let text = Message::from_vec(
+        &exchange(server.addr, &query(3, "text.test.", RecordType::TXT, DO)).await,
+    )
+    .unwrap();
+    assert!(text.metadata.authentic_data);
+    assert_eq!(
+        upstream_requests() - before,
+        1.0,
+        "only text.test. TXT was asked"
+    );
     // The cache keeps the verdict: asked again (over UDP, so the fast path may answer from the
     // reply's bytes), still AD=1.
     for id in [4, 5, 6] {

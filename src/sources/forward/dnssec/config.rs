@@ -233,6 +233,20 @@ mod tests {
             .collect();
         assert_eq!(tags, [20326, 38696]);
         assert!(anchors.iter().all(|anchor| anchor.zone.is_root()));
+        // Each digest matches one of the root keys hickory carries (its `roots/` files).
+        let hickory = hickory_proto::dnssec::TrustAnchors::default();
+        for anchor in &anchors {
+            let AnchorKind::Digest(ds) = &anchor.kind else {
+                panic!("a DS anchor")
+            };
+            let matched = (0..hickory.len())
+                .filter_map(|i| hickory.get(i))
+                .any(|key| {
+                    let key = DNSKEY::with_flags(257, key.clone());
+                    ds.covers(&Name::root(), &key).unwrap_or(false)
+                });
+            assert!(matched, "DS {} matches a root KSK", ds.key_tag());
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +28,20 @@ use crate::server::fast::{self, FastTable};
 use crate::server::tcp::{self, TcpLimits};
 use crate::server::{udp, Engine};
 use crate::sources::setup::{Background, BuildContext, Plugin};
+use crate::sources::watch::Fingerprint;
 
 /// Memory for the UDP fast path's encoded replies: the hot set, not every name (misses take
 /// the general path and are then stored). 4 MiB holds about 16,000 typical replies; with a
 /// 65,536-entry count instead, a scan over cold names grew a 100,000-record zone's server from
 /// 37 MB to 72 MB (BENCHMARKS.md).
 const FAST_TABLE_BYTES: u64 = 4 << 20;
+
+/// How often `--config` is checked for changes: one `stat` a second, and a ConfigMap edit is
+/// live within about a second of the kubelet writing it (which itself takes up to a minute).
+const CONFIG_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a changed configuration file must hold still before it is read.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
@@ -167,6 +176,56 @@ impl Running {
         overrides: &Overrides,
     ) -> Result<(), ConfigError> {
         self.state.reload(path, overrides).await
+    }
+
+    /// Watches the configuration file at `path` and reloads it when it changes, while the
+    /// running configuration's `server.watch_config` is on (CoreDNS's `reload` plugin: a
+    /// ConfigMap edit takes effect without a rollout, and the image has no shell to send
+    /// SIGHUP from). The task ends with the server.
+    ///
+    /// Polled, as the sources poll their files (`sources::watch` says why not inotify): the
+    /// kubelet updates a ConfigMap volume by pointing a `..data` symlink at a new directory,
+    /// and `metadata` follows the symlinks to the file itself, whose inode then changes. A
+    /// reload that fails is logged as `file:line: reason` and counted, the old configuration
+    /// keeps serving, and the same broken file is not tried again until it changes.
+    pub fn watch_config_file(&self, path: PathBuf, overrides: Overrides) {
+        self.watch_config_file_every(path, overrides, CONFIG_POLL_INTERVAL);
+    }
+
+    /// [`Running::watch_config_file`], polling every `interval`.
+    pub fn watch_config_file_every(&self, path: PathBuf, overrides: Overrides, interval: Duration) {
+        let state = Arc::clone(&self.state);
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
+            let mut seen = Fingerprint::of(&path);
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                if !state.sources.load().config.server.watch_config {
+                    continue;
+                }
+                let now = Fingerprint::of(&path);
+                if now == seen || now.is_none() {
+                    // Unchanged, or gone for a moment (a swap in progress): nothing to read.
+                    continue;
+                }
+                // A file written in place can be caught half-written: read it once it has
+                // held still for a short while.
+                tokio::time::sleep(SETTLE).await;
+                let settled = Fingerprint::of(&path);
+                if settled != now {
+                    continue;
+                }
+                seen = settled;
+                tracing::info!(config = %path.display(), "the configuration file changed: reloading");
+                // Errors are logged and counted by `reload`; the running configuration serves on.
+                let _ = state.reload(Some(&path), &overrides).await;
+            }
+        });
     }
 
     /// Lameduck: `/ready` fails from now on, so load balancers stop sending; queries are still

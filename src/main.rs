@@ -152,6 +152,10 @@ fn serve(config_path: Option<&Path>, listen: Vec<ListenAddr>, log_format: LogFor
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
+        if let Some(path) = config_path {
+            // Acts only while the running configuration has server.watch_config on.
+            running.watch_config_file(path.to_path_buf(), overrides.clone());
+        }
         let mut signals = match Signals::new() {
             Ok(signals) => signals,
             Err(error) => {

@@ -337,3 +337,127 @@ async fn clients_sending_through_reloads_get_every_answer() {
         running.shutdown(Duration::from_secs(5)).await;
     }
 }
+
+/// Lays out `text` as the kubelet lays out a ConfigMap volume: `hearth.toml` is a symlink to
+/// `..data/hearth.toml`, `..data` a symlink to a timestamped directory. An update writes a new
+/// directory and renames a new `..data` symlink over the old one, atomically.
+fn configmap_update(volume: &Path, generation: u32, text: &str) {
+    let directory = volume.join(format!("..2026_12_06_00_00_0{generation}"));
+    std::fs::create_dir(&directory).unwrap();
+    std::fs::write(directory.join("hearth.toml"), text).unwrap();
+    let staged = volume.join("..data_tmp");
+    std::os::unix::fs::symlink(directory.file_name().unwrap(), &staged).unwrap();
+    std::fs::rename(&staged, volume.join("..data")).unwrap();
+    let link = volume.join("hearth.toml");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink("..data/hearth.toml", &link).unwrap();
+    }
+}
+
+/// Asks until the answer is `expected`, for up to 10 s: the watch polls, so a change shows
+/// within a poll or two.
+async fn until_answer(addr: SocketAddr, name: &str, expected: &[&str]) {
+    for _ in 0..200 {
+        if rdata(&ask(addr, name, RecordType::A).await) == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} never answered {expected:?}");
+}
+
+#[tokio::test]
+async fn a_watched_config_follows_a_configmap_symlink_swap_and_survives_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = hosts_file(dir.path(), "192.0.2.1 web.example.org\n");
+    let second = dir.path().join("second.hosts");
+    std::fs::write(&second, "192.0.2.2 web.example.org\n").unwrap();
+    let upstream = FakeUpstream::start().await;
+    let volume = dir.path().join("config");
+    std::fs::create_dir(&volume).unwrap();
+    configmap_update(
+        &volume,
+        1,
+        &config(&first, &[upstream.addr], &["files", "dns"]),
+    );
+    let config_path = volume.join("hearth.toml");
+    let running = start_from(&config_path).await;
+    running.watch_config_file_every(config_path.clone(), overrides(), Duration::from_millis(50));
+    let addr = running.local_addrs()[0];
+    assert_eq!(
+        rdata(&ask(addr, "web.example.org.", RecordType::A).await),
+        ["192.0.2.1"]
+    );
+
+    // Queries keep flowing through the swap, and every one is answered.
+    let asking = tokio::spawn(async move {
+        let mut answered = 0;
+        for _ in 0..100 {
+            let reply = ask(addr, "web.example.org.", RecordType::A).await;
+            assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+            answered += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        answered
+    });
+    configmap_update(
+        &volume,
+        2,
+        &config(&second, &[upstream.addr], &["files", "dns"]),
+    );
+    until_answer(addr, "web.example.org.", &["192.0.2.2"]).await;
+    assert_eq!(asking.await.unwrap(), 100);
+
+    // A broken update: logged, counted, and the last good configuration serves on.
+    configmap_update(
+        &volume,
+        3,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\ntypo_key = 1\n",
+    );
+    let mut failures = None;
+    for _ in 0..200 {
+        failures = sample(
+            &metrics(&running),
+            "hearth_config_reloads_total{result=\"failure\"}",
+        );
+        if failures == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(failures, Some(1.0));
+    assert_eq!(
+        rdata(&ask(addr, "web.example.org.", RecordType::A).await),
+        ["192.0.2.2"]
+    );
+    // The same broken file is not retried on every poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = metrics(&running);
+    assert_eq!(
+        sample(&text, "hearth_config_reloads_total{result=\"failure\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "hearth_config_reloads_total{result=\"success\"}"),
+        Some(1.0)
+    );
+
+    // watch_config = false: a later change waits for SIGHUP.
+    let off = format!(
+        "[server]\nwatch_config = false\n{}",
+        config(&first, &[upstream.addr], &["files", "dns"])
+    );
+    configmap_update(&volume, 4, &off);
+    until_answer(addr, "web.example.org.", &["192.0.2.1"]).await;
+    configmap_update(
+        &volume,
+        5,
+        &config(&second, &[upstream.addr], &["files", "dns"]),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        rdata(&ask(addr, "web.example.org.", RecordType::A).await),
+        ["192.0.2.1"]
+    );
+    running.shutdown(Duration::from_secs(5)).await;
+}

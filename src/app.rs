@@ -315,6 +315,7 @@ impl State {
         let sources = Arc::new(sources);
         self.engine.replace_chain(chain_for(&config, &sources));
         self.engine.set_log_queries(config.log.queries);
+        self.table.set_rotate(config.answers.rotate);
         if config.access != old.config.access {
             log_access(&config);
         }
@@ -443,7 +444,9 @@ fn chain_for(config: &Config, sources: &Sources) -> Chain {
         .iter()
         .map(|source| Arc::clone(source).as_source())
         .collect();
-    Chain::new(&config.order, &list)
+    let mut shaping = config.answers.clone();
+    shaping.autopath = config.sources.iter().find_map(|source| source.autopath());
+    Chain::new(&config.order, &list).with_shaping(shaping)
 }
 
 /// Builds the sources of `config`, and says which were built (rather than kept). On a reload
@@ -576,6 +579,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         FAST_TABLE_BYTES,
         Arc::clone(&versions),
     ));
+    table.set_rotate(config.answers.rotate);
     let mut local_addrs = Vec::new();
     for (udp_sockets, tcp_listener, address) in sockets {
         local_addrs.push(address);

@@ -60,6 +60,7 @@ pub fn run(data: &[u8]) {
             domain: domain().clone(),
             ttl: 5,
             pods: records::PodMode::Verified,
+            server_address: None,
         },
     );
     let zone_domain = LowerName::new(domain());

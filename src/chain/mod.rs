@@ -14,6 +14,7 @@
 pub mod client;
 pub mod ede;
 pub mod order;
+pub mod shape;
 pub mod validity;
 
 use std::fmt;
@@ -21,7 +22,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
+use hickory_proto::rr::rdata::CNAME;
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 
 pub use client::{Client, Transport, WaitSlot, Waiting};
 pub use ede::ExtendedError;
@@ -342,6 +344,8 @@ struct Link {
 /// The sources in the operator's order.
 pub struct Chain {
     links: Vec<Link>,
+    /// Rotation and the AAAA filter, applied to every answer the links give.
+    shaper: shape::Shaper,
 }
 
 impl Chain {
@@ -358,7 +362,95 @@ impl Chain {
                 })
             })
             .collect();
-        Self { links }
+        Self {
+            links,
+            shaper: shape::Shaper::default(),
+        }
+    }
+
+    /// This chain, shaping its answers as `shaping` says (`resolve.rotate`,
+    /// `resolve.filter_aaaa`).
+    pub fn with_shaping(mut self, shaping: shape::AnswerShaping) -> Self {
+        self.shaper = shape::Shaper::new(shaping);
+        self
+    }
+
+    /// Answers `question`: the AAAA filter first, then the chain ([`Chain::resolve_chased`]),
+    /// then, for an NXDOMAIN that is the first step of a pod's search-path walk, the rest of
+    /// the walk ([`shape::Autopath`]); the answer is shaped last.
+    pub async fn resolve(&self, question: &Question) -> Resolution {
+        if let Some(answer) = self.shaper.filter(question) {
+            return Resolution {
+                status: Status::Success,
+                source: Some("filter_aaaa"),
+                answer,
+            };
+        }
+        let mut resolution = self.resolve_chased(question).await;
+        if resolution.answer.response_code == ResponseCode::NXDomain {
+            if let Some(candidates) = self.shaper.search_walk(&question.name) {
+                if let Some(found) = self.walk(question, candidates, &resolution).await {
+                    resolution = found;
+                }
+            }
+        }
+        self.shaper.shape(&mut resolution.answer);
+        resolution
+    }
+
+    /// The rest of a search-path walk after its first name was NXDOMAIN: each candidate in
+    /// turn, as glibc's `res_nsearch` would ask them, until one has data. That answer comes
+    /// back behind a CNAME from the name asked, so the client stops at its first query (what
+    /// CoreDNS's `autopath` does). `None` when no candidate has data, or one fails: the
+    /// client then walks on its own, and sees exactly what it would have without this.
+    async fn walk(
+        &self,
+        question: &Question,
+        candidates: Vec<Name>,
+        first: &Resolution,
+    ) -> Option<Resolution> {
+        // The answer depends on every name tried: a Service created under an earlier one
+        // changes it.
+        let mut validity = first.answer.validity;
+        let last = candidates.len().checked_sub(1)?;
+        for (index, candidate) in candidates.into_iter().enumerate() {
+            let next = Question {
+                name: candidate.clone(),
+                lower_name: LowerName::new(&candidate),
+                ..question.clone()
+            };
+            let mut found = self.resolve_chased(&next).await;
+            validity = validity.meet(found.answer.validity);
+            match found.answer.response_code {
+                ResponseCode::NXDomain => continue,
+                // NODATA: glibc notes it and walks on; if nothing later has data, it is the
+                // client's own walk that finds this NODATA again.
+                ResponseCode::NoError if found.answer.answers.is_empty() && index < last => {
+                    continue
+                }
+                ResponseCode::NoError if !found.answer.answers.is_empty() => {
+                    let ttl = found
+                        .answer
+                        .answers
+                        .iter()
+                        .map(|record| record.ttl)
+                        .min()
+                        .unwrap_or(0);
+                    let alias = Record::from_rdata(
+                        question.name.clone(),
+                        ttl,
+                        RData::CNAME(CNAME(candidate)),
+                    );
+                    found.answer.answers.insert(0, alias);
+                    // Synthesized here, not data of a zone this server owns.
+                    found.answer.authoritative = false;
+                    found.answer.validity = validity;
+                    return Some(found);
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Walks the chain for `question`, then follows a CNAME a source handed on
@@ -367,7 +459,7 @@ impl Chain {
     /// RFC 6604 §3: the RCODE is that of the last name in the chain, so an NXDOMAIN target makes
     /// the whole answer NXDOMAIN; AA stays that of the first answer (RFC 1035 §4.1.1). A loop
     /// across sources ends the chase with what has been found so far.
-    pub async fn resolve(&self, question: &Question) -> Resolution {
+    async fn resolve_chased(&self, question: &Question) -> Resolution {
         let mut resolution = self.resolve_once(question).await;
         let mut seen = vec![question.lower_name.clone()];
         while let Some(target) = resolution.answer.chase.take() {

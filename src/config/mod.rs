@@ -28,6 +28,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::chain::order::{self, OrderEntry};
+pub use crate::chain::shape::AnswerShaping;
 use crate::sources::setup::SourceConfig;
 use crate::sources::REGISTRY;
 use file::{line_of, Tables};
@@ -113,7 +114,7 @@ pub struct Config {
     /// The order of sources and their actions, from `resolve.order` or `resolve.nsswitch`.
     pub order: Vec<OrderEntry>,
     /// `[resolve]`'s answer shaping: rotation and the AAAA filter.
-    pub answers: AnswerConfig,
+    pub answers: AnswerShaping,
     /// `[admin]`, when present: the HTTP endpoints (`/health`, `/ready`, `/metrics`).
     pub admin: Option<AdminConfig>,
     /// `[log]`.
@@ -163,18 +164,6 @@ pub enum MetricNames {
     /// `coredns_*`, with the names, labels and meanings of CoreDNS's `prometheus`, `cache`
     /// and `forward` plugins, so the CoreDNS mixin's alerts and dashboards work unchanged.
     Coredns,
-}
-
-/// `[resolve]`'s `rotate` and `filter_aaaa`: how answers are shaped after a source gives them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AnswerConfig {
-    /// Round-robin the records of A and AAAA RRsets between successive answers, as CoreDNS's
-    /// `loadbalance`. Clients that take the first address then spread over all of them.
-    pub rotate: bool,
-    /// AAAA questions for names at or under these domains are answered NODATA, and `ipv6hint`
-    /// is stripped from HTTPS and SVCB answers (the root filters every name): on an IPv4-only
-    /// network a AAAA answer is useless and its failures are most of the SERVFAILs.
-    pub filter_aaaa: Vec<hickory_proto::rr::Name>,
 }
 
 /// `[log]`.
@@ -408,7 +397,7 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
 fn resolve(
     tables: &Tables<'_>,
     text: &str,
-) -> Result<(Vec<OrderEntry>, AnswerConfig), ConfigError> {
+) -> Result<(Vec<OrderEntry>, AnswerShaping), ConfigError> {
     let mut resolve: ResolveTable = tables.read_or_default("resolve")?;
     let mut filter_aaaa: Vec<hickory_proto::rr::Name> = resolve
         .filter_aaaa
@@ -425,9 +414,11 @@ fn resolve(
             kept.push(name);
         }
     }
-    let answers = AnswerConfig {
+    let answers = AnswerShaping {
         rotate: resolve.rotate.take().unwrap_or(false),
         filter_aaaa: kept,
+        // Set from the source that serves the cluster zone, when the chain is built.
+        autopath: None,
     };
     Ok((order_of(resolve, tables, text)?, answers))
 }
@@ -691,7 +682,7 @@ mod tests {
     fn issue_15_keys_have_coredns_like_defaults() {
         let config = load("[forward]\nupstreams = [\"192.0.2.1\"]\n").unwrap();
         assert!(config.server.watch_config);
-        assert_eq!(config.answers, AnswerConfig::default());
+        assert_eq!(config.answers, AnswerShaping::default());
 
         let config = load(
             "[server]\nwatch_config = false\n[resolve]\nrotate = true\n\

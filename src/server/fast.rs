@@ -26,6 +26,10 @@
 //!   point, so that prefetch still sees the hits it needs); TTLs are patched to count down as
 //!   the cache would count them.
 //!
+//! With `resolve.rotate`, a hit also turns each A or AAAA RRset of the stored reply by one
+//! record (`AddressRun`), as the general path turns the records it encodes: the same bytes,
+//! in another order of the RRset.
+//!
 //! Failures, truncated replies, stale answers and anything else the general path marks
 //! [`Validity::Never`] are never stored. A query in a case the table has not seen (0x20
 //! randomization) is a miss and takes the general path: correct, only slower.
@@ -80,6 +84,25 @@ struct Entry {
     ttl_offsets: Box<[u16]>,
     /// The source that gave the answer, for the query log.
     source: Option<&'static str>,
+    /// The runs of A or AAAA records `resolve.rotate` turns, in `reply`.
+    runs: Box<[AddressRun]>,
+}
+
+/// Consecutive A (or AAAA) records of one owner, each encoded in the same number of bytes
+/// (same owner bytes, same RDATA length): rotating the records' bytes as a whole is rotating
+/// the RRset, which is what the general path does to the records (`chain::shape`). TTLs move
+/// with their records, already counted down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AddressRun {
+    start: u16,
+    record_length: u16,
+    count: u16,
+}
+
+std::thread_local! {
+    /// Each fast-path thread's rotation turn: a counter per thread costs nothing shared on a
+    /// hit, and successive answers from one socket still turn.
+    static TURN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// For a reply from the cache: when its TTLs were full, how old they were when encoded, and
@@ -141,7 +164,10 @@ impl quick_cache::Weighter<Box<[u8]>, Arc<Entry>> for Weight {
         match self {
             Self::Unit => 1,
             Self::Bytes => {
-                (key.len() + entry.reply.len() + 2 * entry.ttl_offsets.len()) as u64
+                (key.len()
+                    + entry.reply.len()
+                    + 2 * entry.ttl_offsets.len()
+                    + std::mem::size_of::<AddressRun>() * entry.runs.len()) as u64
                     + ENTRY_OVERHEAD
             }
         }
@@ -153,6 +179,8 @@ pub struct FastTable {
     entries: QuickCache<Box<[u8]>, Arc<Entry>, Weight>,
     versions: Arc<DataVersions>,
     stats: FastStats,
+    /// `resolve.rotate`, changed by a reload.
+    rotate: std::sync::atomic::AtomicBool,
 }
 
 impl FastTable {
@@ -182,7 +210,13 @@ impl FastTable {
             ),
             versions,
             stats: FastStats::default(),
+            rotate: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether hits rotate their A and AAAA RRsets (`resolve.rotate`).
+    pub fn set_rotate(&self, on: bool) {
+        self.rotate.store(on, Ordering::Relaxed);
     }
 
     /// Replies held now.
@@ -261,6 +295,20 @@ impl FastTable {
                 }
             }
         }
+        if !entry.runs.is_empty() && self.rotate.load(Ordering::Relaxed) {
+            // Turned by at least one: the first hit must not repeat the general path's order.
+            let turn = TURN.with(|turn| {
+                let next = turn.get().wrapping_add(1);
+                turn.set(next);
+                next
+            });
+            for run in entry.runs.iter() {
+                let start = usize::from(run.start);
+                let length = usize::from(run.record_length);
+                let count = usize::from(run.count);
+                out[start..start + length * count].rotate_left(turn % count * length);
+            }
+        }
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
         Some(entry.source)
     }
@@ -303,6 +351,7 @@ impl FastTable {
                 countdown,
                 ttl_offsets: ttl_offsets.into_boxed_slice(),
                 source: reply.source,
+                runs: address_runs(&reply.bytes).into_boxed_slice(),
             }),
         );
     }
@@ -360,6 +409,69 @@ fn ttl_offsets(message: &[u8]) -> Option<Vec<u16>> {
         position += 2 + length;
     }
     (position == message.len()).then_some(offsets)
+}
+
+/// The runs of two or more A (or AAAA) records in the answer section of an encoded message
+/// that can be rotated as bytes ([`AddressRun`]); none if the message does not walk cleanly.
+fn address_runs(message: &[u8]) -> Vec<AddressRun> {
+    let walk = || -> Option<Vec<AddressRun>> {
+        let count = |index: usize| -> Option<usize> {
+            Some(usize::from(u16::from_be_bytes([
+                *message.get(index)?,
+                *message.get(index + 1)?,
+            ])))
+        };
+        let mut position = 12;
+        for _ in 0..count(4)? {
+            position = skip_name(message, position)? + 4;
+        }
+        let mut runs: Vec<AddressRun> = Vec::new();
+        // The run being built: its start, its first record's owner end, length and type.
+        let mut current: Option<(usize, usize, usize, u16, u16)> = None;
+        for _ in 0..count(6)? {
+            let start = position;
+            let owner_end = skip_name(message, position)?;
+            let record_type =
+                u16::from_be_bytes([*message.get(owner_end)?, *message.get(owner_end + 1)?]);
+            let end = owner_end + 10 + count(owner_end + 8)?;
+            let length = end - start;
+            let joins = current.is_some_and(|(first, first_owner_end, first_length, kind, _)| {
+                kind == record_type
+                    && first_length == length
+                    && message.get(first..first_owner_end) == message.get(start..owner_end)
+            });
+            if joins {
+                if let Some(run) = current.as_mut() {
+                    run.4 += 1;
+                }
+            } else {
+                if let Some((first, _, first_length, _, count)) = current.take() {
+                    if count > 1 {
+                        runs.push(AddressRun {
+                            start: u16::try_from(first).ok()?,
+                            record_length: u16::try_from(first_length).ok()?,
+                            count,
+                        });
+                    }
+                }
+                if matches!(record_type, 1 | 28) {
+                    current = Some((start, owner_end, length, record_type, 1));
+                }
+            }
+            position = end;
+        }
+        if let Some((first, _, first_length, _, count)) = current {
+            if count > 1 {
+                runs.push(AddressRun {
+                    start: u16::try_from(first).ok()?,
+                    record_length: u16::try_from(first_length).ok()?,
+                    count,
+                });
+            }
+        }
+        (position <= message.len()).then_some(runs)
+    };
+    walk().unwrap_or_default()
 }
 
 /// How often a fast-path thread blocked in `recvmmsg` looks at the shutdown token.

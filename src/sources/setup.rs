@@ -69,6 +69,12 @@ pub trait SourceConfig: ComparableConfig + fmt::Debug + Send + Sync + 'static {
     fn describe(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+
+    /// The search path the chain walks for pods (`kubernetes.autopath`), from the source that
+    /// serves the cluster zone; `None` from every other.
+    fn autopath(&self) -> Option<crate::chain::shape::Autopath> {
+        None
+    }
 }
 
 /// What the server needs to compare configurations of unknown types; implemented for every

@@ -77,6 +77,7 @@ impl Cluster {
                     ConfigPodMode::Insecure => PodMode::Insecure,
                     ConfigPodMode::Verified => PodMode::Verified,
                 },
+                server_address: ClusterSettings::server_address_from_environment(),
             },
             domain: LowerName::new(&config.domain),
             manifests: match &config.feed {
@@ -358,6 +359,7 @@ mod tests {
                 domain: Name::from_ascii("Cluster.Local.").unwrap(),
                 ttl: 5,
                 pods,
+                server_address: None,
             };
             let built = records::build(&objects, &settings);
             let soa = built.soa().unwrap().clone();

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::cluster::Cluster;
 use super::{ClusterHandle, ZoneVersions, Zones};
+use crate::chain::shape::Autopath;
 use crate::config::file::{ConfigError, Tables};
 use crate::config::values::{DomainName, HumanDuration};
 use crate::metrics::{Encoder, MetricDoc, ReloadStats};
@@ -128,6 +129,28 @@ impl SourceConfig for ZonesConfig {
             })
         });
         Arc::new(Zones::load(self, cluster, versions))
+    }
+
+    /// The cluster domain, and the node's search domains from resolv.conf (in a pod with
+    /// `dnsPolicy: Default`, the node's), outside the cluster domain.
+    fn autopath(&self) -> Option<Autopath> {
+        let kubernetes = self.kubernetes.as_ref().filter(|k| k.autopath)?;
+        let search = match hickory_resolver::system_conf::read_system_conf() {
+            Ok((resolver, _)) => resolver
+                .search()
+                .iter()
+                .filter(|domain| !kubernetes.domain.zone_of(domain))
+                .cloned()
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read resolv.conf: autopath walks the cluster's search domains only");
+                Vec::new()
+            }
+        };
+        Some(Autopath {
+            domain: kubernetes.domain.clone(),
+            search,
+        })
     }
 
     fn check(&self) -> Vec<String> {

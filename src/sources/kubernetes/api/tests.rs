@@ -18,6 +18,7 @@ fn settings(pods: PodMode) -> ClusterSettings {
         domain: hickory_proto::rr::Name::from_ascii("cluster.local.").unwrap(),
         ttl: 5,
         pods,
+        server_address: None,
     }
 }
 

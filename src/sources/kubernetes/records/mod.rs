@@ -5,7 +5,7 @@
 //!
 //! | objects | records |
 //! |---|---|
-//! | (always) | apex SOA and NS; `dns-version.<zone>. TXT "1.1.0"` (spec §2.2) |
+//! | (always) | apex SOA and NS; `dns-version.<zone>. TXT "1.1.0"` (spec §2.2); `ns.dns.<zone>` A/AAAA from `POD_IP`, when set (CoreDNS) |
 //! | ClusterIP service | A/AAAA per cluster IP; SRV per named port; PTR per cluster IP (§2.3) |
 //! | headless service | A/AAAA per ready endpoint, at the service and at the endpoint's own name; SRV per ready endpoint × named port; PTR per endpoint address (§2.4) |
 //! | ExternalName service | CNAME to the external name (§2.5) |
@@ -78,6 +78,27 @@ pub struct ClusterSettings {
     /// The TTL of every record, and the SOA minimum (negative TTL).
     pub ttl: u32,
     pub pods: PodMode,
+    /// This server's own address, answered at `ns.dns.<zone>` (the apex NS target): from the
+    /// downward API's `POD_IP` in a pod.
+    pub server_address: Option<IpAddr>,
+}
+
+impl ClusterSettings {
+    /// This server's address from the environment's `POD_IP` (the manifests set it from the
+    /// downward API, `status.podIP`), if it is set and an address.
+    pub fn server_address_from_environment() -> Option<IpAddr> {
+        let value = std::env::var("POD_IP").ok()?;
+        match value.trim().parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                tracing::warn!(
+                    value,
+                    "POD_IP is not an address: ns.dns.<zone> has no A record"
+                );
+                None
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]

@@ -51,7 +51,7 @@ pub fn build_into(
         }
     }
 
-    zone.apex_records();
+    zone.apex_records(settings.server_address);
     // Slices by (namespace, service name), in the order of their own names.
     let mut slices_of: BTreeMap<(&str, String), Vec<&EndpointSlice>> = BTreeMap::new();
     for ((namespace, _), slice) in &slices {
@@ -228,10 +228,15 @@ impl NamedPort {
 impl Zone {
     /// NS and `dns-version`; the SOA comes last, in [`Zone::finish`], as its serial hashes the
     /// rest.
-    fn apex_records(&mut self) {
+    fn apex_records(&mut self, server_address: Option<IpAddr>) {
         let mut apex = self.apex();
         if let Some(server) = self.name(&["ns", "dns"]) {
             self.add(&mut apex, Data::Other(RData::NS(NS(server))));
+        }
+        // The NS target's address: this server's own (the downward API's `POD_IP`), as
+        // CoreDNS answers `ns.dns.<zone>` with its own address.
+        if let (Some(address), Some(mut server)) = (server_address, self.owner(&["ns", "dns"])) {
+            self.add_address(&mut server, address);
         }
         if let Some(mut version) = self.owner(&["dns-version"]) {
             let text = TXT::new(vec![SCHEMA_VERSION.to_string()]);

@@ -13,6 +13,7 @@ fn settings(pods: PodMode) -> ClusterSettings {
         domain: Name::from_ascii("cluster.local.").unwrap(),
         ttl: 5,
         pods,
+        server_address: None,
     }
 }
 
@@ -89,6 +90,24 @@ fn the_whole_example_cluster() {
             "3.0.0.10.in-addr.arpa. 5 IN PTR 10-0-0-3.hdls.ns.svc.cluster.local.",
             "1.0.96.10.in-addr.arpa. 5 IN PTR kubernetes.default.svc.cluster.local.",
         ]
+    );
+}
+
+#[test]
+fn the_name_server_answers_its_own_address_from_pod_ip() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/cluster");
+    let (objects, _) = read_dir(&dir).unwrap();
+    assert!(at(&example(PodMode::Disabled).records, "ns.dns.cluster.local.").is_empty());
+    let built = build(
+        &objects,
+        &ClusterSettings {
+            server_address: Some("10.244.0.7".parse().unwrap()),
+            ..settings(PodMode::Disabled)
+        },
+    );
+    assert_eq!(
+        at(&built.records, "ns.dns.cluster.local."),
+        ["ns.dns.cluster.local. 5 IN A 10.244.0.7"]
     );
 }
 

@@ -90,6 +90,16 @@ enum Command {
         #[arg(long, short, env = "HEARTH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Translate a CoreDNS Corefile into an equivalent hearth.toml, written to stdout with a
+    /// comment for each choice; what Hearth cannot express is reported as `FILE:LINE: reason`.
+    ImportCorefile {
+        /// The Corefile to read.
+        corefile: PathBuf,
+        /// Where to write the inline entries of a `hosts { ... }` block, as a hosts file the
+        /// generated configuration lists in files.paths (Hearth reads hosts files only).
+        #[arg(long, value_name = "FILE")]
+        inline_hosts: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,6 +117,41 @@ fn main() -> ExitCode {
             log_format,
         } => serve(config.as_deref(), listen, log_format),
         Command::Check { config } => check(config.as_deref()),
+        Command::ImportCorefile {
+            corefile,
+            inline_hosts,
+        } => {
+            let options = hearth::corefile::ImportOptions { inline_hosts };
+            let text = match std::fs::read_to_string(&corefile) {
+                Ok(text) => text,
+                Err(error) => {
+                    eprintln!("{}: cannot read: {error}", corefile.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match hearth::corefile::import(&text, &options) {
+                Ok(imported) => {
+                    if let (Some(path), Some(entries)) =
+                        (&options.inline_hosts, &imported.inline_hosts)
+                    {
+                        if let Err(error) = std::fs::write(path, entries) {
+                            eprintln!("{}: cannot write: {error}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    print!("{}", imported.toml);
+                    ExitCode::SUCCESS
+                }
+                Err(error) if error.line == 0 => {
+                    eprintln!("{}: {}", corefile.display(), error.kind);
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(error) => {
+                    eprintln!("{}:{}: {}", corefile.display(), error.line, error.kind);
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
     }
 }
 

@@ -549,11 +549,27 @@ where
 /// this small is enough for three admin routes, and keeps an HTTP client crate out of the
 /// test dependencies.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with(addr, path, &[]).await;
+    (status, body)
+}
+
+/// A GET with extra request headers (`("Accept", "...")`): the status, the response's head
+/// (status line and headers) and its body.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut stream = tokio::time::timeout(PATIENCE, tokio::net::TcpStream::connect(addr))
         .await
         .expect("admin endpoint accepts in time")
         .expect("admin endpoint accepts");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
@@ -575,7 +591,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     } else {
         body.to_owned()
     };
-    (status, body)
+    (status, head.to_owned(), body)
 }
 
 /// The body of a chunked HTTP/1.1 response.

@@ -50,6 +50,7 @@
 
 mod failures;
 mod group;
+mod metrics;
 mod setup;
 pub mod stream;
 mod udp;
@@ -169,6 +170,9 @@ const LOOP_PROBE_SUFFIX: &str = "hearth-loop-check.invalid.";
 /// the inside.
 pub struct Forwarder {
     inner: Arc<Inner>,
+    /// The server's per-query metrics: the fast path's reuses of cached answers are this
+    /// cache's hits too (`Metrics::fast_cache_hits`). `None` outside a running server.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 struct Inner {
@@ -239,7 +243,7 @@ impl Forwarder {
             upstreams,
             groups,
             cache: Cache::new(config.cache.clone()),
-            failures: Failures::default(),
+            failures: Failures::new(config.cache.stale_recheck),
             in_flight: Mutex::new(HashMap::new()),
             loop_nonce: format!("{:016x}", rand::random::<u64>()),
             provider,
@@ -247,7 +251,51 @@ impl Forwarder {
         for index in 0..inner.groups.len() {
             tokio::spawn(health_checks(Arc::downgrade(&inner), index));
         }
-        Self { inner }
+        Self {
+            inner,
+            metrics: None,
+        }
+    }
+
+    /// The forwarder, reading the fast path's cache hits from `metrics` at scrape time.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Cache hits: the cache's own, and the fast path's reuses of its answers.
+    pub fn cache_hits(&self) -> u64 {
+        let own = self
+            .cache_stats()
+            .map_or(0, |c| c.hits.load(Ordering::Relaxed));
+        own + self.metrics.as_ref().map_or(0, |m| m.fast_cache_hits())
+    }
+
+    /// Queries that found every upstream of their group marked down.
+    pub fn all_down(&self) -> u64 {
+        self.inner
+            .groups
+            .iter()
+            .map(|g| g.all_down.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Queries refused at a group's `max_concurrent`.
+    pub fn max_concurrent_rejects(&self) -> u64 {
+        self.inner
+            .groups
+            .iter()
+            .map(|g| g.max_concurrent_rejects.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Each upstream's address (CoreDNS's `to` label) and its counters.
+    pub fn upstreams_by_address(&self) -> Vec<(String, &UpstreamStats)> {
+        self.inner
+            .upstreams
+            .iter()
+            .map(|u| (u.spec.address.to_string(), &*u.stats))
+            .collect()
     }
 
     /// Each upstream, as written in the config, and its connections' counters (for a plain
@@ -414,13 +462,17 @@ impl Inner {
     /// failure remembered.
     async fn resolve_now(&self, question: &Question, key: &CacheKey) -> Outcome {
         let group = group::route(&self.groups, &question.lower_name);
+        let overloaded = || {
+            group.max_concurrent_rejects.fetch_add(1, Ordering::Relaxed);
+            Outcome::TryAgain(ForwardError::Overloaded.into())
+        };
         let Ok(_permit) = group.concurrency.try_acquire() else {
-            return Outcome::TryAgain(ForwardError::Overloaded.into());
+            return overloaded();
         };
         let _domain = match &group.domains {
             Some(domains) => match domains.enter(&question.lower_name) {
                 Some(slot) => Some(slot),
-                None => return Outcome::TryAgain(ForwardError::Overloaded.into()),
+                None => return overloaded(),
             },
             None => None,
         };

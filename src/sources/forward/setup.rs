@@ -50,6 +50,9 @@ struct ZoneTable {
     health_check: Option<HumanDuration>,
 }
 
+/// The longest `cache.stale_recheck`.
+const MAX_STALE_RECHECK: Duration = Duration::from_secs(3600);
+
 /// `[cache]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +63,7 @@ struct CacheTable {
     max_ttl: Option<HumanDuration>,
     negative_max_ttl: Option<HumanDuration>,
     serve_stale: Option<HumanDuration>,
+    stale_recheck: Option<HumanDuration>,
     prefetch: Option<bool>,
 }
 
@@ -136,7 +140,7 @@ pub enum UpstreamsFrom {
 /// The metrics of the `dns` source: its cache and its upstreams.
 pub const METRICS: &[MetricDoc] = &[
     ("cache_entries", "gauge", "Answers in the forwarding cache."),
-    ("cache_hits_total", "counter", "Forwarded questions answered from the cache."),
+    ("cache_hits_total", "counter", "Forwarded questions answered from the cache, by the fast path included."),
     ("cache_misses_total", "counter", "Forwarded questions not in the cache."),
     ("cache_evictions_total", "counter", "Cache entries evicted to make room."),
     ("cache_inserts_total", "counter", "Answers stored in the cache."),
@@ -147,6 +151,7 @@ pub const METRICS: &[MetricDoc] = &[
     ("upstream_failures_total", "counter", "Upstream queries that got no reply (timeout or unreachable)."),
     ("upstream_replies_total", "counter", "Upstream queries that got a reply."),
     ("upstream_latency_seconds_total", "counter", "Sum of the round-trip times of upstream replies; divide by upstream_replies_total for the mean."),
+    ("upstream_request_duration_seconds", "histogram", "Round-trip times of upstream queries that got a reply, by upstream and the reply's RCODE (health checks not included)."),
     ("upstream_healthy", "gauge", "1 if the upstream is up, 0 if marked down or looping."),
     ("upstream_looping", "gauge", "1 if a loop probe sent to the upstream came back to this server."),
     ("upstream_unmatched_replies_total", "counter", "UDP datagrams from the upstream whose ID matched no query in flight (late, or a forgery that missed): dropped."),
@@ -171,6 +176,10 @@ impl SourceSetup for DnsSetup {
 
     fn metrics(&self) -> &'static [MetricDoc] {
         METRICS
+    }
+
+    fn coredns_metrics(&self) -> &'static [MetricDoc] {
+        super::metrics::COREDNS_METRICS
     }
 
     fn configure(&self, tables: &Tables<'_>) -> Result<Arc<dyn SourceConfig>, ConfigError> {
@@ -247,8 +256,15 @@ impl SourceSetup for DnsSetup {
             max_ttl: duration(cache.max_ttl, defaults.max_ttl),
             negative_max_ttl: duration(cache.negative_max_ttl, defaults.negative_max_ttl),
             serve_stale: duration(cache.serve_stale, defaults.serve_stale),
+            stale_recheck: duration(cache.stale_recheck, defaults.stale_recheck),
             prefetch: cache.prefetch.unwrap_or(defaults.prefetch),
         };
+        if cache.stale_recheck > MAX_STALE_RECHECK {
+            return Err(tables.invalid(
+                "cache.stale_recheck",
+                "must be at most 1h: past that, an upstream that came back would go unasked for too long",
+            ));
+        }
         for (key, value) in [
             ("cache.min_ttl", cache.min_ttl),
             ("cache.max_ttl", cache.max_ttl),
@@ -381,10 +397,10 @@ impl SourceConfig for ForwardConfig {
 
     fn build(
         &self,
-        _context: &BuildContext,
+        context: &BuildContext,
         _previous: Option<&Arc<dyn Plugin>>,
     ) -> Arc<dyn Plugin> {
-        Arc::new(Forwarder::new(self))
+        Arc::new(Forwarder::new(self).with_metrics(Arc::clone(&context.metrics)))
     }
 
     fn describe(&self) -> Vec<(&'static str, String)> {
@@ -417,7 +433,7 @@ impl Plugin for Forwarder {
         let read = |pick: fn(&crate::cache::CacheStats) -> &std::sync::atomic::AtomicU64| {
             cache.map_or(0, |c| load(pick(c)))
         };
-        out.counter("cache_hits_total", read(|c| &c.hits))?;
+        out.counter("cache_hits_total", self.cache_hits())?;
         out.counter("cache_misses_total", read(|c| &c.misses))?;
         out.counter("cache_evictions_total", read(|c| &c.evictions))?;
         out.counter("cache_inserts_total", read(|c| &c.inserts))?;
@@ -452,6 +468,24 @@ impl Plugin for Forwarder {
             "upstream_latency_seconds_total",
             "upstream",
             per_upstream(&|s| Value::Float(load(&s.latency_micros) as f64 / 1e6)),
+        )?;
+        crate::metrics::histogram::encode(
+            out.descriptors(),
+            "upstream_request_duration",
+            crate::metrics::help_of(METRICS, "upstream_request_duration_seconds"),
+            crate::metrics::histogram::Bounds::Hearth,
+            upstreams.iter().flat_map(|(address, stats)| {
+                stats
+                    .durations
+                    .snapshots()
+                    .into_iter()
+                    .map(move |(rcode, snapshot)| {
+                        (
+                            [("upstream", address.clone()), ("rcode", rcode.to_owned())],
+                            snapshot,
+                        )
+                    })
+            }),
         )?;
         out.labelled(
             "upstream_healthy",
@@ -497,6 +531,14 @@ impl Plugin for Forwarder {
             per_connection(|c| load(&c.failed)),
         )?;
         out.counter("failure_cache_hits_total", self.failure_cache_hits())
+    }
+
+    fn encode_coredns_metrics(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        labels: &crate::metrics::coredns::CorednsLabels,
+    ) -> std::fmt::Result {
+        super::metrics::encode_coredns(self, encoder, labels)
     }
 
     /// The loop probe, once the listeners are up so that a probe that comes back can be seen;

@@ -17,6 +17,7 @@ use super::ForwardError;
 use super::MAX_FAILS;
 use crate::chain::{Answer, Question};
 use crate::config::values::{UpstreamSpec, UpstreamTransport};
+use crate::metrics::DurationsByRcode;
 
 /// How an attempt at one upstream ended, when it did not give an answer to pass on.
 pub enum Failure {
@@ -43,6 +44,11 @@ pub struct UpstreamStats {
     /// question, not a response, or undecodable (RFC 5452 §9.1). Dropped; the query keeps
     /// waiting for its genuine reply. Many of these mean someone is guessing.
     pub mismatched_replies: AtomicU64,
+    /// Round trips of the queries that got a reply, by its RCODE (health checks not
+    /// included): the upstream latency histogram.
+    pub durations: DurationsByRcode,
+    /// Health checks (`. IN NS` to an upstream marked down) that got no reply.
+    pub healthcheck_failures: AtomicU64,
     consecutive_failures: AtomicU32,
     down: AtomicBool,
     looping: AtomicBool,
@@ -146,7 +152,12 @@ impl Upstream {
             .exchange(question, started + timeout, timeout, provider)
             .await;
         match &result {
-            Ok(_) => self.stats.record_success(started.elapsed()),
+            Ok(reply) => {
+                let elapsed = started.elapsed();
+                self.stats.record_success(elapsed);
+                let response_code = u16::from(reply.metadata.response_code);
+                self.stats.durations.observe(response_code, elapsed);
+            }
             Err(_) => {
                 if self.stats.record_failure() {
                     let reason = match &result {
@@ -190,6 +201,13 @@ impl Upstream {
                     .await
                     .map_err(|error| match error {
                         StreamError::TimedOut => timed_out(),
+                        // Temporary, as a timeout is, with the slow step named.
+                        StreamError::SetupTimedOut(reason) => {
+                            Failure::Temporary(ForwardError::UpstreamUnreachable {
+                                upstream: address,
+                                reason,
+                            })
+                        }
                         other => unreachable(other.to_string()),
                     });
             }
@@ -240,6 +258,9 @@ impl Upstream {
             tracing::info!(upstream = %self.spec, "upstream answers again; marked up");
             return true;
         }
+        self.stats
+            .healthcheck_failures
+            .fetch_add(1, Ordering::Relaxed);
         false
     }
 }

@@ -544,7 +544,7 @@ steady() {
 # tcp_opens: TCP connections opened on this machine so far (/proc/net/snmp ActiveOpens): the
 # forwarders' connections to their upstream are all there is during a miss run, whatever the
 # server (nothing else here opens TCP connections; a build or test suite elsewhere would).
-tcp_opens() { awk '/^Tcp:/ { if (h) { for (i = 1; i <= NF; i++) if (h[i] == "ActiveOpens") print $i } else for (i = 1; i <= NF; i++) h[i] = $i }' /proc/net/snmp; }
+tcp_opens() { awk '/^Tcp:/ { if (seen) { for (i = 1; i <= NF; i++) if (h[i] == "ActiveOpens") print $i } else { seen = 1; for (i = 1; i <= NF; i++) h[i] = $i } }' /proc/net/snmp; }
 
 # miss SERVER [SCENARIO]: one pass over the 100k cold names on a fresh server, for each
 # generator; the batched one makes $REPEAT passes, each on a fresh server, and the median pass

@@ -157,7 +157,7 @@ awk 'BEGIN {
         printf "name%d A 10.%d.%d.%d\n", i, int(i / 65536) % 256, int(i / 256) % 256, i % 256
     # 1,000 names with four addresses each, for the rotate scenario.
     for (i = 0; i < 1000; i++)
-        for (j = 1; j <= 4; j++)
+        for (j = 0; j < 4; j++)
             printf "multi%d A 10.200.%d.%d\n", i, int(i / 64), (i % 64) * 4 + j
 }' >"$WORK/zones/bench.test.zone"
 awk 'BEGIN { for (i = 0; i < 1000; i++) printf "multi%d.bench.test A\n", i }' >"$WORK/hot-multi.txt"

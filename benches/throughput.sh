@@ -161,7 +161,7 @@ awk 'BEGIN {
         printf "name%d A 10.%d.%d.%d\n", i, int(i / 65536) % 256, int(i / 256) % 256, i % 256
     # 1,000 names with four addresses each, for the rotate scenario.
     for (i = 0; i < 1000; i++)
-        for (j = 1; j <= 4; j++)
+        for (j = 0; j < 4; j++)
             printf "multi%d A 10.200.%d.%d\n", i, int(i / 64), (i % 64) * 4 + j
 }' >"$WORK/zones/bench.test.zone"
 awk 'BEGIN { for (i = 0; i < 1000; i++) printf "multi%d.bench.test A\n", i }' >"$WORK/hot-multi.txt"
@@ -582,7 +582,7 @@ steady() {
 # tcp_opens: TCP connections opened on this machine so far (/proc/net/snmp ActiveOpens): the
 # forwarders' connections to their upstream are all there is during a miss run, whatever the
 # server (nothing else here opens TCP connections; a build or test suite elsewhere would).
-tcp_opens() { awk '/^Tcp:/ { if (h) { for (i = 1; i <= NF; i++) if (h[i] == "ActiveOpens") print $i } else for (i = 1; i <= NF; i++) h[i] = $i }' /proc/net/snmp; }
+tcp_opens() { awk '/^Tcp:/ { if (seen) { for (i = 1; i <= NF; i++) if (h[i] == "ActiveOpens") print $i } else { seen = 1; for (i = 1; i <= NF; i++) h[i] = $i } }' /proc/net/snmp; }
 
 # miss SERVER [SCENARIO]: one pass over the 100k cold names on a fresh server, for each
 # generator; the batched one makes $REPEAT passes, each on a fresh server, and the median pass

@@ -28,7 +28,7 @@ const UNBOUND: &str = "/usr/sbin/unbound";
 pub enum Child {
     /// Not signed, and no DS in `test.`: an insecure delegation proven by NSEC.
     Unsigned,
-    /// Signed with NSEC3 (no opt-out): secure.
+    /// Signed with NSEC3 (no opt-out): secure; holds an unsigned delegation (`plain.<zone>`).
     Nsec3,
     /// Signed with NSEC3 and opt-out, holding an unsigned delegation (`unsigned.<zone>`).
     Nsec3OptOut,
@@ -240,14 +240,22 @@ impl Hierarchy {
                 "{label} IN NS ns.{zone}\nns.{label} IN A 127.0.0.1"
             );
             let mut body = String::new();
-            if *child == Child::Nsec3OptOut {
+            // An unsigned delegation: under opt-out (no NSEC3 of its own), and in the plain
+            // NSEC3 zone (a matching NSEC3 with NS and without DS).
+            let unsigned = match child {
+                Child::Nsec3OptOut => Some("unsigned"),
+                Child::Nsec3 => Some("plain"),
+                _ => None,
+            };
+            if let Some(inner_label) = unsigned {
                 let _ = writeln!(
                     body,
-                    "unsigned IN NS ns.unsigned.{zone}\nns.unsigned IN A 127.0.0.1"
+                    "{inner_label} IN NS ns.{inner_label}.{zone}\nns.{inner_label} IN A 127.0.0.1"
                 );
-                let inner = format!("unsigned.{zone}");
-                std::fs::write(dir.join("unsigned.zone"), zone_text(&inner, "")).unwrap();
-                zones.push((inner, "unsigned.zone".to_owned()));
+                let inner = format!("{inner_label}.{zone}");
+                let inner_file = format!("{inner_label}.{label}.zone");
+                std::fs::write(dir.join(&inner_file), zone_text(&inner, "")).unwrap();
+                zones.push((inner, inner_file));
             }
             std::fs::write(dir.join(&file), zone_text(&zone, &body)).unwrap();
             if *child == Child::Unsigned {

@@ -1,17 +1,23 @@
 //! DNSSEC in forwarding mode (issue 17), end to end.
 //!
 //! - Without validation, an upstream's AD bit never reaches a client (a fake upstream that
-//!   sets AD on everything).
+//!   sets AD on everything, and a validating Unbound over plain UDP); over TLS, only with
+//!   `trust_upstream_ad = true`.
 //! - With validation, over a signed hierarchy built at test time (`common::signed`: a fake
 //!   root, `test.` and its children, signed with ldns and served by NSD, resolved by an Unbound
 //!   that only iterates), every case is asked of Hearth and of an Unbound that validates with
 //!   the same trust anchor, and both must give the same RCODE and AD. Hearth's Extended DNS
 //!   Error is checked too.
+//! - One intended difference: a CD=1 question for secure data. Unbound validates anyway and
+//!   sets AD; Hearth answers unchecked (RFC 4035 §3.2.2) and so never claims AD (§3.2.3):
+//!   `a_dnskey_anchor_local_data_and_cd`.
 //!
 //! Skip rule: without ldns-keygen, ldns-signzone, nsd or unbound the hierarchy tests print a
 //! loud `SKIPPED` and pass, unless `HEARTH_REQUIRE_EXTERNAL=1`.
 
 mod common;
+#[path = "common/secure_upstream.rs"]
+mod secure_upstream;
 #[path = "common/signed.rs"]
 mod signed;
 
@@ -218,8 +224,12 @@ async fn setup_with(
     (hierarchy, [iterator, validator], server)
 }
 
+/// ldnsutils, nsd and unbound (the last two in /usr/sbin, which a non-root PATH may lack).
 fn have_tools() -> bool {
-    signed::TOOLS.iter().all(|tool| require(tool))
+    signed::TOOLS.iter().all(|tool| match *tool {
+        "unbound" => secure_upstream::require_unbound(),
+        tool => require(tool),
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,4 +584,49 @@ fn dnssec_configuration_errors_name_the_file_the_line_and_the_key() {
         None,
         "the built-in root anchors"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_tls_upstreams_ad_is_passed_on_when_the_operator_says_so() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = secure_upstream::Certificates::make(dir.path());
+    let tls_port = common::external::free_port();
+    let tweaks = format!(
+        "    interface: 127.0.0.1@{tls_port}\n    tls-port: {tls_port}\n    tls-service-key: \"{}\"\n    tls-service-pem: \"{}\"\n",
+        certificates.server_key.display(),
+        certificates.server_certificate.display()
+    );
+    let (_hierarchy, _validator) = {
+        let dir = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            let hierarchy = Hierarchy::build(&dir);
+            let validator = hierarchy.recursor_with("validator", true, &tweaks);
+            (hierarchy, validator)
+        })
+        .await
+        .unwrap()
+    };
+    for (trust, expected) in [("false", false), ("true", true)] {
+        let config = format!(
+            "[resolve]\norder = [\"dns\"]\n[forward]\n\
+             upstreams = [\"tls://127.0.0.1:{tls_port}#{}\"]\ntls_ca = {}\n\
+             [dnssec]\ntrust_upstream_ad = {trust}\n",
+            secure_upstream::SERVER_NAME,
+            toml_path(&certificates.ca)
+        );
+        let server = start_server(&config).await;
+        let reply = Message::from_vec(
+            &exchange(server.addr, &query(1, "www.test.", RecordType::A, DO)).await,
+        )
+        .unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            reply.metadata.authentic_data, expected,
+            "trust_upstream_ad = {trust}: a validating upstream over TLS"
+        );
+        server.stop().await;
+    }
 }

@@ -9,8 +9,15 @@
 # crosscheck (hearth-loadgen and dnsperf at the same outstanding count), churn (forwarded cache
 # hits while the cluster feed changes a Service every 100 ms, and without; the notes give the
 # fast path's hit ratio), frontdoor (cache hits under three front-door policies, interleaved
-# in rounds), flood (the rate limiter under a flood from 256 and 65,536 sources in 127/8).
-# churn, frontdoor and flood run only when named. --servers keeps only the named rows of each
+# in rounds), flood (the rate limiter under a flood from 256 and 65,536 sources in 127/8),
+# miss-tcp and miss-tls (cache misses forwarded over TCP and over DNS over TLS: Hearth with
+# tcp:// and tls:// upstreams, Unbound with tcp-upstream and tls-upstream, against the same
+# NSD; the notes count the TCP connections opened per 10,000 misses).
+# rotate (cache hits on names with four addresses each, resolve.rotate off and on, in rounds).
+# dnssec-hit and dnssec-miss (bench.test signed with ldns, from an NSD of its own: Hearth
+# validating, Hearth not validating, and Unbound validating, all with bench.test's key as the
+# trust anchor; cache hits, and one pass of misses).
+# churn, frontdoor, flood, miss-tcp, miss-tls, rotate, dnssec-hit and dnssec-miss run only when named. --servers keeps only the named rows of each
 # scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
 # Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
@@ -47,7 +54,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for s in ${ONLY//,/ }; do
-    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate|dnssec-hit|dnssec-miss) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
 # frontdoor: rounds of its three configs, interleaved (--repeat, else 3); elsewhere, runs per cell.
 ROUNDS=${REPEAT:-3}
@@ -64,6 +71,9 @@ PORT_BASE=${HEARTH_BENCH_PORT_BASE:-53530}
 UPSTREAM_PORT=$PORT_BASE            # NSD, the upstream of every forwarder
 PORT=$((PORT_BASE + 1))             # the server under test
 ADMIN_PORT=$((PORT_BASE + 2))       # Hearth's /metrics (churn, frontdoor, flood)
+UPSTREAM_TLS_PORT=$((PORT_BASE + 3)) # NSD's DNS over TLS (miss-tls)
+TLS_NAME=upstream.bench.test        # the name in NSD's certificate
+SIGNED_UPSTREAM_PORT=$((PORT_BASE + 4)) # NSD serving bench.test signed (dnssec-hit, dnssec-miss)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HEARTH="${HEARTH_BIN:-$ROOT/target/release/hearth}"
@@ -114,7 +124,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=()
 for pair in unbound:/usr/sbin/unbound dnsmasq:/usr/sbin/dnsmasq nsd:/usr/sbin/nsd \
-            dnsdist:/usr/bin/dnsdist dnsperf:/usr/bin/dnsperf; do
+            dnsdist:/usr/bin/dnsdist dnsperf:/usr/bin/dnsperf ldnsutils:/usr/bin/ldns-signzone; do
     [ -x "${pair#*:}" ] || missing+=("${pair%%:*}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -149,7 +159,12 @@ awk 'BEGIN {
     print "@ NS ns.bench.test.\nns A 127.0.0.1"
     for (i = 0; i < 100000; i++)
         printf "name%d A 10.%d.%d.%d\n", i, int(i / 65536) % 256, int(i / 256) % 256, i % 256
+    # 1,000 names with four addresses each, for the rotate scenario.
+    for (i = 0; i < 1000; i++)
+        for (j = 0; j < 4; j++)
+            printf "multi%d A 10.200.%d.%d\n", i, int(i / 64), (i % 64) * 4 + j
 }' >"$WORK/zones/bench.test.zone"
+awk 'BEGIN { for (i = 0; i < 1000; i++) printf "multi%d.bench.test A\n", i }' >"$WORK/hot-multi.txt"
 # 1,000 hot names and all 100,000 as cold names, each scattered over the zone (i*97 and
 # i*7919 modulo 100,000 are permutations).
 awk 'BEGIN { for (i = 0; i < 1000; i++) printf "name%d.bench.test A\n", (i * 97) % 100000 }' >"$WORK/hot.txt"
@@ -160,14 +175,34 @@ awk 'BEGIN { for (i = 0; i < 1000; i++) printf "host%d.lan.test A\n", (i * 97) %
 echo "name0.bench.test A" >"$WORK/probe-zone.txt"
 echo "probe.bench.test A" >"$WORK/probe-miss.txt"   # in no query set: NXDOMAIN
 echo "host0.lan.test A" >"$WORK/probe-hosts.txt"
+# A CA and a certificate for NSD's DNS over TLS, made for this run (rustls refuses a self-signed
+# CA certificate as a server's own, so the two are separate, as in real deployments).
+mkdir -p "$WORK/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=bench CA" -keyout "$WORK/tls/ca.key" -out "$WORK/tls/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$TLS_NAME" \
+    -keyout "$WORK/tls/server.key" -out "$WORK/tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n' "$TLS_NAME" >"$WORK/tls/ext.cnf"
+openssl x509 -req -in "$WORK/tls/server.csr" -CA "$WORK/tls/ca.pem" -CAkey "$WORK/tls/ca.key" \
+    -CAcreateserial -days 2 -extfile "$WORK/tls/ext.cnf" -out "$WORK/tls/server.pem" 2>/dev/null
+chmod 644 "$WORK/tls/"*
 
 # --- 3. the servers --------------------------------------------------------------------------
-nsd_conf() { # nsd_conf NAME PORT
-    local d="$WORK/$1"
+nsd_conf() { # nsd_conf NAME PORT [TLS_PORT]
+    local d="$WORK/$1" tls=""
     mkdir -p "$d"
+    # With a TLS port: DNS over TLS there too (RFC 7858), with the run's certificate.
+    [ -z "${3:-}" ] || tls="  ip-address: 127.0.0.1@$3
+  tls-port: $3
+  tls-service-key: \"$WORK/tls/server.key\"
+  tls-service-pem: \"$WORK/tls/server.pem\"
+  # Connections stay open between queries (the forwarders reuse them).
+  tcp-count: 1000
+  tcp-timeout: 120"
     cat >"$d/nsd.conf" <<EOF
 server:
   ip-address: 127.0.0.1@$2
+$tls
   port: $2
   server-count: 1
   zonesdir: "$WORK/zones"
@@ -193,7 +228,38 @@ EOF
     echo "$d/nsd.conf"
 }
 
-unbound_conf() {
+# signed_data: bench.test signed (NSEC, one ECDSA P-256 key, as a CSK), its DS as the trust
+# anchor, and an NSD of its own serving it on $SIGNED_UPSTREAM_PORT (client CPU); once per run.
+SIGNED_NSD=""
+signed_data() {
+    [ -z "$SIGNED_NSD" ] || return 0
+    local d="$WORK/signed" key
+    mkdir -p "$d/nsd"
+    cp "$WORK/zones/bench.test.zone" "$d/bench.test.zone.unsigned"
+    log "signing bench.test (100,000 names)"
+    key=$(cd "$d" && ldns-keygen -a ECDSAP256SHA256 -k -r /dev/urandom bench.test)
+    (cd "$d" && ldns-signzone -o bench.test. -f bench.test.zone bench.test.zone.unsigned "$key")
+    cp "$d/$key.ds" "$d/anchor"
+    chmod -R a+rX "$d"
+    sed -e "s|^  zonesdir: .*|  zonesdir: \"$d\"|" -e "s|$WORK/nsd-signed-tmp|$d/nsd|g" \
+        "$(nsd_conf nsd-signed-tmp "$SIGNED_UPSTREAM_PORT")" >"$d/nsd/nsd.conf"
+    start "$CLIENT_CPU" nsd-signed "$SIGNED_UPSTREAM_PORT" "$WORK/probe-zone.txt" \
+        /usr/sbin/nsd -d -c "$d/nsd/nsd.conf"
+    SIGNED_NSD=$STARTED
+}
+
+unbound_conf() { # unbound_conf [tcp|tls|validate]: how it asks the upstream (default: UDP)
+    local upstream="forward-addr: 127.0.0.1@$UPSTREAM_PORT" transport="" modules="iterator"
+    case "${1:-}" in
+        # The signed bench.test, validated with its DS as the trust anchor.
+        validate) modules="validator iterator"
+                  upstream="forward-addr: 127.0.0.1@$SIGNED_UPSTREAM_PORT"
+                  transport="  trust-anchor-file: \"$WORK/signed/anchor\"" ;;
+        tcp) transport="  tcp-upstream: yes" ;;
+        tls) transport="  tls-upstream: yes
+  tls-cert-bundle: \"$WORK/tls/ca.pem\""
+             upstream="forward-addr: 127.0.0.1@$UPSTREAM_TLS_PORT#$TLS_NAME" ;;
+    esac
     cat >"$WORK/unbound.conf" <<EOF
 server:
   interface: 127.0.0.1
@@ -211,8 +277,9 @@ server:
   access-control: 127.0.0.0/8 allow
   # The upstream is on loopback.
   do-not-query-localhost: no
-  # A forwarding cache: no DNSSEC validation (no trust anchor is configured either).
-  module-config: "iterator"
+  # A forwarding cache: no DNSSEC validation (no trust anchor is configured either), except
+  # in the dnssec scenarios.
+  module-config: "$modules"
   # Large enough for every name of the runs (100k cold names).
   msg-cache-size: 128m
   rrset-cache-size: 256m
@@ -221,11 +288,12 @@ server:
   qname-minimisation: no
   # test. is one of Unbound's default local zones (RFC 6761): let bench.test through.
   local-zone: "test." nodefault
+$transport
 remote-control:
   control-enable: no
 forward-zone:
   name: "."
-  forward-addr: 127.0.0.1@$UPSTREAM_PORT
+  $upstream
   forward-first: no
 EOF
     echo "$WORK/unbound.conf"
@@ -251,9 +319,17 @@ EOF
 #   rrl: [rate_limit] at 100 responses/s per /24, every 2nd limited reply slipped (TC=1).
 # Without open or loopback there is no [access]: the built-in policy (loopback and private
 # networks allowed) decides.
-hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rrl-never|rrl] [admin]
-    local f="$WORK/hearth-$1.toml" paths="[]" zones="" front=""
+hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rrl-never|rrl] [admin] [tcp|tls] [rotate] [signed] [validate]
+    local f="$WORK/hearth-$1.toml" paths="[]" zones="" front="" upstream="127.0.0.1:$UPSTREAM_PORT" tls_ca="" rotate="" dnssec=""
     shift
+    # signed: forward to the NSD serving bench.test signed; validate: and validate, with its DS.
+    case " $* " in *" signed "*) upstream="127.0.0.1:$SIGNED_UPSTREAM_PORT" ;; esac
+    case " $* " in *" validate "*)
+        dnssec=$(printf '[dnssec]\nvalidate = true\ntrust_anchors = "%s"' "$WORK/signed/anchor") ;; esac
+    case " $* " in *" rotate "*) rotate="rotate = true" ;; esac
+    case " $* " in *" tcp "*) upstream="tcp://127.0.0.1:$UPSTREAM_PORT" ;; esac
+    case " $* " in *" tls "*) upstream="tls://127.0.0.1:$UPSTREAM_TLS_PORT#$TLS_NAME"
+        tls_ca="tls_ca = \"$WORK/tls/ca.pem\"" ;; esac
     case " $* " in *" hosts "*) paths="[\"$WORK/hosts\"]" ;; esac
     case " $* " in *" open "*) front+=$'[access]\nallow = ["0.0.0.0/0", "::/0"]\n' ;; esac
     case " $* " in *" loopback "*) front+=$'[access]\nallow = ["127.0.0.0/8"]\n' ;; esac
@@ -274,14 +350,17 @@ hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rr
 listen = ["127.0.0.1:$PORT"]
 [resolve]
 order = ["files", "zones", "dns"]
+$rotate
 [files]
 paths = $paths
 [forward]
-upstreams = ["127.0.0.1:$UPSTREAM_PORT"]
+upstreams = ["$upstream"]
+$tls_ca
 [cache]
 capacity = 200000
 $zones
 $front
+$dnssec
 EOF
     echo "$f"
 }
@@ -306,6 +385,16 @@ server_cmd() {
                            "$([ "$RATE_LIMIT" = 1 ] && echo rrl || echo admin)")" ;;
         hearth-flood-unlimited) echo "$HEARTH serve --config $(hearth_conf flood-unlimited loopback)" ;;
         unbound)       echo "/usr/sbin/unbound -d -c $(unbound_conf)" ;;
+        # miss-tcp and miss-tls: the same forwarding, over TCP and over DNS over TLS.
+        hearth-rotate) echo "$HEARTH serve --config $(hearth_conf rotate rotate)" ;;
+        hearth-tcp)    echo "$HEARTH serve --config $(hearth_conf tcp tcp)" ;;
+        hearth-tls)    echo "$HEARTH serve --config $(hearth_conf tls tls)" ;;
+        unbound-tcp)   echo "/usr/sbin/unbound -d -c $(unbound_conf tcp)" ;;
+        unbound-tls)   echo "/usr/sbin/unbound -d -c $(unbound_conf tls)" ;;
+        # dnssec-hit and dnssec-miss: the signed bench.test, validated and not.
+        hearth-dnssec) echo "$HEARTH serve --config $(hearth_conf dnssec signed validate)" ;;
+        hearth-dnssec-off) echo "$HEARTH serve --config $(hearth_conf dnssec-off signed)" ;;
+        unbound-dnssec) echo "/usr/sbin/unbound -d -c $(unbound_conf validate)" ;;
         dnsdist)       echo "/usr/bin/dnsdist --supervised --disable-syslog -C $(dnsdist_conf)" ;;
         dnsmasq)       echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000" ;;
         dnsmasq-hosts) echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000 --addn-hosts=$WORK/hosts" ;;
@@ -490,28 +579,42 @@ steady() {
     finish "$scen" "$server" "$pid" "$kv" "$dp"
 }
 
-# miss SERVER: one pass over the 100k cold names on a fresh server, for each generator; the
-# batched one makes $REPEAT passes, each on a fresh server, and the median pass is shown.
+# tcp_opens: TCP connections opened on this machine so far (/proc/net/snmp ActiveOpens): the
+# forwarders' connections to their upstream are all there is during a miss run, whatever the
+# server (nothing else here opens TCP connections; a build or test suite elsewhere would).
+tcp_opens() { awk '/^Tcp:/ { if (seen) { for (i = 1; i <= NF; i++) if (h[i] == "ActiveOpens") print $i } else { seen = 1; for (i = 1; i <= NF; i++) h[i] = $i } }' /proc/net/snmp; }
+
+# miss SERVER [SCENARIO]: one pass over the 100k cold names on a fresh server, for each
+# generator; the batched one makes $REPEAT passes, each on a fresh server, and the median pass
+# is shown, with the TCP connections the server opened (from its start) per 10,000 misses in
+# the notes.
 miss() {
-    local server=$1 pid kv dp i notes="" runs=()
-    log "miss: $server"
+    local server=$1 scen=${2:-miss} pid kv dp i notes="" runs=() opens
+    log "$scen: $server"
     launch "$server" "$WORK/probe-miss.txt"
     pid=$STARTED
     dp=$(dnsperf_run -d "$WORK/cold.txt" -n 1 -l 120 -c 4 -q "$MISS_OUTSTANDING" | cut -d' ' -f1)
     stop_pid "$pid"
     for i in $(seq "$REPEAT"); do
+        # From before the start: a server that connects to its upstream as it starts (Hearth's
+        # loop probe) reuses that connection for the misses.
+        opens=$(tcp_opens)
         launch "$server" "$WORK/probe-miss.txt"
         pid=$STARTED
         [ -z "$BUSY_NOTE" ] || notes=$BUSY_NOTE
         measured "$pid" loadgen --queries "$WORK/cold.txt" --once -q "$MISS_OUTSTANDING" --duration 120
-        runs+=("$(cat "$WORK/measured.out") srv_cpu=$SRV_CPU gen_cpu=$GEN_CPU")
+        opens=$(($(tcp_opens) - opens))
+        runs+=("$(cat "$WORK/measured.out") srv_cpu=$SRV_CPU gen_cpu=$GEN_CPU tcp_opens=$opens")
         [ "$i" = "$REPEAT" ] || stop_pid "$pid"
     done
     kv=$(printf '%s\n' "${runs[@]}" | median_line)
     SRV_CPU=$(field srv_cpu "$kv")
     GEN_CPU=$(field gen_cpu "$kv")
     [ -n "$BUSY_NOTE" ] || BUSY_NOTE=$notes
-    finish miss "$server" "$pid" "$kv" "$dp"
+    EXTRA_NOTE=$(awk -v o="$(field tcp_opens "$kv")" -v c="$(field completed "$kv")" \
+        'BEGIN { if (c > 0) printf "%d TCP connections opened, %.1f per 10,000 misses", o, 10000 * o / c }')
+    finish "$scen" "$server" "$pid" "$kv" "$dp"
+    EXTRA_NOTE=""
 }
 
 # loss SERVER QUERIES PROBE: 500 queries outstanding, the batched generator only.
@@ -542,7 +645,7 @@ crosscheck() {
 # --- 5. the runs -----------------------------------------------------------------------------
 # The upstream NSD shares the client CPU: the server under test has CPU 1 to itself.
 start "$CLIENT_CPU" nsd-upstream "$UPSTREAM_PORT" "$WORK/probe-zone.txt" \
-    /usr/sbin/nsd -d -c "$(nsd_conf nsd-upstream "$UPSTREAM_PORT")"
+    /usr/sbin/nsd -d -c "$(nsd_conf nsd-upstream "$UPSTREAM_PORT" "$UPSTREAM_TLS_PORT")"
 NSD_UP=$STARTED
 if "$LOADGEN" --server "127.0.0.1:$PORT" --queries "$WORK/probe-zone.txt" --once -q 1 \
     --duration 0.2 --timeout 0.3 | grep -q ' completed=1 '; then
@@ -705,6 +808,24 @@ for scen in ${ONLY//,/ }; do
                    picked "$s" || continue; steady hosts "$s" "$WORK/hot-hosts.txt" "$WORK/probe-hosts.txt"; done ;;
         auth) for s in hearth-zone nsd; do picked "$s" || continue; steady auth "$s" "${HIT[@]}"; done ;;
         miss) for s in hearth unbound dnsmasq dnsmasq-150k; do picked "$s" || continue; miss "$s"; done ;;
+        rotate)
+            for r in $(seq "$ROUNDS"); do
+                for s in hearth hearth-rotate; do
+                    picked "$s" || continue
+                    steady "rotate r$r" "$s" "$WORK/hot-multi.txt" "$WORK/probe-zone.txt"
+                done
+            done ;;
+        miss-tcp) for s in hearth-tcp unbound-tcp; do picked "$s" || continue; miss "$s" miss-tcp; done ;;
+        miss-tls) for s in hearth-tls unbound-tls; do picked "$s" || continue; miss "$s" miss-tls; done ;;
+        # Hits must stay at their unvalidated rate (the verdict is cached with the answer); the
+        # miss pass shows what validation costs, with validation on and off side by side.
+        # hearth-dnssec last of Hearth's rows: the table's "Hearth ÷ this" is its ratio.
+        dnssec-hit) signed_data
+            for s in hearth-dnssec-off hearth-dnssec unbound-dnssec; do
+                picked "$s" || continue; steady dnssec-hit "$s" "${HIT[@]}"; done ;;
+        dnssec-miss) signed_data
+            for s in hearth-dnssec-off hearth-dnssec unbound-dnssec; do
+                picked "$s" || continue; miss "$s" dnssec-miss; done ;;
         loss) for s in hearth unbound dnsdist dnsmasq hearth-zone nsd; do
                   picked "$s" || continue; loss "$s" "${HIT[@]}"; done ;;
         crosscheck) for s in dnsmasq hearth; do picked "$s" || continue; crosscheck "$s"; done ;;
@@ -734,6 +855,7 @@ for scen in ${ONLY//,/ }; do
     esac
 done
 stop_pid "$NSD_UP"
+[ -z "$SIGNED_NSD" ] || stop_pid "$SIGNED_NSD"
 
 # --- 6. the table ----------------------------------------------------------------------------
 # Hearth's ratio to each peer in the same scenario, by the batched generator's q/s.

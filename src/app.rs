@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::chain::{Chain, DataVersions, Source};
 use crate::config::{Config, ConfigError, Overrides};
+use crate::metrics::coredns::CorednsLabels;
 use crate::metrics::{MetricDoc, Metrics};
 use crate::server::admission::{Admission, Policy};
 use crate::server::fast::{self, FastTable};
@@ -78,6 +79,16 @@ pub fn metric_names() -> Vec<MetricDoc> {
     names.extend_from_slice(crate::admin::METRICS);
     for setup in crate::sources::REGISTRY {
         names.extend_from_slice(setup.metrics());
+    }
+    names
+}
+
+/// Every metric the server exports under CoreDNS's names (`admin.metrics = "coredns"`),
+/// without the `coredns_` prefix. The README documents each.
+pub fn coredns_metric_names() -> Vec<MetricDoc> {
+    let mut names: Vec<MetricDoc> = crate::metrics::coredns::NAMES.to_vec();
+    for setup in crate::sources::REGISTRY {
+        names.extend_from_slice(setup.coredns_metrics());
     }
     names
 }
@@ -279,6 +290,16 @@ impl crate::admin::Status for State {
         }
         Ok(())
     }
+
+    fn encode_coredns_metrics(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let sources = self.sources.load();
+        let labels = CorednsLabels::new(&sources.config.server.listen);
+        self.metrics.encode_coredns(encoder, &labels)?;
+        for source in &sources.running {
+            source.encode_coredns_metrics(encoder, &labels)?;
+        }
+        Ok(())
+    }
 }
 
 impl State {
@@ -311,7 +332,8 @@ impl State {
         };
         let old = self.sources.load_full();
         warn_about_restart_only_keys(&old.config, &config);
-        let (sources, built) = build_sources(&config, Some(&old), &self.versions).await;
+        let (sources, built) =
+            build_sources(&config, Some(&old), &self.versions, &self.metrics).await;
         let sources = Arc::new(sources);
         self.engine.replace_chain(chain_for(&config, &sources));
         self.engine.set_log_queries(config.log.queries);
@@ -459,6 +481,7 @@ async fn build_sources(
     config: &Config,
     previous: Option<&Sources>,
     versions: &Arc<DataVersions>,
+    metrics: &Arc<Metrics>,
 ) -> (Sources, Vec<bool>) {
     let mut running = Vec::with_capacity(config.sources.len());
     let mut built = Vec::with_capacity(config.sources.len());
@@ -478,6 +501,7 @@ async fn build_sources(
         }
         let context = BuildContext {
             versions: Arc::clone(versions),
+            metrics: Arc::clone(metrics),
         };
         let previous_source = old.map(|(source, _)| Arc::clone(source));
         let to_build = Arc::clone(source_config);
@@ -514,7 +538,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let tracker = TaskTracker::new();
 
     let versions = DataVersions::new();
-    let (sources, built) = build_sources(config, None, &versions).await;
+    let metrics = Arc::new(Metrics::new());
+    let (sources, built) = build_sources(config, None, &versions, &metrics).await;
     if let Some(missing) = config
         .sources
         .iter()
@@ -526,7 +551,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             reason: "its build panicked (see the log)".to_owned(),
         });
     }
-    let metrics = Arc::new(Metrics::new());
     metrics.config_reloads.mark_loaded();
     let admission = Admission::new(
         Policy::admit_all(),
@@ -641,6 +665,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             listener,
             Arc::clone(&state) as Arc<dyn crate::admin::Status>,
             admin.namespace.clone(),
+            admin.metrics,
             shutdown.clone(),
         ));
     }

@@ -34,6 +34,8 @@
 //! - [`cache`]: the forwarder's answer cache; [`metrics`]: the per-query recorder; [`admin`]:
 //!   health, readiness and the scrape.
 //! - [`app`]: builds all of the above from a [`config::Config`] and owns shutdown.
+//! - [`corefile`]: `hearth import-corefile`, a CoreDNS Corefile translated into `hearth.toml`;
+//!   it reads [`config`] to check what it writes, and nothing in the library imports it.
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +44,7 @@ pub mod app;
 pub mod cache;
 pub mod chain;
 pub mod config;
+pub mod corefile;
 pub mod metrics;
 pub mod server;
 pub mod sources;

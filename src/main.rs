@@ -90,6 +90,16 @@ enum Command {
         #[arg(long, short, env = "HEARTH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Translate a CoreDNS Corefile into an equivalent hearth.toml, written to stdout with a
+    /// comment for each choice; what Hearth cannot express is reported as `FILE:LINE: reason`.
+    ImportCorefile {
+        /// The Corefile to read.
+        corefile: PathBuf,
+        /// Where to write the inline entries of a `hosts { ... }` block, as a hosts file the
+        /// generated configuration lists in files.paths (Hearth reads hosts files only).
+        #[arg(long, value_name = "FILE")]
+        inline_hosts: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,14 +117,52 @@ fn main() -> ExitCode {
             log_format,
         } => serve(config.as_deref(), listen, log_format),
         Command::Check { config } => check(config.as_deref()),
+        Command::ImportCorefile {
+            corefile,
+            inline_hosts,
+        } => {
+            let options = hearth::corefile::ImportOptions { inline_hosts };
+            let text = match std::fs::read_to_string(&corefile) {
+                Ok(text) => text,
+                Err(error) => {
+                    eprintln!("{}: cannot read: {error}", corefile.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match hearth::corefile::import(&text, &options) {
+                Ok(imported) => {
+                    if let (Some(path), Some(entries)) =
+                        (&options.inline_hosts, &imported.inline_hosts)
+                    {
+                        if let Err(error) = std::fs::write(path, entries) {
+                            eprintln!("{}: cannot write: {error}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    print!("{}", imported.toml);
+                    ExitCode::SUCCESS
+                }
+                Err(error) if error.line == 0 => {
+                    eprintln!("{}: {}", corefile.display(), error.kind);
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(error) => {
+                    eprintln!("{}:{}: {}", corefile.display(), error.line, error.kind);
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
     }
 }
 
-/// Logs go to stderr; `HEARTH_LOG` (or `RUST_LOG`) filters them, `info` by default.
+/// Logs go to stderr; `HEARTH_LOG` (or `RUST_LOG`) filters them, `info` by default. hickory's
+/// validator warns about every bogus answer it sees, which anyone can ask for: those are
+/// SERVFAIL with an Extended DNS Error and counted in `dnssec_answers_total`, so by default its
+/// warnings are not logged.
 fn init_logging(format: LogFormat) {
     let filter = std::env::var("HEARTH_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
+        .unwrap_or_else(|_| "info,hickory_net::dnssec=error".to_owned());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

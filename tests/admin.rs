@@ -1,6 +1,7 @@
 //! The admin endpoints through the real server: `/health`, `/ready` (the latch, a cluster not
-//! yet synced, lameduck) and `/metrics` (every metric name and help text, the namespace, the
-//! counters moving with real queries).
+//! yet synced, lameduck) and `/metrics` (every metric name and help text in both exposition
+//! formats, chosen by the `Accept` header; the namespace; the counters moving with real
+//! queries; the README's cache hit ratio through the fast path).
 
 mod common;
 
@@ -39,15 +40,34 @@ async fn health_and_ready_answer_200_when_everything_has_loaded() {
     assert_eq!(status, 404);
 }
 
+/// What Prometheus 2.x and 3.x send.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// The `Content-Type` header of a response head.
+fn content_type(head: &str) -> String {
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test]
-async fn every_metric_is_exported_with_its_help_text() {
+async fn every_metric_is_exported_with_its_help_text_in_openmetrics_when_asked() {
     let (server, _upstream, _dir) = server_with_admin("").await;
     // Traffic of each kind: a local answer, a forwarded one (then a cache hit), a refusal.
     ask(server.addr, "web.example.org.", RecordType::A).await;
     ask(server.addr, "far.example.net.", RecordType::A).await;
     ask(server.addr, "far.example.net.", RecordType::A).await;
-    let (status, text) = http_get(admin(&server), "/metrics").await;
+    let (status, head, text) =
+        http_get_with(admin(&server), "/metrics", &[("Accept", PROMETHEUS_ACCEPT)]).await;
     assert_eq!(status, 200);
+    assert_eq!(
+        content_type(&head),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     for (name, kind, help) in &metric_names() {
         // OpenMetrics names a family without its sample suffix: `_total` for counters,
         // `_info` for info metrics.
@@ -87,6 +107,126 @@ async fn every_metric_is_exported_with_its_help_text() {
             "{name}"
         );
     }
+}
+
+#[tokio::test]
+async fn without_an_accept_header_every_metric_is_in_the_prometheus_text_format_0_0_4() {
+    let (server, _upstream, _dir) = server_with_admin("").await;
+    ask(server.addr, "web.example.org.", RecordType::A).await;
+    ask(server.addr, "far.example.net.", RecordType::A).await;
+    ask(server.addr, "far.example.net.", RecordType::A).await;
+    for accept in [None, Some("*/*"), Some("text/plain")] {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let (status, head, text) = http_get_with(admin(&server), "/metrics", &headers).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            content_type(&head),
+            "text/plain; version=0.0.4; charset=utf-8",
+            "Accept: {accept:?}"
+        );
+        assert!(!text.contains("# EOF"), "0.0.4 has no EOF marker");
+        assert!(!text.contains("# UNIT"), "0.0.4 has no UNIT lines");
+        for (name, kind, help) in &metric_names() {
+            // 0.0.4 names a family as its samples: `_total` kept, info metrics are gauges.
+            let exposed_kind = if *kind == "info" { "gauge" } else { kind };
+            let help_line = format!("# HELP hearth_{name} {help}");
+            assert!(
+                text.lines().any(|line| line == help_line),
+                "missing {help_line:?} in:\n{text}"
+            );
+            let type_line = format!("# TYPE hearth_{name} {exposed_kind}");
+            assert!(
+                text.lines().any(|line| line == type_line),
+                "missing {type_line:?} in:\n{text}"
+            );
+        }
+        for line in text.lines().filter(|line| line.starts_with("# TYPE")) {
+            let kind = line.rsplit(' ').next().unwrap_or("");
+            assert!(
+                ["counter", "gauge", "histogram", "untyped", "summary"].contains(&kind),
+                "{line}"
+            );
+        }
+        // Every sample belongs to the family declared above it.
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap_or("").to_owned();
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(&family), "{line} outside {family}");
+            }
+        }
+        assert!(text.contains(&format!(
+            "hearth_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+}
+
+#[tokio::test]
+async fn a_forwarded_answer_reused_by_the_fast_path_is_a_cache_hit() {
+    let (server, _upstream, _dir) = server_with_admin("").await;
+    // One miss, then fifteen repeats over UDP, which the fast path answers once it holds
+    // the reply.
+    for _ in 0..16 {
+        let response = ask(server.addr, "far.example.net.", RecordType::A).await;
+        assert_eq!(rdata(&response), ["198.51.100.7"]);
+    }
+    let fast_hits = server
+        .running()
+        .fast_stats()
+        .hits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        fast_hits >= 14,
+        "the fast path answered the repeats: {fast_hits}"
+    );
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = http_get(admin(&server), "/metrics").await.1;
+        let counted = sample(&text, "hearth_cache_hits_total").unwrap_or(0.0)
+            + sample(&text, "hearth_cache_misses_total").unwrap_or(0.0);
+        if counted >= 16.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let hits = sample(&text, "hearth_cache_hits_total").unwrap();
+    let misses = sample(&text, "hearth_cache_misses_total").unwrap();
+    // The README's query, `hits / (hits + misses)`, over the scraped counters.
+    assert_eq!(
+        hits / (hits + misses),
+        15.0 / 16.0,
+        "{hits} hits, {misses} misses"
+    );
+    assert!(sample(&text, "hearth_fast_path_cache_hits_total").unwrap() >= 14.0);
+
+    // The same under CoreDNS's names, with the CoreDNS dashboard's query.
+    let (server, _upstream, _dir) = server_with_admin("metrics = \"coredns\"\n").await;
+    for _ in 0..16 {
+        ask(server.addr, "far.example.net.", RecordType::A).await;
+    }
+    let total = |text: &str, prefix: &str| -> f64 {
+        text.lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    // The fast path counts a batch after sending its replies: the last may be counted a
+    // moment after its reply arrived.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = http_get(admin(&server), "/metrics").await.1;
+        if total(&text, "coredns_cache_requests_total{") >= 16.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let total = |prefix: &str| total(&text, prefix);
+    let hits = total("coredns_cache_hits_total{");
+    let misses = total("coredns_cache_misses_total{");
+    assert_eq!(hits / (hits + misses), 15.0 / 16.0, "{text}");
+    assert_eq!(total("coredns_cache_requests_total{"), 16.0);
 }
 
 #[tokio::test]
@@ -236,4 +376,26 @@ fn the_readme_documents_every_metric_with_its_help_text() {
         metric_names().len(),
         "a README row for a metric that does not exist"
     );
+}
+
+#[test]
+fn the_readme_documents_every_coredns_name_with_its_help_text() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for (name, kind, help) in &hearth::app::coredns_metric_names() {
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with(&format!("| `coredns_{name}` |")))
+            .unwrap_or_else(|| panic!("README.md has no row for coredns_{name}"));
+        assert!(row.contains(&format!("| {kind} |")), "{row}");
+        assert!(
+            row.contains(help),
+            "README's text for coredns_{name} differs: {row}"
+        );
+    }
+    let rows = readme
+        .lines()
+        .filter(|line| line.starts_with("| `coredns_"))
+        .count();
+    assert_eq!(rows, hearth::app::coredns_metric_names().len());
 }

@@ -89,6 +89,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
         cache: Default::default(),
         tls_ca: None,
         zones: Vec::new(),
+        dnssec: Default::default(),
     }));
     let order: Vec<_> = ["files", "zones", "dns"]
         .iter()

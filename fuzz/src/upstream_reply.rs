@@ -113,6 +113,7 @@ fn forwarder(upstream: SocketAddr) -> Forwarder {
         },
         tls_ca: None,
         zones: Vec::new(),
+        dnssec: Default::default(),
     })
 }
 

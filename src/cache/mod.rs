@@ -71,6 +71,10 @@ pub struct CacheConfig {
     pub negative_max_ttl: Duration,
     /// How long past expiry an entry may still be served when the upstreams fail; zero: never.
     pub serve_stale: Duration,
+    /// RFC 8767 §5's failure recheck timer: after a stale answer was served because no
+    /// upstream answered in time, how long further questions for it are answered stale at
+    /// once instead of waiting on the upstreams again.
+    pub stale_recheck: Duration,
     pub prefetch: bool,
 }
 
@@ -83,6 +87,8 @@ impl Default for CacheConfig {
             max_ttl: Duration::from_secs(3600),
             negative_max_ttl: Duration::from_secs(300),
             serve_stale: Duration::from_secs(3600),
+            // RFC 8767 §5: "a failure recheck timer ... 30 seconds is RECOMMENDED"
+            stale_recheck: Duration::from_secs(30),
             prefetch: true,
         }
     }

@@ -22,6 +22,27 @@ impl ExtendedError {
     /// §4.4: "Stale Answer: the resolver was unable to resolve the answer within its time
     /// limits and decided to answer with previously cached data" (RFC 8767).
     pub const STALE_ANSWER: u16 = 3;
+    /// §4.6: "DNSSEC Indeterminate: the resolver attempted to perform DNSSEC validation, but
+    /// validation ended in the Indeterminate state" (RFC 4035).
+    pub const DNSSEC_INDETERMINATE: u16 = 5;
+    /// §4.7: "DNSSEC Bogus: the resolver attempted to perform DNSSEC validation, but validation
+    /// ended in the Bogus state".
+    pub const DNSSEC_BOGUS: u16 = 6;
+    /// §4.8: "Signature Expired: ... no signatures are presently valid and some (often all) are
+    /// expired".
+    pub const SIGNATURE_EXPIRED: u16 = 7;
+    /// §4.9: "Signature Not Yet Valid: ... no signatures are presently valid and at least some
+    /// are not yet valid".
+    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
+    /// §4.10: "DNSKEY Missing: a DS record existed at a parent, but no supported matching DNSKEY
+    /// record could be found for the child".
+    pub const DNSKEY_MISSING: u16 = 9;
+    /// §4.11: "RRSIGs Missing: ... no RRSIGs could be found for at least one RRset where RRSIGs
+    /// were expected".
+    pub const RRSIGS_MISSING: u16 = 10;
+    /// §4.13: "NSEC Missing: the requested data was missing and a covering NSEC or NSEC3 was not
+    /// provided".
+    pub const NSEC_MISSING: u16 = 12;
     /// §4.14: "Cached Error: the resolver has cached SERVFAIL for this query" (RFC 9520).
     pub const CACHED_ERROR: u16 = 13;
     /// §4.15: "Not Ready: the server is unable to answer the query, as it was not fully

@@ -32,9 +32,13 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
 
 use crate::chain::Transport;
+
+pub mod coredns;
+pub mod histogram;
+
+use histogram::{Bounds, Series, Snapshot};
 
 /// One metric as exported: its name without the namespace, its type, and its help text.
 pub type MetricDoc = (&'static str, &'static str, &'static str);
@@ -74,15 +78,6 @@ const RCODE_SLOTS: usize = RCODES.len() + 1;
 const PROTOCOLS: [&str; 2] = ["udp", "tcp"];
 const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 
-/// Upper bounds of the duration histogram, in seconds: from a fast-path hit (tens of
-/// microseconds) to an upstream timeout (seconds). CoreDNS uses 0.25 ms × 2ⁿ; we start lower
-/// because most of our answers are faster than its fastest bucket.
-const BUCKETS: [f64; 16] = [
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5,
-];
-const BUCKET_SLOTS: usize = BUCKETS.len() + 1;
-
 /// The per-query metrics and the configuration's, without the namespace, with their type and
 /// help text. The other parts of the server declare their own beside their code.
 pub const NAMES: &[MetricDoc] = &[
@@ -104,9 +99,14 @@ pub const NAMES: &[MetricDoc] = &[
         "Time from receiving a query to its reply being ready, by protocol.",
     ),
     (
+        "fast_path_cache_hits_total",
+        "counter",
+        "Fast-path hits that reused a cached forwarded answer (also counted in cache_hits_total).",
+    ),
+    (
         "config_reloads_total",
         "counter",
-        "Configuration reloads (SIGHUP), by result.",
+        "Configuration reloads (SIGHUP or a change seen by `server.watch_config`), by result.",
     ),
     (
         "config_last_reload_timestamp_seconds",
@@ -122,9 +122,11 @@ struct Shard {
     requests: [[[AtomicU64; TYPE_SLOTS]; 2]; 2],
     responses: [AtomicU64; RCODE_SLOTS],
     unanswered: AtomicU64,
-    /// Per bucket, not cumulative: the scrape accumulates.
-    durations: [[AtomicU64; BUCKET_SLOTS]; 2],
-    duration_nanos: [AtomicU64; 2],
+    /// By protocol and query type: Hearth's names sum the types, CoreDNS's the protocols.
+    durations: [[Series; TYPE_SLOTS]; 2],
+    /// Fast-path hits whose stored reply came from the forwarding cache: hits of that cache
+    /// which never reached it (see [`Metrics::fast_cache_hits`]).
+    fast_cache_hits: AtomicU64,
 }
 
 /// The per-query counters of the whole server.
@@ -146,6 +148,17 @@ thread_local! {
     static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
 }
 
+/// This thread's shard number; reduce it modulo the number of shards.
+fn shard_index() -> usize {
+    SHARD.with(|index| *index)
+}
+
+/// How many shards a sharded counter has: twice the cores. Threads beyond the workers
+/// (blocking pool) rarely answer queries, and a shared shard is still correct, only slower.
+fn shard_count() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from) * 2
+}
+
 /// What is recorded of one query.
 #[derive(Clone, Copy, Debug)]
 pub struct Observation {
@@ -159,9 +172,7 @@ pub struct Observation {
 
 impl Metrics {
     pub fn new() -> Self {
-        // Twice the cores: threads beyond the workers (blocking pool) rarely answer queries,
-        // and a shared shard is still correct, only slower.
-        let count = std::thread::available_parallelism().map_or(2, usize::from) * 2;
+        let count = shard_count();
         Self {
             shards: (0..count).map(|_| Shard::default()).collect(),
             config_reloads: ReloadStats::default(),
@@ -169,8 +180,7 @@ impl Metrics {
     }
 
     fn shard(&self) -> &Shard {
-        let index = SHARD.with(|index| *index);
-        &self.shards[index % self.shards.len()]
+        &self.shards[shard_index() % self.shards.len()]
     }
 
     /// Counts one query.
@@ -187,45 +197,56 @@ impl Metrics {
                 shard.unanswered.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let seconds = observation.elapsed.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        shard.durations[protocol][bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(observation.elapsed.as_nanos()).unwrap_or(u64::MAX);
-        shard.duration_nanos[protocol].fetch_add(nanos, Ordering::Relaxed);
+        shard.durations[protocol][type_slot(observation.query_type)]
+            .observe(observation.elapsed, 1);
     }
 
     /// Counts a batch of answered queries that share one duration (the UDP fast path's
-    /// batches): the shard and the bucket are found once for the batch. Each item is
-    /// (IPv6, query type, RCODE).
+    /// batches): the shard is found once for the batch, and each query type's histogram is
+    /// added to once.
     pub fn record_batch(
         &self,
         transport: Transport,
         elapsed: Duration,
-        queries: impl Iterator<Item = (bool, u16, u16)>,
+        queries: impl Iterator<Item = BatchItem>,
     ) {
         let shard = self.shard();
         let protocol = protocol_slot(transport);
-        let mut count = 0u64;
-        for (ipv6, query_type, response_code) in queries {
-            shard.requests[protocol][usize::from(ipv6)][type_slot(query_type)]
-                .fetch_add(1, Ordering::Relaxed);
-            shard.responses[rcode_slot(response_code)].fetch_add(1, Ordering::Relaxed);
-            count += 1;
+        let mut per_type = [0u64; TYPE_SLOTS];
+        let mut cache_hits = 0u64;
+        for item in queries {
+            let slot = type_slot(item.query_type);
+            shard.requests[protocol][usize::from(item.ipv6)][slot].fetch_add(1, Ordering::Relaxed);
+            shard.responses[rcode_slot(item.response_code)].fetch_add(1, Ordering::Relaxed);
+            per_type[slot] += 1;
+            cache_hits += u64::from(item.from_cache);
         }
-        if count == 0 {
-            return;
+        for (slot, count) in per_type.into_iter().enumerate() {
+            if count > 0 {
+                shard.durations[protocol][slot].observe(elapsed, count);
+            }
         }
-        let seconds = elapsed.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        shard.durations[protocol][bucket].fetch_add(count, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        shard.duration_nanos[protocol].fetch_add(nanos.saturating_mul(count), Ordering::Relaxed);
+        if cache_hits > 0 {
+            shard
+                .fast_cache_hits
+                .fetch_add(cache_hits, Ordering::Relaxed);
+        }
+    }
+
+    /// Fast-path hits whose reply came from the forwarding cache. The forwarding source adds
+    /// them to its cache hits: the fast path reused a cached answer without asking the cache,
+    /// and a hit ratio that left them out would count 1 miss and 15 repeats as 50%.
+    pub fn fast_cache_hits(&self) -> u64 {
+        self.sum(|s| &s.fast_cache_hits)
+    }
+
+    /// The request-duration histogram of `protocol` and query-type slot, over the shards.
+    fn durations(&self, protocol: usize, type_slot: usize) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for shard in self.shards.iter() {
+            shard.durations[protocol][type_slot].add_to(&mut snapshot);
+        }
+        snapshot
     }
 
     fn sum(&self, read: impl Fn(&Shard) -> &AtomicU64) -> u64 {
@@ -234,6 +255,45 @@ impl Metrics {
             .map(|shard| read(shard).load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
     }
+}
+
+/// A duration histogram per RCODE (those of [`RCODES`], and `other`), sharded: upstream
+/// round trips by the RCODE of the reply.
+#[derive(Debug)]
+pub struct DurationsByRcode(histogram::Histograms);
+
+impl Default for DurationsByRcode {
+    fn default() -> Self {
+        Self(histogram::Histograms::new(RCODE_SLOTS))
+    }
+}
+
+impl DurationsByRcode {
+    pub fn observe(&self, response_code: u16, elapsed: Duration) {
+        self.0.observe(rcode_slot(response_code), elapsed);
+    }
+
+    /// Each RCODE seen at least once, named as [`rcode_name`] (`other` for the rest), with
+    /// its histogram.
+    pub fn snapshots(&self) -> Vec<(&'static str, Snapshot)> {
+        (0..RCODE_SLOTS)
+            .map(|slot| {
+                let name = RCODES.get(slot).map_or("other", |(_, name)| *name);
+                (name, self.0.snapshot(slot))
+            })
+            .filter(|(_, snapshot)| snapshot.count() > 0)
+            .collect()
+    }
+}
+
+/// One query of a batch, as [`Metrics::record_batch`] counts it.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchItem {
+    pub ipv6: bool,
+    pub query_type: u16,
+    pub response_code: u16,
+    /// The reply reused an answer from the forwarding cache.
+    pub from_cache: bool,
 }
 
 /// The name of an RCODE as DNS tools print it (`NOERROR`, `NXDOMAIN`, ...).
@@ -310,6 +370,11 @@ pub enum Value {
 }
 
 /// The help text of `name` in `docs`.
+pub fn help_of(docs: &[MetricDoc], name: &str) -> &'static str {
+    help(docs, name)
+}
+
+/// The help text of `name` in `docs`.
 fn help(docs: &[MetricDoc], name: &str) -> &'static str {
     docs.iter()
         .find(|(n, _, _)| *n == name)
@@ -335,6 +400,11 @@ pub struct Encoder<'e, 'a> {
 impl<'e, 'a> Encoder<'e, 'a> {
     pub fn new(encoder: &'e mut DescriptorEncoder<'a>, docs: &'static [MetricDoc]) -> Self {
         Self { encoder, docs }
+    }
+
+    /// The encoder underneath, for a family this type has no helper for (histograms).
+    pub fn descriptors(&mut self) -> &mut DescriptorEncoder<'a> {
+        self.encoder
     }
 
     /// A counter without labels. `name` is as declared, `_total` included; the encoder adds
@@ -465,33 +535,22 @@ impl Metrics {
         }
         Encoder::new(encoder, NAMES)
             .counter("requests_unanswered_total", metrics.sum(|s| &s.unanswered))?;
-        {
-            let mut family = encoder.encode_descriptor(
-                "request_duration",
-                help(NAMES, "request_duration_seconds"),
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?;
-            for (p, protocol) in PROTOCOLS.iter().enumerate() {
-                // Per bucket: the encoder accumulates them into `le` buckets itself.
-                let mut count = 0;
-                let mut buckets = Vec::with_capacity(BUCKET_SLOTS);
-                for slot in 0..BUCKET_SLOTS {
-                    let in_bucket = metrics.sum(|s| &s.durations[p][slot]);
-                    count += in_bucket;
-                    // prometheus-client writes `+Inf` for f64::MAX.
-                    buckets.push((BUCKETS.get(slot).copied().unwrap_or(f64::MAX), in_bucket));
+        histogram::encode(
+            encoder,
+            "request_duration",
+            help(NAMES, "request_duration_seconds"),
+            Bounds::Hearth,
+            PROTOCOLS.iter().enumerate().map(|(p, protocol)| {
+                let mut snapshot = Snapshot::default();
+                for t in 0..TYPE_SLOTS {
+                    snapshot.add(&metrics.durations(p, t));
                 }
-                let sum = metrics.sum(|s| &s.duration_nanos[p]) as f64 / 1e9;
-                family
-                    .encode_family(&[("protocol", *protocol)])?
-                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    sum, count, &buckets, None,
-                )?;
-            }
-        }
+                ([("protocol", *protocol)], snapshot)
+            }),
+        )?;
 
         let mut out = Encoder::new(encoder, NAMES);
+        out.counter("fast_path_cache_hits_total", metrics.fast_cache_hits())?;
         out.reloads("config_reloads_total", &metrics.config_reloads)?;
         out.gauge(
             "config_last_reload_timestamp_seconds",

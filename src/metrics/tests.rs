@@ -43,12 +43,14 @@ fn types_and_rcodes_outside_the_named_ones_are_other() {
 #[test]
 fn durations_land_in_the_first_bucket_that_holds_them() {
     let metrics = Metrics::new();
-    metrics.record(observation(1, Some(0), 20)); // 20 µs ≤ 25 µs
-    metrics.record(observation(1, Some(0), 25)); // on the bound: le is inclusive
-    metrics.record(observation(1, Some(0), 3_000_000)); // 3 s: only +Inf
-    assert_eq!(metrics.sum(|s| &s.durations[0][0]), 2);
-    assert_eq!(metrics.sum(|s| &s.durations[0][BUCKETS.len()]), 1);
-    assert_eq!(metrics.sum(|s| &s.duration_nanos[0]), 3_000_045_000);
+    metrics.record(observation(1, Some(0), 20)); // 20 µs ≤ 31.25 µs
+    metrics.record(observation(1, Some(0), 31)); // below the bound: le is inclusive
+    metrics.record(observation(1, Some(0), 10_000_000)); // 10 s: only +Inf
+    let snapshot = metrics.durations(0, type_slot(1));
+    assert_eq!(snapshot.buckets[0], 2);
+    assert_eq!(snapshot.buckets[histogram::BUCKETS.len()], 1);
+    assert_eq!(snapshot.nanos, 10_000_051_000);
+    assert_eq!(metrics.durations(0, type_slot(28)).count(), 0, "by type");
 }
 
 #[test]
@@ -83,22 +85,34 @@ fn every_name_is_listed_once_with_a_type_and_help() {
 #[test]
 fn a_batch_counts_each_query_and_shares_one_duration() {
     let metrics = Metrics::new();
-    let batch = [(false, 1u16, 0u16), (true, 28, 3), (false, 1, 0)];
+    let item = |ipv6, query_type, response_code, from_cache| BatchItem {
+        ipv6,
+        query_type,
+        response_code,
+        from_cache,
+    };
+    let batch = [
+        item(false, 1, 0, true),
+        item(true, 28, 3, false),
+        item(false, 1, 0, true),
+    ];
     metrics.record_batch(Transport::Udp, Duration::from_micros(40), batch.into_iter());
     assert_eq!(metrics.sum(|s| &s.requests[0][0][type_slot(1)]), 2);
     assert_eq!(metrics.sum(|s| &s.requests[0][1][type_slot(28)]), 1);
     assert_eq!(metrics.sum(|s| &s.responses[rcode_slot(3)]), 1);
-    // 40 µs: the 50 µs bucket, three times.
-    assert_eq!(metrics.sum(|s| &s.durations[0][1]), 3);
-    assert_eq!(metrics.sum(|s| &s.duration_nanos[0]), 120_000);
+    assert_eq!(metrics.fast_cache_hits(), 2);
+    // 40 µs: the 62.5 µs bucket, twice for A and once for AAAA.
+    assert_eq!(metrics.durations(0, type_slot(1)).buckets[1], 2);
+    assert_eq!(metrics.durations(0, type_slot(28)).buckets[1], 1);
+    assert_eq!(metrics.durations(0, type_slot(1)).nanos, 80_000);
     metrics.record_batch(
         Transport::Udp,
         Duration::from_micros(40),
         std::iter::empty(),
     );
     assert_eq!(
-        metrics.sum(|s| &s.durations[0][1]),
-        3,
+        metrics.durations(0, type_slot(1)).count(),
+        2,
         "an empty batch counts nothing"
     );
 }

@@ -62,7 +62,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use crate::chain::validity::VersionSnapshot;
 use crate::chain::{DataVersions, Dependencies, Validity};
-use crate::metrics::{load, Encoder, MetricDoc};
+use crate::metrics::{load, BatchItem, Encoder, MetricDoc};
 
 /// Datagrams per recvmmsg/sendmmsg: PEERS.md's generator uses 32; larger batches gain little
 /// and hold replies back longer under light load (a batch is sent when the socket runs dry).
@@ -120,6 +120,16 @@ pub struct FastStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub stored: AtomicU64,
+}
+
+/// What a hit reused.
+#[derive(Clone, Copy, Debug)]
+pub struct Hit {
+    /// The source that gave the answer, for the query log.
+    pub source: Option<&'static str>,
+    /// The answer came from the forwarding cache (it counts down): a cache hit for the
+    /// metrics, though the cache itself was not asked.
+    pub from_cache: bool,
 }
 
 /// The fast table's metrics.
@@ -262,7 +272,7 @@ impl FastTable {
         query: &[u8],
         now: Instant,
         out: &mut Vec<u8>,
-    ) -> Option<Option<&'static str>> {
+    ) -> Option<Hit> {
         let Some(entry) = key_of(query).and_then(|key| self.entries.get(key)) else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -310,7 +320,10 @@ impl FastTable {
             }
         }
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        Some(entry.source)
+        Some(Hit {
+            source: entry.source,
+            from_cache: entry.countdown.is_some(),
+        })
     }
 
     /// Stores `reply` as the answer to `query` if its validity allows; `before` is the
@@ -583,7 +596,7 @@ struct Worker {
     /// What the metrics need of each hit in the batch: its slot in `replies`, its index in
     /// `buffers`, and its source. (Rejections, between them in `replies`, are counted by
     /// [`Engine::reject`].)
-    answered: Vec<(usize, usize, Option<&'static str>)>,
+    answered: Vec<(usize, usize, Hit)>,
     /// The batch's misses, for the general path: the query, its admitted sender, its place in
     /// flight.
     misses: Vec<(Vec<u8>, Admitted, OwnedSemaphorePermit)>,
@@ -691,12 +704,12 @@ impl Worker {
                     continue;
                 }
             };
-            if let Some(source) =
+            if let Some(hit) =
                 self.table
                     .answer_hit(&admitted, query, now, &mut self.replies[ready])
             {
                 self.destinations[ready] = Some(*address);
-                self.answered.push((ready, index, source));
+                self.answered.push((ready, index, hit));
                 ready += 1;
                 continue;
             }
@@ -766,13 +779,18 @@ impl Worker {
         self.engine.metrics().record_batch(
             Transport::Udp,
             elapsed,
-            self.answered.iter().map(|&(slot, index, _)| {
+            self.answered.iter().map(|&(slot, index, hit)| {
                 let (query, _, ipv6, response_code) = hit_info(slot, index);
-                (ipv6, query_type(query), response_code)
+                BatchItem {
+                    ipv6,
+                    query_type: query_type(query),
+                    response_code,
+                    from_cache: hit.from_cache,
+                }
             }),
         );
         if self.engine.log_queries() {
-            for &(slot, index, source) in &self.answered {
+            for &(slot, index, Hit { source, .. }) in &self.answered {
                 let (query, destination, _, response_code) = hit_info(slot, index);
                 if let Some(peer) = destination.and_then(socket_addr) {
                     super::log_query(

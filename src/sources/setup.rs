@@ -30,7 +30,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::chain::{DataVersions, Source};
 use crate::config::file::{ConfigError, Tables};
-use crate::metrics::MetricDoc;
+use crate::metrics::coredns::CorednsLabels;
+use crate::metrics::{MetricDoc, Metrics};
 use crate::sources::watch::Reload;
 
 /// One kind of source, as listed in the registry.
@@ -44,6 +45,12 @@ pub trait SourceSetup: Sync {
 
     /// Every metric it exports, without the namespace.
     fn metrics(&self) -> &'static [MetricDoc];
+
+    /// Every metric it exports under CoreDNS's names (`admin.metrics = "coredns"`), without
+    /// the `coredns_` prefix: none unless it has a CoreDNS counterpart with metrics.
+    fn coredns_metrics(&self) -> &'static [MetricDoc] {
+        &[]
+    }
 
     /// Reads and checks its tables. Absent tables mean the defaults.
     fn configure(&self, tables: &Tables<'_>) -> Result<Arc<dyn SourceConfig>, ConfigError>;
@@ -107,6 +114,9 @@ impl dyn SourceConfig {
 pub struct BuildContext {
     /// Where each kind of local data registers its version (see `chain::validity`).
     pub versions: Arc<DataVersions>,
+    /// The per-query metrics, read at scrape time by a source whose work the fast path
+    /// does for it (the forwarding cache's hits that the fast path reused).
+    pub metrics: Arc<Metrics>,
 }
 
 /// A running source: the chain's [`Source`], and what it carries besides. [`SharedSource`]
@@ -121,6 +131,17 @@ pub trait Plugin: Source + SharedSource {
 
     /// Encodes its metrics (those of [`SourceSetup::metrics`]).
     fn encode_metrics(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result;
+
+    /// Encodes its metrics under CoreDNS's names and labels (`admin.metrics = "coredns"`), as
+    /// the CoreDNS plugin doing its job would: only sources with a CoreDNS counterpart that
+    /// has metrics (the forwarding source: `cache` and `forward`) have any.
+    fn encode_coredns_metrics(
+        &self,
+        _encoder: &mut DescriptorEncoder<'_>,
+        _labels: &CorednsLabels,
+    ) -> fmt::Result {
+        Ok(())
+    }
 
     /// Starts its background tasks (polls, watches, probes); called once, after the listeners
     /// are up, for a source that was built (not for one kept by a reload).

@@ -39,6 +39,7 @@ pub fn require(tool: &str) -> bool {
     let package = match tool {
         "dig" | "nslookup" => "bind9-dnsutils",
         "kdig" => "knot-dnsutils",
+        "promtool" => "prometheus",
         other => other,
     };
     let current = thread::current();

@@ -228,6 +228,8 @@ struct UpstreamState {
     /// Hearth's loop probes and health checks received.
     probes: AtomicUsize,
     delay: Mutex<Duration>,
+    /// Sets AD in every reply, as a validating resolver does for signed data.
+    authentic_data: std::sync::atomic::AtomicBool,
 }
 
 /// The SOA the fake upstream puts in negative answers.
@@ -258,6 +260,7 @@ impl FakeUpstream {
             asked: Mutex::new(Vec::new()),
             probes: AtomicUsize::new(0),
             delay: Mutex::new(Duration::ZERO),
+            authentic_data: std::sync::atomic::AtomicBool::new(false),
         });
         let (udp, tcp) = bind_same_port().await;
         let addr = udp.local_addr().unwrap();
@@ -273,6 +276,11 @@ impl FakeUpstream {
     /// Every answer waits this long first.
     pub fn set_delay(&self, delay: Duration) {
         *self.state.delay.lock().unwrap() = delay;
+    }
+
+    /// Whether every reply carries AD=1 ("authenticated"), true or not.
+    pub fn set_authentic_data(&self, on: bool) {
+        self.state.authentic_data.store(on, Ordering::SeqCst);
     }
 
     pub fn add(&self, record: Record) {
@@ -387,6 +395,7 @@ impl UpstreamState {
         let mut reply = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
         reply.metadata.recursion_desired = request.metadata.recursion_desired;
         reply.metadata.recursion_available = true;
+        reply.metadata.authentic_data = self.authentic_data.load(Ordering::SeqCst);
         reply.queries.push(query.clone());
         if let Some(edns) = &request.edns {
             let mut opt = Edns::new();
@@ -549,11 +558,27 @@ where
 /// this small is enough for three admin routes, and keeps an HTTP client crate out of the
 /// test dependencies.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with(addr, path, &[]).await;
+    (status, body)
+}
+
+/// A GET with extra request headers (`("Accept", "...")`): the status, the response's head
+/// (status line and headers) and its body.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut stream = tokio::time::timeout(PATIENCE, tokio::net::TcpStream::connect(addr))
         .await
         .expect("admin endpoint accepts in time")
         .expect("admin endpoint accepts");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
@@ -575,7 +600,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     } else {
         body.to_owned()
     };
-    (status, body)
+    (status, head.to_owned(), body)
 }
 
 /// The body of a chunked HTTP/1.1 response.

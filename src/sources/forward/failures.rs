@@ -10,7 +10,8 @@
 //!
 //! RFC 8767 §5: "the resolver SHOULD ... [use] a failure recheck timer": once a stale answer
 //! has been served because no upstream answered in time, further questions for it are
-//! answered stale at once, without waiting 1.8 s again, for [`STALE_RECHECK`].
+//! answered stale at once, without waiting 1.8 s again, for `cache.stale_recheck` (30 s by
+//! default, as the RFC recommends).
 //!
 //! Bounded: at most [`CAPACITY`] questions are remembered (a flood of random names that all
 //! fail cannot grow it); the least recently failed are forgotten first.
@@ -28,9 +29,6 @@ const FIRST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// RFC 9520 §3.3: at most five minutes.
 const MAX_INTERVAL: Duration = Duration::from_secs(300);
-
-/// RFC 8767 §5 suggests 30 seconds.
-pub const STALE_RECHECK: Duration = Duration::from_secs(30);
 
 /// Questions remembered at most.
 const CAPACITY: usize = 10_000;
@@ -50,18 +48,20 @@ pub struct Failures {
     entries: QuickCache<CacheKey, Failed>,
     /// Questions answered from here.
     pub hits: AtomicU64,
-}
-
-impl Default for Failures {
-    fn default() -> Self {
-        Self {
-            entries: QuickCache::new(CAPACITY),
-            hits: AtomicU64::new(0),
-        }
-    }
+    /// `cache.stale_recheck`.
+    stale_recheck: Duration,
 }
 
 impl Failures {
+    /// A failure cache whose stale answers are served at once for `stale_recheck`.
+    pub fn new(stale_recheck: Duration) -> Self {
+        Self {
+            entries: QuickCache::new(CAPACITY),
+            hits: AtomicU64::new(0),
+            stale_recheck,
+        }
+    }
+
     /// How long `key` is still a remembered failure, counted as a hit; `None` if it is not.
     pub fn remembered(&self, key: &CacheKey, now: Instant) -> Option<Duration> {
         let failed = self.entries.get(key)?;
@@ -109,7 +109,7 @@ impl Failures {
         self.entries.insert(
             key.clone(),
             Failed {
-                stale_until: Some(now + STALE_RECHECK),
+                stale_until: Some(now + self.stale_recheck),
                 ..failed
             },
         );
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn failures_are_remembered_for_a_growing_interval() {
-        let failures = Failures::default();
+        let failures = Failures::new(Duration::from_secs(30));
         let broken = key("broken.example.");
         let start = Instant::now();
         assert_eq!(failures.remembered(&broken, start), None);
@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_stale_answer_served_once_is_served_at_once_for_30_seconds() {
-        let failures = Failures::default();
+        let failures = Failures::new(Duration::from_secs(30));
         let name = key("stale.example.");
         let start = Instant::now();
         assert!(!failures.serve_stale_now(&name, start));
@@ -187,5 +187,15 @@ mod tests {
             None,
             "serving stale is not a failure to answer"
         );
+    }
+
+    #[test]
+    fn the_recheck_timer_is_the_configured_one() {
+        let failures = Failures::new(Duration::from_secs(5));
+        let name = key("stale.example.");
+        let start = Instant::now();
+        failures.served_stale(&name, start);
+        assert!(failures.serve_stale_now(&name, start + Duration::from_secs(4)));
+        assert!(!failures.serve_stale_now(&name, start + Duration::from_secs(6)));
     }
 }

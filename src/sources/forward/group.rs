@@ -6,7 +6,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,10 @@ pub struct Group {
     pub concurrency: Semaphore,
     /// The default group's limit per domain under it.
     pub domains: Option<DomainLimits>,
+    /// Queries that found every upstream marked down (and so tried them all).
+    pub all_down: AtomicU64,
+    /// Queries refused because `max_concurrent` (or a domain's share of it) was reached.
+    pub max_concurrent_rejects: AtomicU64,
 }
 
 impl Group {
@@ -54,6 +58,8 @@ impl Group {
             timeout,
             health_check,
             next: AtomicUsize::new(0),
+            all_down: AtomicU64::new(0),
+            max_concurrent_rejects: AtomicU64::new(0),
             concurrency: Semaphore::new(max_concurrent),
             domains,
         }
@@ -71,6 +77,8 @@ impl Group {
             .collect();
         if order.is_empty() {
             order = self.members.iter().copied().filter(usable).collect();
+            // CoreDNS's `healthcheck_broken`: every upstream is down, so all are tried.
+            self.all_down.fetch_add(1, Ordering::Relaxed);
         }
         match self.policy {
             Policy::Sequential => {}

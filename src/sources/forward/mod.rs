@@ -42,14 +42,21 @@
 //! `health_check` it is asked `. IN NS`, and any reply marks it up again. When all are down,
 //! all are tried.
 //!
+//! DNSSEC (`[dnssec]`, module `dnssec`): with `validate = true`, a question with CD=0 is asked
+//! upstream with DO=1 and CD=1 and its answer validated before it is cached; bogus is SERVFAIL.
+//! Without validation, the upstream's AD bit is cleared (anyone on a plain path could set it)
+//! unless the upstream is reached over TLS or HTTPS and `trust_upstream_ad` says to believe it.
+//!
 //! Forwarding loops (an upstream that leads back to Hearth, such as a resolver whose upstream is
 //! this server): at start, each upstream is asked a name made of a per-process random nonce and
 //! its index. If that question ever reaches this source, the query went round: that upstream is
 //! disabled with a loud error, and the process keeps running (CoreDNS's `loop` plugin exits
 //! instead, which crash-loops a pod).
 
+pub mod dnssec;
 mod failures;
 mod group;
+mod metrics;
 mod setup;
 pub mod stream;
 mod udp;
@@ -72,6 +79,8 @@ use tokio::time::Instant;
 use crate::cache::{Cache, CacheKey, CacheStats, Lookup};
 use crate::chain::{Answer, ExtendedError, Outcome, Question, Source};
 use crate::config::values::UpstreamSpec;
+use dnssec::Validator;
+pub use dnssec::{DnssecConfig, DnssecStats};
 use failures::Failures;
 use group::Group;
 pub use stream::ConnectionStats;
@@ -169,6 +178,9 @@ const LOOP_PROBE_SUFFIX: &str = "hearth-loop-check.invalid.";
 /// the inside.
 pub struct Forwarder {
     inner: Arc<Inner>,
+    /// The server's per-query metrics: the fast path's reuses of cached answers are this
+    /// cache's hits too (`Metrics::fast_cache_hits`). `None` outside a running server.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 struct Inner {
@@ -186,6 +198,27 @@ struct Inner {
     /// For the TCP retries (hickory-net), which keep their background tasks in it: it must
     /// live as long as the exchanges do, or their tasks are aborted.
     provider: TokioRuntimeProvider,
+    /// `[dnssec] validate = true`: the validator, whose fetches come back here.
+    validator: Option<Validator>,
+    /// `[dnssec] trust_upstream_ad`: an upstream's AD is passed on (from TLS and HTTPS
+    /// upstreams only, and only without validation).
+    trust_upstream_ad: bool,
+}
+
+/// The validator's way back into the forwarder. Weak: the validator lives in the `Inner` it
+/// points to.
+struct ForwarderFetch(Weak<Inner>);
+
+impl dnssec::Fetch for ForwarderFetch {
+    fn fetch(&self, question: Question) -> futures_util::future::BoxFuture<'static, Outcome> {
+        let inner = self.0.upgrade();
+        Box::pin(async move {
+            match inner {
+                Some(inner) => inner.fetch_unvalidated(&question).await,
+                None => Outcome::Unavail(ForwardError::NoUpstreams.into()),
+            }
+        })
+    }
 }
 
 impl Forwarder {
@@ -235,19 +268,70 @@ impl Forwarder {
                 zone.max_concurrent,
             ));
         }
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
             upstreams,
             groups,
             cache: Cache::new(config.cache.clone()),
-            failures: Failures::default(),
+            failures: Failures::new(config.cache.stale_recheck),
             in_flight: Mutex::new(HashMap::new()),
             loop_nonce: format!("{:016x}", rand::random::<u64>()),
             provider,
+            validator: config.dnssec.validate.then(|| {
+                Validator::new(
+                    config.dnssec.clone(),
+                    Arc::new(ForwarderFetch(weak.clone())),
+                )
+            }),
+            trust_upstream_ad: config.dnssec.trust_upstream_ad,
         });
         for index in 0..inner.groups.len() {
             tokio::spawn(health_checks(Arc::downgrade(&inner), index));
         }
-        Self { inner }
+        Self {
+            inner,
+            metrics: None,
+        }
+    }
+
+    /// The forwarder, reading the fast path's cache hits from `metrics` at scrape time.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Cache hits: the cache's own, and the fast path's reuses of its answers.
+    pub fn cache_hits(&self) -> u64 {
+        let own = self
+            .cache_stats()
+            .map_or(0, |c| c.hits.load(Ordering::Relaxed));
+        own + self.metrics.as_ref().map_or(0, |m| m.fast_cache_hits())
+    }
+
+    /// Queries that found every upstream of their group marked down.
+    pub fn all_down(&self) -> u64 {
+        self.inner
+            .groups
+            .iter()
+            .map(|g| g.all_down.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Queries refused at a group's `max_concurrent`.
+    pub fn max_concurrent_rejects(&self) -> u64 {
+        self.inner
+            .groups
+            .iter()
+            .map(|g| g.max_concurrent_rejects.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Each upstream's address (CoreDNS's `to` label) and its counters.
+    pub fn upstreams_by_address(&self) -> Vec<(String, &UpstreamStats)> {
+        self.inner
+            .upstreams
+            .iter()
+            .map(|u| (u.spec.address.to_string(), &*u.stats))
+            .collect()
     }
 
     /// Each upstream, as written in the config, and its connections' counters (for a plain
@@ -268,6 +352,11 @@ impl Forwarder {
     /// The cache's counters, if there is a cache.
     pub fn cache_stats(&self) -> Option<&CacheStats> {
         self.inner.cache.as_ref().map(Cache::stats)
+    }
+
+    /// The validator's counters, if answers are validated.
+    pub fn dnssec_stats(&self) -> Option<&DnssecStats> {
+        self.inner.validator.as_ref().map(|v| &v.stats)
     }
 
     /// Entries in the cache now.
@@ -328,7 +417,12 @@ impl Inner {
             match upstream.ask(question, group.timeout, &self.provider).await {
                 Ok(response) => {
                     let response_code = response.metadata.response_code;
-                    let answer = upstream::answer_from(response, question.dnssec_ok);
+                    // RFC 6840 §5.7: AD is believed only from a resolver trusted over a secure
+                    // path; while validating, our own verdict sets it.
+                    let trust_ad = self.trust_upstream_ad
+                        && self.validator.is_none()
+                        && upstream.is_authenticated();
+                    let answer = upstream::answer_from(response, question.dnssec_ok, trust_ad);
                     match response_code {
                         ResponseCode::NoError => return Outcome::Success(answer),
                         ResponseCode::NXDomain => return Outcome::NotFound(answer),
@@ -410,22 +504,75 @@ impl Inner {
         outcome
     }
 
-    /// One upstream resolution, within its group's limits; the answer is cached, and a
-    /// failure remembered.
+    /// A question asked with DO=1 and CD=1 for the validator: from the cache when fresh, else
+    /// upstream, coalesced and cached as any question. Never validated itself (CD=1).
+    async fn fetch_unvalidated(&self, question: &Question) -> Outcome {
+        let key = CacheKey::new(question);
+        if let Some(cache) = &self.cache {
+            if let Lookup::Fresh { answer, .. } = cache.get(&key, Instant::now()) {
+                return outcome_of(answer);
+            }
+        }
+        Box::pin(self.resolve(question, key)).await
+    }
+
+    /// A bogus answer remembered for `key` (RFC 9520): never replaced by a stale one.
+    fn bogus_now(&self, key: &CacheKey) -> Option<Outcome> {
+        self.validator.as_ref()?.remembered(key)
+    }
+
+    /// One upstream resolution, within its group's limits, validated when `[dnssec]` says
+    /// so; the answer is cached, and a failure remembered.
     async fn resolve_now(&self, question: &Question, key: &CacheKey) -> Outcome {
-        let group = group::route(&self.groups, &question.lower_name);
+        let mut outcome = match &self.validator {
+            Some(validator) if validator.applies(question) => {
+                validator.resolve(question, key).await
+            }
+            // While validating, what is not validated is asked with CD=1 too (RFC 4035 §3.2.2):
+            // a validating upstream must not fail a name under a negative trust anchor.
+            Some(_) => {
+                let unchecked = Question {
+                    checking_disabled: true,
+                    ..question.clone()
+                };
+                self.ask_group(&unchecked).await
+            }
+            None => self.ask_group(question).await,
+        };
+        self.remember(key, &mut outcome);
+        outcome
+    }
+
+    /// Asks the group `question` belongs to, within its limits.
+    async fn ask_group(&self, question: &Question) -> Outcome {
+        // RFC 4034 §5: the DS set lives in the parent zone, so it is asked where the parent
+        // name would be (the validator's DS fetches, and a client's DS questions alike).
+        let routed = if question.record_type == RecordType::DS && !question.lower_name.is_root() {
+            question.lower_name.base_name()
+        } else {
+            question.lower_name.clone()
+        };
+        let group = group::route(&self.groups, &routed);
+        let overloaded = || {
+            group.max_concurrent_rejects.fetch_add(1, Ordering::Relaxed);
+            Outcome::TryAgain(ForwardError::Overloaded.into())
+        };
         let Ok(_permit) = group.concurrency.try_acquire() else {
-            return Outcome::TryAgain(ForwardError::Overloaded.into());
+            return overloaded();
         };
         let _domain = match &group.domains {
             Some(domains) => match domains.enter(&question.lower_name) {
                 Some(slot) => Some(slot),
-                None => return Outcome::TryAgain(ForwardError::Overloaded.into()),
+                None => return overloaded(),
             },
             None => None,
         };
-        let mut outcome = self.ask_upstreams(group, question).await;
-        match &outcome {
+        self.ask_upstreams(group, question).await
+    }
+
+    /// Caches a resolution's answer, or remembers its failure.
+    fn remember(&self, key: &CacheKey, outcome: &mut Outcome) {
+        match &*outcome {
             Outcome::Success(_) | Outcome::NotFound(_) => self.failures.forget(key),
             // The upstreams failed (not a limit of ours): remembered (RFC 9520).
             Outcome::TryAgain(error) | Outcome::Unavail(error)
@@ -443,14 +590,13 @@ impl Inner {
             _ => {}
         }
         if let (Some(cache), Outcome::Success(answer) | Outcome::NotFound(answer)) =
-            (&self.cache, &mut outcome)
+            (&self.cache, outcome)
         {
             // The first answer is clamped as its cached copies will be.
             if let Some(clamped) = cache.store(key.clone(), answer, Instant::now()) {
                 *answer = clamped;
             }
         }
-        outcome
     }
 }
 
@@ -508,6 +654,10 @@ impl Source for Forwarder {
                 outcome_of(answer)
             }
             Lookup::Stale { answer } => {
+                // A bogus answer is never turned into a stale success.
+                if let Some(bogus) = inner.bogus_now(&key) {
+                    return bogus;
+                }
                 let stale = |mut answer: Answer| {
                     cache.stats().stale_answers.fetch_add(1, Ordering::Relaxed);
                     // RFC 8914 §4.4, Stale Answer, as RFC 8767 §6 suggests.
@@ -531,6 +681,7 @@ impl Source for Forwarder {
                 };
                 match tokio::time::timeout(STALE_ANSWER_TIMEOUT, refresh).await {
                     Ok(Ok(outcome @ (Outcome::Success(_) | Outcome::NotFound(_)))) => outcome,
+                    Ok(Ok(outcome)) if inner.bogus_now(&stale_key).is_some() => outcome,
                     _ => {
                         inner.failures.served_stale(&stale_key, Instant::now());
                         stale(answer)
@@ -594,6 +745,7 @@ mod tests {
             cache: Default::default(),
             tls_ca: None,
             zones: Vec::new(),
+            dnssec: DnssecConfig::default(),
         };
         Forwarder::new(&config)
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use prometheus_client::encoding::DescriptorEncoder;
 use serde::Deserialize;
 
+use super::dnssec::DnssecConfig;
 use super::Forwarder;
 use crate::cache::CacheConfig;
 use crate::config::file::{ConfigError, Tables, MAX_TTL};
@@ -50,6 +51,9 @@ struct ZoneTable {
     health_check: Option<HumanDuration>,
 }
 
+/// The longest `cache.stale_recheck`.
+const MAX_STALE_RECHECK: Duration = Duration::from_secs(3600);
+
 /// `[cache]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +64,7 @@ struct CacheTable {
     max_ttl: Option<HumanDuration>,
     negative_max_ttl: Option<HumanDuration>,
     serve_stale: Option<HumanDuration>,
+    stale_recheck: Option<HumanDuration>,
     prefetch: Option<bool>,
 }
 
@@ -83,6 +88,8 @@ pub struct ForwardConfig {
     pub tls_ca: Option<PathBuf>,
     /// `[[forward.zone]]`: domains with upstreams of their own; the longest match wins.
     pub zones: Vec<ForwardZone>,
+    /// `[dnssec]`: validation of the answers, and whether an upstream's AD bit is believed.
+    pub dnssec: DnssecConfig,
 }
 
 /// One `[[forward.zone]]`, validated.
@@ -136,7 +143,7 @@ pub enum UpstreamsFrom {
 /// The metrics of the `dns` source: its cache and its upstreams.
 pub const METRICS: &[MetricDoc] = &[
     ("cache_entries", "gauge", "Answers in the forwarding cache."),
-    ("cache_hits_total", "counter", "Forwarded questions answered from the cache."),
+    ("cache_hits_total", "counter", "Forwarded questions answered from the cache, by the fast path included."),
     ("cache_misses_total", "counter", "Forwarded questions not in the cache."),
     ("cache_evictions_total", "counter", "Cache entries evicted to make room."),
     ("cache_inserts_total", "counter", "Answers stored in the cache."),
@@ -147,6 +154,7 @@ pub const METRICS: &[MetricDoc] = &[
     ("upstream_failures_total", "counter", "Upstream queries that got no reply (timeout or unreachable)."),
     ("upstream_replies_total", "counter", "Upstream queries that got a reply."),
     ("upstream_latency_seconds_total", "counter", "Sum of the round-trip times of upstream replies; divide by upstream_replies_total for the mean."),
+    ("upstream_request_duration_seconds", "histogram", "Round-trip times of upstream queries that got a reply, by upstream and the reply's RCODE (health checks not included)."),
     ("upstream_healthy", "gauge", "1 if the upstream is up, 0 if marked down or looping."),
     ("upstream_looping", "gauge", "1 if a loop probe sent to the upstream came back to this server."),
     ("upstream_unmatched_replies_total", "counter", "UDP datagrams from the upstream whose ID matched no query in flight (late, or a forgery that missed): dropped."),
@@ -155,6 +163,9 @@ pub const METRICS: &[MetricDoc] = &[
     ("upstream_connections_reused_total", "counter", "Queries sent on a connection to the upstream already open."),
     ("upstream_connections_failed_total", "counter", "Connections to the upstream that could not be opened or broke."),
     ("failure_cache_hits_total", "counter", "Questions answered SERVFAIL from the failure cache because resolving them failed moments ago (RFC 9520)."),
+    ("dnssec_answers_total", "counter", "Validated answers by result: secure, insecure, bogus (SERVFAIL), indeterminate (SERVFAIL)."),
+    ("dnssec_signatures_total", "counter", "RRSIGs handed to the validator; each is checked against at most 4 keys (KeyTrap bound)."),
+    ("dnssec_limited_total", "counter", "Questions whose validation stopped at a bound on signatures, keys or fetches (KeyTrap, CVE-2023-50387)."),
 ];
 
 /// The `dns` source in the registry.
@@ -166,11 +177,15 @@ impl SourceSetup for DnsSetup {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["forward", "cache"]
+        &["forward", "cache", "dnssec"]
     }
 
     fn metrics(&self) -> &'static [MetricDoc] {
         METRICS
+    }
+
+    fn coredns_metrics(&self) -> &'static [MetricDoc] {
+        super::metrics::COREDNS_METRICS
     }
 
     fn configure(&self, tables: &Tables<'_>) -> Result<Arc<dyn SourceConfig>, ConfigError> {
@@ -247,8 +262,15 @@ impl SourceSetup for DnsSetup {
             max_ttl: duration(cache.max_ttl, defaults.max_ttl),
             negative_max_ttl: duration(cache.negative_max_ttl, defaults.negative_max_ttl),
             serve_stale: duration(cache.serve_stale, defaults.serve_stale),
+            stale_recheck: duration(cache.stale_recheck, defaults.stale_recheck),
             prefetch: cache.prefetch.unwrap_or(defaults.prefetch),
         };
+        if cache.stale_recheck > MAX_STALE_RECHECK {
+            return Err(tables.invalid(
+                "cache.stale_recheck",
+                "must be at most 1h: past that, an upstream that came back would go unasked for too long",
+            ));
+        }
         for (key, value) in [
             ("cache.min_ttl", cache.min_ttl),
             ("cache.max_ttl", cache.max_ttl),
@@ -279,6 +301,7 @@ impl SourceSetup for DnsSetup {
             cache,
             tls_ca: forward.tls_ca,
             zones,
+            dnssec: DnssecConfig::read(tables)?,
         };
         if config.needs_tls() {
             // Read the roots now, so a bad tls_ca is an error of the file, with its key.
@@ -381,10 +404,10 @@ impl SourceConfig for ForwardConfig {
 
     fn build(
         &self,
-        _context: &BuildContext,
+        context: &BuildContext,
         _previous: Option<&Arc<dyn Plugin>>,
     ) -> Arc<dyn Plugin> {
-        Arc::new(Forwarder::new(self))
+        Arc::new(Forwarder::new(self).with_metrics(Arc::clone(&context.metrics)))
     }
 
     fn describe(&self) -> Vec<(&'static str, String)> {
@@ -417,7 +440,7 @@ impl Plugin for Forwarder {
         let read = |pick: fn(&crate::cache::CacheStats) -> &std::sync::atomic::AtomicU64| {
             cache.map_or(0, |c| load(pick(c)))
         };
-        out.counter("cache_hits_total", read(|c| &c.hits))?;
+        out.counter("cache_hits_total", self.cache_hits())?;
         out.counter("cache_misses_total", read(|c| &c.misses))?;
         out.counter("cache_evictions_total", read(|c| &c.evictions))?;
         out.counter("cache_inserts_total", read(|c| &c.inserts))?;
@@ -452,6 +475,24 @@ impl Plugin for Forwarder {
             "upstream_latency_seconds_total",
             "upstream",
             per_upstream(&|s| Value::Float(load(&s.latency_micros) as f64 / 1e6)),
+        )?;
+        crate::metrics::histogram::encode(
+            out.descriptors(),
+            "upstream_request_duration",
+            crate::metrics::help_of(METRICS, "upstream_request_duration_seconds"),
+            crate::metrics::histogram::Bounds::Hearth,
+            upstreams.iter().flat_map(|(address, stats)| {
+                stats
+                    .durations
+                    .snapshots()
+                    .into_iter()
+                    .map(move |(rcode, snapshot)| {
+                        (
+                            [("upstream", address.clone()), ("rcode", rcode.to_owned())],
+                            snapshot,
+                        )
+                    })
+            }),
         )?;
         out.labelled(
             "upstream_healthy",
@@ -496,7 +537,35 @@ impl Plugin for Forwarder {
             "upstream",
             per_connection(|c| load(&c.failed)),
         )?;
-        out.counter("failure_cache_hits_total", self.failure_cache_hits())
+        out.counter("failure_cache_hits_total", self.failure_cache_hits())?;
+        let dnssec = self.dnssec_stats();
+        let read = |pick: fn(&super::DnssecStats) -> &std::sync::atomic::AtomicU64| {
+            dnssec.map_or(0, |s| load(pick(s)))
+        };
+        out.labelled(
+            "dnssec_answers_total",
+            "result",
+            [
+                ("secure".to_owned(), Value::Integer(read(|s| &s.secure))),
+                ("insecure".to_owned(), Value::Integer(read(|s| &s.insecure))),
+                ("bogus".to_owned(), Value::Integer(read(|s| &s.bogus))),
+                (
+                    "indeterminate".to_owned(),
+                    Value::Integer(read(|s| &s.indeterminate)),
+                ),
+            ]
+            .into_iter(),
+        )?;
+        out.counter("dnssec_signatures_total", read(|s| &s.signatures))?;
+        out.counter("dnssec_limited_total", read(|s| &s.limited))
+    }
+
+    fn encode_coredns_metrics(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        labels: &crate::metrics::coredns::CorednsLabels,
+    ) -> std::fmt::Result {
+        super::metrics::encode_coredns(self, encoder, labels)
     }
 
     /// The loop probe, once the listeners are up so that a probe that comes back can be seen;

@@ -114,6 +114,11 @@ pub enum StreamError {
     /// The upstream answered something that is not a reply to the query.
     #[error("{0}")]
     Protocol(String),
+    /// The deadline passed while the connection was being set up (TCP connect, TLS or HTTP/2
+    /// handshake): like a query that got no reply, a temporary failure (TRYAGAIN), but the
+    /// message says which step was slow.
+    #[error("{0}")]
+    SetupTimedOut(String),
 }
 
 /// How far the opening of a connection got, for the message when the deadline passes during it.
@@ -134,11 +139,11 @@ impl Stage {
             millis(within).saturating_add(5) / 10 * 10,
         ));
         match self {
-            Self::Connect => {
-                StreamError::Connect(format!("TCP connection not established within {within}"))
-            }
+            Self::Connect => StreamError::SetupTimedOut(format!(
+                "TCP connection not established within {within}"
+            )),
             Self::TlsHandshake => {
-                StreamError::Tls(format!("TLS handshake did not finish within {within}"))
+                StreamError::SetupTimedOut(format!("TLS handshake did not finish within {within}"))
             }
         }
     }

@@ -17,6 +17,7 @@ use super::ForwardError;
 use super::MAX_FAILS;
 use crate::chain::{Answer, Question};
 use crate::config::values::{UpstreamSpec, UpstreamTransport};
+use crate::metrics::DurationsByRcode;
 
 /// How an attempt at one upstream ended, when it did not give an answer to pass on.
 pub enum Failure {
@@ -43,6 +44,11 @@ pub struct UpstreamStats {
     /// question, not a response, or undecodable (RFC 5452 §9.1). Dropped; the query keeps
     /// waiting for its genuine reply. Many of these mean someone is guessing.
     pub mismatched_replies: AtomicU64,
+    /// Round trips of the queries that got a reply, by its RCODE (health checks not
+    /// included): the upstream latency histogram.
+    pub durations: DurationsByRcode,
+    /// Health checks (`. IN NS` to an upstream marked down) that got no reply.
+    pub healthcheck_failures: AtomicU64,
     consecutive_failures: AtomicU32,
     down: AtomicBool,
     looping: AtomicBool,
@@ -146,7 +152,12 @@ impl Upstream {
             .exchange(question, started + timeout, timeout, provider)
             .await;
         match &result {
-            Ok(_) => self.stats.record_success(started.elapsed()),
+            Ok(reply) => {
+                let elapsed = started.elapsed();
+                self.stats.record_success(elapsed);
+                let response_code = u16::from(reply.metadata.response_code);
+                self.stats.durations.observe(response_code, elapsed);
+            }
             Err(_) => {
                 if self.stats.record_failure() {
                     let reason = match &result {
@@ -190,6 +201,13 @@ impl Upstream {
                     .await
                     .map_err(|error| match error {
                         StreamError::TimedOut => timed_out(),
+                        // Temporary, as a timeout is, with the slow step named.
+                        StreamError::SetupTimedOut(reason) => {
+                            Failure::Temporary(ForwardError::UpstreamUnreachable {
+                                upstream: address,
+                                reason,
+                            })
+                        }
                         other => unreachable(other.to_string()),
                     });
             }
@@ -226,6 +244,15 @@ impl Upstream {
         result
     }
 
+    /// Whether the upstream is reached over a channel that authenticates it (TLS, HTTPS): the
+    /// only kind whose AD bit `[dnssec] trust_upstream_ad` lets through.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(
+            self.spec.transport,
+            UpstreamTransport::Tls { .. } | UpstreamTransport::Https { .. }
+        )
+    }
+
     /// A health check: `. IN NS`, as CoreDNS asks. Any reply marks the upstream up; returns
     /// whether one came.
     pub async fn probe(&self, timeout: Duration, provider: &TokioRuntimeProvider) -> bool {
@@ -240,6 +267,9 @@ impl Upstream {
             tracing::info!(upstream = %self.spec, "upstream answers again; marked up");
             return true;
         }
+        self.stats
+            .healthcheck_failures
+            .fetch_add(1, Ordering::Relaxed);
         false
     }
 }
@@ -275,7 +305,11 @@ pub fn request_for(question: &Question) -> DnsRequest {
 /// authority and additional sections (an upstream's NS set and glue), which no stub resolver
 /// uses and which would double what the cache holds. With DO set they stay: a wildcard answer's
 /// NSEC proof is in the authority section.
-pub fn answer_from(mut message: Message, dnssec_ok: bool) -> Answer {
+///
+/// AD is kept only when `trust_ad`: RFC 4035 §4.9.3, a stub "SHOULD NOT trust the AD bit
+/// unless it trusts the security-aware recursive name server ... and the channel", and
+/// Hearth's clients are stubs that believe what Hearth says.
+pub fn answer_from(mut message: Message, dnssec_ok: bool, trust_ad: bool) -> Answer {
     let positive = message.metadata.response_code == hickory_proto::op::ResponseCode::NoError
         && !message.answers.is_empty();
     if positive && !dnssec_ok {
@@ -285,7 +319,7 @@ pub fn answer_from(mut message: Message, dnssec_ok: bool) -> Answer {
     Answer {
         response_code: message.metadata.response_code,
         authoritative: false,
-        authentic_data: message.metadata.authentic_data,
+        authentic_data: trust_ad && message.metadata.authentic_data,
         answers: message.answers,
         authorities: message.authorities,
         additionals: message.additionals,
@@ -315,6 +349,17 @@ mod tests {
             .map(|_| request_for(&question).into_parts().0.metadata.id)
             .collect();
         assert!(ids.len() > 40, "IDs are random: {ids:?}");
+    }
+
+    #[test]
+    fn the_upstream_ad_bit_is_kept_only_when_trusted() {
+        let mut message = Message::query();
+        message.metadata.response_code = hickory_proto::op::ResponseCode::NoError;
+        message.metadata.authentic_data = true;
+        assert!(!answer_from(message.clone(), true, false).authentic_data);
+        assert!(answer_from(message.clone(), true, true).authentic_data);
+        message.metadata.authentic_data = false;
+        assert!(!answer_from(message, true, true).authentic_data);
     }
 
     #[test]

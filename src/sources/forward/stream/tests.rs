@@ -301,7 +301,7 @@ async fn a_tls_handshake_that_never_ends_stops_at_the_deadline_and_says_so() {
         .unwrap_err();
     assert_eq!(
         error,
-        StreamError::Tls("TLS handshake did not finish within 300ms".to_owned())
+        StreamError::SetupTimedOut("TLS handshake did not finish within 300ms".to_owned())
     );
     assert!(started.elapsed() < Duration::from_secs(1));
 }

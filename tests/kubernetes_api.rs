@@ -475,9 +475,9 @@ async fn an_expired_watch_lists_again_without_losing_state() {
 async fn a_relist_of_an_unchanged_cluster_builds_no_zone() {
     let api = example_api().await;
     let watched = Watched::start(KubernetesApi::Url(api.url()), PodMode::Insecure);
-    assert!(eventually(|| async { watched.status().connected() }).await);
     let kubernetes = "kubernetes.default.svc.cluster.local.";
-    assert_eq!(watched.addresses(kubernetes), ["10.96.0.1"]);
+    assert!(eventually(|| async { watched.addresses(kubernetes) == ["10.96.0.1"] }).await);
+    assert!(eventually(|| async { watched.status().connected() }).await);
     // Settled: the first list's zone is in, and nothing else is coming.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let installed = watched.installed();

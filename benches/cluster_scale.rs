@@ -5,8 +5,11 @@
 //! The objects are generated into the fake API server of tests/common/apiserver.rs; the
 //! release `hearth` binary is started as its own process against it; and this prints the time
 //! from process start to the last service answering, Hearth's RSS (and peak) after the first
-//! sync, its CPU seconds, and how long a change takes to show at that size. Loopback only; the
-//! server is stopped at the end, pass or fail.
+//! sync, its CPU seconds, how long each of `HEARTH_SCALE_CHANGES` changes (default 100) takes
+//! to show at that size (p50/p90/p99), and the RSS after and the peak during two forced
+//! re-lists (every watch answered an ERROR event, 410 Gone): one of an unchanged cluster, one
+//! that brings a change the watches missed. Loopback only; the server is stopped at the end,
+//! pass or fail.
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -12,9 +12,10 @@
 # release): it generates the objects into the fake API server of tests/common/apiserver.rs,
 # starts the release `hearth` binary as its own process against it, and prints: the time from
 # process start to the last service answering, Hearth's RSS (and peak) after the first sync,
-# its CPU seconds, how long a change takes to show at that size, and the RSS after and the peak
-# during a re-list (RSS sampled every 2 ms: VmHWM is the peak of the process's whole life). Loopback only; the server
-# is stopped at the end, pass or fail. Run it alone: it takes both cores for a few seconds, and
+# its CPU seconds, how long a change takes to show at that size, and the RSS after and the
+# peak during two forced re-lists, one of an unchanged cluster and one that brings a change
+# the watches missed (RSS sampled every 2 ms: VmHWM is the peak of the process's whole life).
+# Loopback only; the server is stopped at the end, pass or fail. Run it alone: it takes both cores for a few seconds, and
 # other builds on the machine show in every number (`pgrep -a rustc` first).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -64,9 +64,9 @@ use trim::Kind;
 pub use status::ApiStatus;
 
 /// How long changes are gathered before a new zone is built. Short, because a change shows
-/// after this plus the rebuild (benches/cluster_scale.sh: some 0.15 s at 100,000 endpoints on
-/// 2 cores): with 100 ms the p99 was 0.52 s. A burst of events still gives few rebuilds: while
-/// one is in flight the changes gather, and the next build takes them all.
+/// after this plus the rebuild (benches/cluster_scale.sh: some 0.33 s of CPU at 100,000
+/// endpoints; with 100 ms here the p50 was 0.54 s). A burst of events still gives few
+/// rebuilds: while one is in flight the changes gather, and the next build takes them all.
 const COALESCE: Duration = Duration::from_millis(10);
 
 /// Updates waiting for the feed; a kind's task waits when it is full.
@@ -340,7 +340,8 @@ async fn finished(
 /// 100,000 endpoints frees its temporaries (some 70 MiB; 220 MiB when the zone was made of
 /// hickory `Record`s) into whichever arena it ran in. Spread over the pool's threads, each
 /// arena kept a build's worth: RSS 958 MiB after 12 rebuilds of the `Record` zone, 545 MiB on
-/// this one thread; 270 MiB now (benches/cluster_scale.sh).
+/// this one thread; with mimalloc and the stores kept as entries, 55 MiB after 100 rebuilds
+/// (benches/cluster_scale.sh).
 struct Installer {
     jobs: std::sync::mpsc::Sender<(Snapshot, oneshot::Sender<bool>)>,
 }

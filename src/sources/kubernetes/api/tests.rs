@@ -94,6 +94,16 @@ fn the_feed_keeps_the_records_of_the_examples() {
     }
 }
 
+/// What a store keeps per object stays small: an endpoint is its addresses, hostname and
+/// readiness (a k8s-openapi `Endpoint` is some 400 bytes before its strings).
+#[test]
+fn entries_are_compact() {
+    use crate::sources::kubernetes::records::{EndpointEntry, SliceEntry};
+    assert!(std::mem::size_of::<EndpointEntry>() <= 40);
+    assert!(std::mem::size_of::<SliceEntry>() <= 112);
+    assert!(std::mem::size_of::<ServiceEntry>() <= 112);
+}
+
 fn service(name: &str) -> ServiceEntry {
     Service {
         metadata: ObjectMeta {

@@ -80,6 +80,15 @@ pub fn check_reply_header(query: &[u8], reply: &[u8], what: &str) {
 
 /// The engine's chain: the hosts file `fuzz/data/hosts`, the zones of `zones/` and the cluster
 /// zone of `zones/cluster/`, in that order. No forwarder: nothing leaves the machine.
+/// A current-thread runtime with I/O and timers: the one every target that runs the server's
+/// async code drives it with.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
 pub fn local_chain(versions: &Arc<DataVersions>) -> Chain {
     let root = repository();
     let hosts: Arc<dyn Source> = Arc::new(Hosts::load(

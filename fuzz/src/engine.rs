@@ -23,7 +23,7 @@ use hearth::server::admission::{Admission, Admitted, Decision};
 use hearth::server::fast::FastTable;
 use hearth::server::{Engine, Transport};
 
-use super::common::{check_reply, local_chain, udp_limit};
+use super::common::{check_reply, local_chain, runtime, udp_limit};
 
 struct State {
     runtime: Runtime,
@@ -43,10 +43,7 @@ fn client() -> SocketAddr {
 fn state() -> &'static State {
     static STATE: OnceLock<State> = OnceLock::new();
     STATE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
+        let runtime = runtime();
         let versions = DataVersions::new();
         let engine = runtime.block_on(async { Engine::new(local_chain(&versions)) });
         State {

@@ -24,7 +24,7 @@ use hearth::chain::DataVersions;
 use hearth::server::tcp::{self, TcpLimits};
 use hearth::server::Engine;
 
-use super::common::local_chain;
+use super::common::{local_chain, runtime};
 
 /// How long the server may take to close a half-closed connection: it answers from local data
 /// in microseconds, so anything near this is a hang.
@@ -38,10 +38,7 @@ fn listener() -> SocketAddr {
         std::thread::Builder::new()
             .name("tcp-listener".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
+                let runtime = runtime();
                 runtime.block_on(async move {
                     let versions = DataVersions::new();
                     let engine = Arc::new(Engine::new(local_chain(&versions)));

@@ -28,6 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Runtime;
 
+use super::common::runtime;
+
 use hearth::cache::CacheConfig;
 use hearth::chain::{Outcome, Question, Source};
 use hearth::config::values::UpstreamSpec;
@@ -66,10 +68,7 @@ fn lock(exchange: &Mutex<Exchange>) -> std::sync::MutexGuard<'_, Exchange> {
 fn state() -> &'static State {
     static STATE: OnceLock<State> = OnceLock::new();
     STATE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
+        let runtime = runtime();
         let exchange = Arc::new(Mutex::new(Exchange::default()));
         let upstream = runtime.block_on(async {
             // UDP and TCP on the same port, as an upstream has them (TCP for TC=1).

@@ -42,8 +42,9 @@
 //! **Misses are answered in the batch when they can be.** A miss's general-path future is
 //! polled once on this thread, with a waker that does nothing. Local data (zones, hosts files,
 //! the cluster) and the cache answer without waiting, so the future is ready at once and its
-//! reply goes out in the batch's `sendmmsg` with the hits: no task, no wake-up of a runtime
-//! thread, no `sendto` of its own. Only a future that waits (an upstream query) is handed to
+//! reply goes out in a `sendmmsg` with the batch's other misses: no task, no wake-up of a runtime
+//! thread, no `sendto` of its own (the hits of the batch are sent first, so they do not wait
+//! for the misses' work). Only a future that waits (an upstream query) is handed to
 //! the runtime as a task, which polls it again with a real waker, as the `Future` contract
 //! requires of anything that returned `Pending`. Issue 16's long tail (distinct names, each
 //! asked once or rarely, which the table does not hold) goes through here.
@@ -667,6 +668,9 @@ struct Worker {
     /// `buffers`, and its source. (Rejections, between them in `replies`, are counted by
     /// [`Engine::reject`].)
     answered: Vec<(usize, usize, Hit)>,
+    /// The batch's misses the front door admitted, to be polled once after the hits are
+    /// sent: the datagram's index, its admitted sender, its place in flight.
+    general: Vec<(usize, Admitted, OwnedSemaphorePermit)>,
     /// The batch's misses that wait (on an upstream), for the runtime to finish: the
     /// general path's future, polled once, where its reply goes, and its place in flight.
     misses: Vec<(GeneralAnswer, SocketAddr, OwnedSemaphorePermit)>,
@@ -696,6 +700,7 @@ impl Worker {
             replies: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
             destinations: vec![None; BATCH],
             answered: Vec::with_capacity(BATCH),
+            general: Vec::with_capacity(BATCH),
             misses: Vec::with_capacity(BATCH),
         }
     }
@@ -787,29 +792,7 @@ impl Worker {
                 continue;
             }
             match Arc::clone(&self.in_flight).try_acquire_owned() {
-                Ok(permit) => {
-                    let peer = admitted.client().address;
-                    let mut answer = general(
-                        Arc::clone(&self.engine),
-                        Arc::clone(&self.table),
-                        query.to_vec(),
-                        admitted,
-                    );
-                    match answer
-                        .as_mut()
-                        .poll(&mut Context::from_waker(Waker::noop()))
-                    {
-                        Poll::Ready(Some(reply)) => {
-                            // Copied, so that the slot keeps its buffer for the hits.
-                            self.replies[ready].clear();
-                            self.replies[ready].extend_from_slice(&reply.bytes);
-                            self.destinations[ready] = Some(*address);
-                            ready += 1;
-                        }
-                        Poll::Ready(None) => {}
-                        Poll::Pending => self.misses.push((answer, peer, permit)),
-                    }
-                }
+                Ok(permit) => self.general.push((index, admitted, permit)),
                 // At the limit of misses in flight: shed this one at once rather than stop
                 // reading, so the hits behind it are still answered.
                 Err(_) => {
@@ -821,14 +804,61 @@ impl Worker {
             }
         }
         drop(policy);
-        self.spawn_misses();
-        send_batch(
-            &self.socket,
-            &self.replies[..ready],
-            &self.destinations[..ready],
-        );
+        // The hits (and rejections) go out first: they do not wait for the misses' work.
+        if ready > 0 {
+            send_batch(
+                &self.socket,
+                &self.replies[..ready],
+                &self.destinations[..ready],
+            );
+        }
         // Every hit of the batch waited for the whole batch: that is its duration.
         self.record(now.elapsed());
+        let answered = self.answer_general(ready);
+        if answered > ready {
+            send_batch(
+                &self.socket,
+                &self.replies[ready..answered],
+                &self.destinations[ready..answered],
+            );
+        }
+        self.spawn_misses();
+    }
+
+    /// Polls each of the batch's misses once on the general path. Those answered at once
+    /// (local data, the cache) are written to the reply slots from `first` on, for one
+    /// `sendmmsg`; those that wait (an upstream) are kept for [`Worker::spawn_misses`]. Returns
+    /// the end of the slots written.
+    fn answer_general(&mut self, first: usize) -> usize {
+        let mut next = first;
+        // Taken and put back, to keep its allocation from batch to batch.
+        let mut admitted_misses = std::mem::take(&mut self.general);
+        for (index, admitted, permit) in admitted_misses.drain(..) {
+            let (length, address, _) = &self.received[index];
+            let peer = admitted.client().address;
+            let mut answer = general(
+                Arc::clone(&self.engine),
+                Arc::clone(&self.table),
+                self.buffers[index][..*length].to_vec(),
+                admitted,
+            );
+            match answer
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(Some(reply)) => {
+                    // Copied, so that the slot keeps its buffer for the hits.
+                    self.replies[next].clear();
+                    self.replies[next].extend_from_slice(&reply.bytes);
+                    self.destinations[next] = address.clone();
+                    next += 1;
+                }
+                Poll::Ready(None) => {}
+                Poll::Pending => self.misses.push((answer, peer, permit)),
+            }
+        }
+        self.general = admitted_misses;
+        next
     }
 
     /// Hands the batch's misses to the runtime in one task, which starts a task for each: a

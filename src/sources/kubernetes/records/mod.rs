@@ -34,6 +34,7 @@
 
 mod entries;
 mod order;
+mod parts;
 mod rules;
 mod serial;
 #[cfg(test)]
@@ -53,7 +54,10 @@ pub use entries::{
     ClusterEntries, EndpointEntry, Named, NamespaceEntry, ObjectName, PodEntry, PortEntry,
     ServiceEntry, ServiceShape, SliceEntry,
 };
+pub use order::soa;
+pub use parts::{namespace_named, namespace_of, Part};
 pub use rules::{build_into, pod_name_address};
+pub use serial::serial_base;
 #[cfg(test)]
 pub(crate) use varied::varied_cluster;
 
@@ -179,13 +183,17 @@ pub trait RecordSink {
     /// First: the apex SOA (it comes again among the records, in its place), and how many
     /// records and reverse records follow.
     fn start(&mut self, soa: &Record, records: usize, reverse: usize);
-    /// Each record at or under the domain, in canonical order (RFC 4034 §6), once.
-    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>);
+    /// Each record at or under the domain, in canonical order (RFC 4034 §6), once. `item` is
+    /// its share of the SOA serial (0 for the SOA itself): the serial is [`serial_base`] plus
+    /// every item, so a consumer that keeps the zone in parts can make the serial of the
+    /// whole again when it replaces one part (`serial.rs`).
+    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>, item: u32);
     /// Each PTR record of a cluster address (owned by its reverse name, RFC 1035 §3.5 and
-    /// RFC 3596 §2.5), in canonical order, once.
-    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &Name);
-    /// Each name that exists without records, in canonical order.
-    fn empty_name(&mut self, name: &Name);
+    /// RFC 3596 §2.5), in canonical order, once; `item` as for [`RecordSink::record`].
+    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &Name, item: u32);
+    /// Each name that exists without records, in canonical order; `item` as for
+    /// [`RecordSink::record`].
+    fn empty_name(&mut self, name: &Name, item: u32);
 }
 
 impl RecordSink for ClusterRecords {
@@ -194,18 +202,18 @@ impl RecordSink for ClusterRecords {
         self.reverse.reserve_exact(reverse);
     }
 
-    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>) {
+    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>, _: u32) {
         self.records
             .push(Record::from_rdata(owner.clone(), ttl, data.into_rdata()));
     }
 
-    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &Name) {
+    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &Name, _: u32) {
         let data = RData::PTR(PTR(target.clone()));
         self.reverse
             .push(Record::from_rdata(reverse_name(address), ttl, data));
     }
 
-    fn empty_name(&mut self, name: &Name) {
+    fn empty_name(&mut self, name: &Name, _: u32) {
         self.empty_names.push(name.clone());
     }
 }

@@ -16,10 +16,10 @@
 //!        │  once every kind has been listed; then COALESCE after a change, or when the
 //!        │  build in flight ends
 //!        ▼  the `cluster-install` thread
-//!  the first time, and after a re-list that changed something: the whole zone,
+//!  the first time: the whole zone,
 //!    ClusterSink::install_objects(the stores' objects, borrowed) -> records::build_into
-//!  after watch events: only the parts of the zone they touch (records::Part: a service's
-//!  names, a namespace's pods) and the apex,
+//!  after watch events, and re-lists that changed something: only the parts of the zone
+//!  they touch (records::Part: a service's names, a namespace's pods) and the apex,
 //!    ClusterSink::install_parts(those parts, their objects and the namespaces)
 //!  -> zone swapped in; the cluster's data version bumped
 //! ```
@@ -67,10 +67,10 @@ use trim::Kind;
 
 pub use status::ApiStatus;
 
-/// How long changes are gathered before a new zone is built. Short, because a change shows
-/// after this plus the rebuild (benches/cluster_scale.sh: some 0.33 s of CPU at 100,000
-/// endpoints; with 100 ms here the p50 was 0.54 s). A burst of events still gives few
-/// rebuilds: while one is in flight the changes gather, and the next build takes them all.
+/// How long changes are gathered before the parts they touch are rebuilt. Short, because a
+/// change shows after this plus the rebuild (benches/cluster_scale.sh at 100,000 endpoints: a
+/// change shows in some 20 ms at p99). A burst of events still gives few rebuilds: while one
+/// is in flight the changes gather, and the next build takes them all.
 const COALESCE: Duration = Duration::from_millis(10);
 
 /// Updates waiting for the feed; a kind's task waits when it is full.

@@ -242,7 +242,7 @@ fn records_under(built: &records::ClusterRecords, top: &hickory_proto::rr::Name)
 
 /// After the first list the whole zone is built; after a watch event only the parts it
 /// touches, from their objects and every namespace, and those give the part's records as the
-/// whole build does; after a re-list that changed something, the whole zone again.
+/// whole build does; after a re-list, only the parts of what it changed.
 #[test]
 fn after_an_event_only_its_parts_are_built_and_give_the_same_records() {
     let path =
@@ -331,12 +331,22 @@ fn after_an_event_only_its_parts_are_built_and_give_the_same_records() {
         feed.take_changes();
     }
 
-    // A re-list that changes something: the whole zone.
+    // A re-list that takes a service away: its part, and only it.
     feed.apply(Update::Listing(Kind::Service), &status);
     for service in objects.services.iter().skip(1) {
         feed.apply(Update::Listed(service.clone().entry()), &status);
     }
     assert!(feed.apply(Update::ListDone(Kind::Service), &status));
+    let gone = records::Part::of_service(&objects.services[0].clone().into()).unwrap();
+    assert_eq!(feed.take_changes().parts, Some(vec![gone]));
+    // A re-list of the same objects: nothing to build.
+    feed.apply(Update::Listing(Kind::Service), &status);
+    for service in objects.services.iter().skip(1) {
+        feed.apply(Update::Listed(service.clone().entry()), &status);
+    }
+    assert!(!feed.apply(Update::ListDone(Kind::Service), &status));
+    // An install that failed: the next build is whole.
+    feed.not_installed();
     assert!(feed.take_changes().parts.is_none());
 }
 

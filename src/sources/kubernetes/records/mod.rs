@@ -29,7 +29,10 @@
 //! - `order.rs`: the zone while it is built, each record kept as its sort key, so that the
 //!   records come out in canonical order (RFC 4034 §6) without repeats, with the empty
 //!   non-terminals and the SOA worked out from them.
-//! - `serial.rs`: the SOA serial, a hash of the zone's contents.
+//! - `serial.rs`: the SOA serial, a sum of one hash per record, so that it can be made again
+//!   when only some parts of the zone are rebuilt.
+//! - `parts.rs`: the parts the zone is kept in ([`Part`]: a service's names, a namespace's pod
+//!   names), which objects make each, and so which a change rebuilds.
 //! - `tests.rs`: the checklist rows, record by record.
 
 mod entries;
@@ -140,8 +143,9 @@ impl ClusterRecords {
 
 /// Builds the zone from `objects`.
 ///
-/// The SOA serial is the 32-bit FNV-1a hash of every other record, reverse record and empty
-/// name, in order, each in the wire form it is sorted by (`serial.rs`): it changes exactly when what the zone answers changes, and
+/// The SOA serial is a base made of the domain and the TTL plus, for every other record,
+/// reverse record and empty name, the 32-bit FNV-1a hash of the wire form it is sorted by
+/// (`serial.rs`): it changes exactly when what the zone answers changes, and
 /// is the same on every replica that has seen the same objects. It is not increasing (RFC 1982
 /// serial arithmetic) since nothing transfers this zone; whoever needs it to increase can replace
 /// it when it changes.

@@ -2,7 +2,7 @@
 //! records there ([`TableBuilder`]).
 //!
 //! Why this way: the cluster zone of 100,000 endpoints is some 90,000 names and 160,000
-//! records (and 55,000 reverse names beside it), rebuilt whole after every change
+//! records (and 55,000 reverse names beside it), and was rebuilt whole after every change
 //! (`benches/cluster_scale.sh`). Kept as hickory `Record`s in maps of `LowerName`s, the two
 //! took 0.25 s to build and 152 MiB of heap: a `Record` is 272 bytes, a `Name` 80 (plus the
 //! heap beyond 32 bytes of labels), and each name had two vectors of its own. Here a name is

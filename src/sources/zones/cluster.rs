@@ -539,6 +539,16 @@ fn part_key(domain: &Name, part: &Part) -> Option<NameKey> {
     Some(key(&top).into_boxed_slice())
 }
 
+/// Where a record being built goes.
+enum Where<'a> {
+    /// The apex zone's: the name is in no part.
+    Apex,
+    /// Nowhere: its part is not one being rebuilt.
+    LeftOut,
+    /// Into this part.
+    Part(&'a mut (NameKey, PartBuilder, ExtrasBuilding)),
+}
+
 /// What a part being built adds beside its names.
 #[derive(Default)]
 struct ExtrasBuilding {
@@ -591,21 +601,19 @@ impl Building {
         }
     }
 
-    /// The part being built that `name` falls in, if it is kept; `Err` for the apex's names.
-    fn part(
-        &mut self,
-        name: &Name,
-    ) -> Result<Option<&mut (NameKey, PartBuilder, ExtrasBuilding)>, ()> {
+    /// Where the records of `name` go: the part being built that it falls in, if that part is
+    /// kept.
+    fn part(&mut self, name: &Name) -> Where<'_> {
         name_key(name, &mut self.key);
         let Some(top) = part_of(&self.key, self.origin_len) else {
-            return Err(());
+            return Where::Apex;
         };
         let top = &self.key[top..];
         if let Some(last) = self.last.filter(|last| *self.parts[*last].0 == *top) {
-            return Ok(Some(&mut self.parts[last]));
+            return Where::Part(&mut self.parts[last]);
         }
         if self.only.as_ref().is_some_and(|only| !only.contains(top)) {
-            return Ok(None);
+            return Where::LeftOut;
         }
         let at = match self.part_at.get(top) {
             Some(at) => *at,
@@ -619,7 +627,7 @@ impl Building {
             }
         };
         self.last = Some(at);
-        Ok(Some(&mut self.parts[at]))
+        Where::Part(&mut self.parts[at])
     }
 }
 
@@ -633,7 +641,7 @@ impl RecordSink for Building {
 
     fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>, item: u32) {
         match self.part(owner) {
-            Err(()) => {
+            Where::Apex => {
                 let data = data.into_rdata();
                 // The SOA is made anew when the parts are put together (its serial).
                 if data.record_type() != RecordType::SOA {
@@ -641,8 +649,8 @@ impl RecordSink for Building {
                     self.apex_items = self.apex_items.wrapping_add(item);
                 }
             }
-            Ok(None) => {}
-            Ok(Some((_, part, extras))) => {
+            Where::LeftOut => {}
+            Where::Part((_, part, extras)) => {
                 extras.items = extras.items.wrapping_add(item);
                 match data {
                     RecordData::Address(address) => part.add_address(owner, ttl, address),
@@ -660,26 +668,26 @@ impl RecordSink for Building {
 
     fn reverse(&mut self, address: IpAddr, _: u32, target: &Name, item: u32) {
         match self.part(target) {
-            Ok(Some((_, _, extras))) => {
+            Where::Part((_, _, extras)) => {
                 let mut wire = Vec::with_capacity(target.len() + 2);
                 push_wire_name(&mut wire, target);
                 extras.ptrs.push((address, wire.into_boxed_slice()));
                 extras.items = extras.items.wrapping_add(item);
             }
-            Ok(None) => {}
+            Where::LeftOut => {}
             // The rules give PTRs only to the names of services and their endpoints.
-            Err(()) => tracing::debug!(%address, %target, "PTR to a name in no part; left out"),
+            Where::Apex => tracing::debug!(%address, %target, "PTR to a name in no part; left out"),
         }
     }
 
     fn empty_name(&mut self, name: &Name, item: u32) {
         match self.part(name) {
-            Err(()) => {
+            Where::Apex => {
                 self.apex_names.push(name.clone());
                 self.apex_items = self.apex_items.wrapping_add(item);
             }
-            Ok(None) => {}
-            Ok(Some((_, part, extras))) => {
+            Where::LeftOut => {}
+            Where::Part((_, part, extras)) => {
                 extras.items = extras.items.wrapping_add(item);
                 let mut key = Vec::new();
                 name_key(name, &mut key);

@@ -98,6 +98,9 @@ enum Signal {
     Expire,
 }
 
+/// An object, and its text as a list item.
+type Kept = (Value, Arc<str>);
+
 #[derive(Default)]
 struct Data {
     /// The last resourceVersion given.
@@ -107,7 +110,7 @@ struct Data {
     /// that serving a list of 10,000 objects is copying text rather than writing JSON
     /// (`benches/cluster_scale.sh`: writing every page anew took the bench 1.4 s of CPU
     /// during the first sync, on the two cores Hearth had too).
-    objects: BTreeMap<Resource, BTreeMap<(String, String), (Value, Arc<str>)>>,
+    objects: BTreeMap<Resource, BTreeMap<(String, String), Kept>>,
     /// Events after `oldest`, in order.
     history: Vec<(u64, Resource, Arc<str>)>,
     /// Watches from a resourceVersion below this are too old: 410 Gone.

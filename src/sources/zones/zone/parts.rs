@@ -39,7 +39,7 @@ pub(in crate::sources::zones) struct Shards<V> {
 impl<V: Clone> Default for Shards<V> {
     fn default() -> Self {
         Self {
-            shards: vec![Arc::new(HashMap::new()); SHARDS],
+            shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(),
         }
     }
 }

@@ -659,9 +659,14 @@ warm() {
 # launch SERVER PROBE: waits for a quiet machine, starts SERVER on $PORT pinned to the server
 # CPU, and waits until it answers PROBE; its pid is left in $STARTED.
 launch() {
+    local p
     wait_quiet
     # shellcheck disable=SC2046 # the command line is split on purpose
     start "$SERVER_CPU" "$1" "$PORT" "$2" $(server_cmd "$1")
+    # Every thread of it on the server CPU: Knot pins each UDP worker to a CPU of its own
+    # choosing as it starts (worker i to CPU i), which would put its one worker beside the
+    # generator. Threads started later inherit this.
+    for p in $(tree "$STARTED"); do taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null 2>&1 || true; done
 }
 
 # finish SCENARIO SERVER PID KV DNSPERF_QPS [EXPECTED_RCODE]: RSS, stop, quiet check, record.

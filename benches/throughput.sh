@@ -17,6 +17,13 @@
 # dnssec-hit and dnssec-miss (bench.test signed with ldns, from an NSD of its own: Hearth
 # validating, Hearth not validating, and Unbound validating, all with bench.test's key as the
 # trust anchor; cache hits, and one pass of misses).
+# The long tail (issue 16), each name asked in turn over a set larger than the hot ones:
+# auth-tail (all 100,000 names of bench.test: Hearth, NSD, Knot), hosts-tail (a 100,000-line
+# hosts file: Hearth, dnsmasq), nx-tail (cluster-zone NXDOMAINs for 10,000 external names x 10
+# namespaces, as ndots:5 search paths make them: Hearth and the reflector), hit-tail (cache hits
+# over 1,000,000 cached names, from an NSD of their own: Hearth, Unbound). Each row notes the
+# first (cold) pass's rate; then every server of the scenario is run again open-loop at half
+# of the scenario's lowest peak, for p50 and p99 at the same rate (the "latency" table).
 # churn, frontdoor, flood, miss-tcp, miss-tls, rotate, dnssec-hit and dnssec-miss run only when named. --servers keeps only the named rows of each
 # scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
@@ -32,7 +39,7 @@ usage() {
 }
 
 QUICK=0
-ONLY="hit,hosts,auth,miss,loss,crosscheck"
+ONLY="hit,hosts,auth,miss,loss,crosscheck,auth-tail,hosts-tail,nx-tail,hit-tail"
 SERVERS=""
 OUT=""
 KEEP=0
@@ -54,7 +61,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for s in ${ONLY//,/ }; do
-    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate|dnssec-hit|dnssec-miss) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate|dnssec-hit|dnssec-miss|auth-tail|hosts-tail|nx-tail|hit-tail) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
 # frontdoor: rounds of its three configs, interleaved (--repeat, else 3); elsewhere, runs per cell.
 ROUNDS=${REPEAT:-3}
@@ -74,6 +81,7 @@ ADMIN_PORT=$((PORT_BASE + 2))       # Hearth's /metrics (churn, frontdoor, flood
 UPSTREAM_TLS_PORT=$((PORT_BASE + 3)) # NSD's DNS over TLS (miss-tls)
 TLS_NAME=upstream.bench.test        # the name in NSD's certificate
 SIGNED_UPSTREAM_PORT=$((PORT_BASE + 4)) # NSD serving bench.test signed (dnssec-hit, dnssec-miss)
+TAIL_UPSTREAM_PORT=$((PORT_BASE + 5))   # NSD serving tail.test, 1,000,000 names (hit-tail)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HEARTH="${HEARTH_BIN:-$ROOT/target/release/hearth}"
@@ -124,7 +132,8 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=()
 for pair in unbound:/usr/sbin/unbound dnsmasq:/usr/sbin/dnsmasq nsd:/usr/sbin/nsd \
-            dnsdist:/usr/bin/dnsdist dnsperf:/usr/bin/dnsperf ldnsutils:/usr/bin/ldns-signzone; do
+            dnsdist:/usr/bin/dnsdist dnsperf:/usr/bin/dnsperf ldnsutils:/usr/bin/ldns-signzone \
+            knot:/usr/sbin/knotd; do
     [ -x "${pair#*:}" ] || missing+=("${pair%%:*}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -248,9 +257,88 @@ signed_data() {
     SIGNED_NSD=$STARTED
 }
 
-unbound_conf() { # unbound_conf [tcp|tls|validate]: how it asks the upstream (default: UDP)
+# tail_data: the long tail's local data (issue 16), made once per run when first needed:
+#   hosts-tail: a 100,000-line hosts file (t0..t99999.hosts.test) and all its names, scattered;
+#   nx-tail: 10 namespaces with a Service each, and 10,000 external names x 10 namespaces as a
+#     pod's ndots:5 search path makes them (api7.example7.com.ns3.svc.cluster.local), all
+#     distinct and scattered: every one is NXDOMAIN.
+# auth-tail asks cold.txt: all of bench.test's 100,000 names, scattered.
+TAIL_DATA=""
+tail_data() {
+    [ -z "$TAIL_DATA" ] || return 0
+    TAIL_DATA=1
+    awk 'BEGIN { for (i = 0; i < 100000; i++)
+        printf "10.%d.%d.%d t%d.hosts.test\n", 100 + int(i / 65536), int(i / 256) % 256, i % 256, i }' >"$WORK/hosts-tail"
+    awk 'BEGIN { for (i = 0; i < 100000; i++) printf "t%d.hosts.test A\n", (i * 7919) % 100000 }' >"$WORK/tail-hosts.txt"
+    echo "t0.hosts.test A" >"$WORK/probe-hosts-tail.txt"
+    mkdir -p "$WORK/manifests-nx"
+    local j
+    for j in $(seq 0 9); do
+        printf '%s\n' "apiVersion: v1" "kind: Service" "metadata: {name: web, namespace: ns$j}" \
+            "spec: {clusterIP: 10.97.$j.1, ports: [{port: 80, protocol: TCP}]}" >"$WORK/manifests-nx/web-ns$j.yaml"
+    done
+    awk 'BEGIN { for (n = 0; n < 100000; n++) { k = (n * 7919) % 100000
+        printf "api%d.example%d.com.ns%d.svc.cluster.local A\n", int(k / 10), int(k / 10) % 100, k % 10 } }' >"$WORK/tail-nx.txt"
+    echo "web.ns0.svc.cluster.local A" >"$WORK/probe-nx.txt"
+}
+
+# tail_upstream: hit-tail's upstream, an NSD of its own (client CPU) serving tail.test with
+# 1,000,000 A records, and the 1,000,000 names scattered; once per run.
+TAIL_NSD=""
+tail_upstream() {
+    [ -z "$TAIL_NSD" ] || return 0
+    local d="$WORK/tail-upstream"
+    mkdir -p "$d/zones"
+    awk 'BEGIN {
+        print "$ORIGIN tail.test.\n$TTL 86400"
+        print "@ SOA ns.tail.test. hostmaster.tail.test. 1 3600 600 864000 3600"
+        print "@ NS ns.tail.test.\nns A 127.0.0.1"
+        for (i = 0; i < 1000000; i++)
+            printf "n%d A 10.%d.%d.%d\n", i, int(i / 65536) % 256, int(i / 256) % 256, i % 256
+    }' >"$d/zones/tail.test.zone"
+    awk 'BEGIN { for (i = 0; i < 1000000; i++) printf "n%d.tail.test A\n", (i * 7919) % 1000000 }' >"$WORK/tail-hit.txt"
+    echo "n0.tail.test A" >"$WORK/probe-tail.txt"
+    chmod -R a+rX "$d"
+    sed -e "s|^  zonesdir: .*|  zonesdir: \"$d/zones\"|" -e 's|bench\.test|tail.test|g' \
+        "$(nsd_conf nsd-tail "$TAIL_UPSTREAM_PORT")" >"$d/nsd.conf"
+    log "starting the tail.test upstream (1,000,000 names)"
+    start "$CLIENT_CPU" nsd-tail "$TAIL_UPSTREAM_PORT" "$WORK/probe-tail.txt" /usr/sbin/nsd -d -c "$d/nsd.conf"
+    TAIL_NSD=$STARTED
+}
+
+# knot_conf: Knot DNS serving bench.test on $PORT with one UDP worker (as NSD's one server).
+knot_conf() {
+    local d="$WORK/knot"
+    mkdir -p "$d/db"
+    cat >"$d/knot.conf" <<EOF
+server:
+    rundir: "$d"
+    listen: 127.0.0.1@$PORT
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$d/db"
+log:
+  - target: stderr
+    any: warning
+zone:
+  - domain: bench.test
+    storage: "$WORK/zones"
+    file: "bench.test.zone"
+    journal-content: none
+    zonefile-sync: -1
+EOF
+    echo "$d/knot.conf"
+}
+
+unbound_conf() { # unbound_conf [tcp|tls|validate|tail]: how it asks the upstream (default: UDP)
     local upstream="forward-addr: 127.0.0.1@$UPSTREAM_PORT" transport="" modules="iterator"
+    local msg_cache=128m rrset_cache=256m
     case "${1:-}" in
+        # hit-tail: tail.test's 1,000,000 names, and caches large enough for all of them.
+        tail) upstream="forward-addr: 127.0.0.1@$TAIL_UPSTREAM_PORT"
+              msg_cache=1g rrset_cache=2g ;;
         # The signed bench.test, validated with its DS as the trust anchor.
         validate) modules="validator iterator"
                   upstream="forward-addr: 127.0.0.1@$SIGNED_UPSTREAM_PORT"
@@ -280,9 +368,9 @@ server:
   # A forwarding cache: no DNSSEC validation (no trust anchor is configured either), except
   # in the dnssec scenarios.
   module-config: "$modules"
-  # Large enough for every name of the runs (100k cold names).
-  msg-cache-size: 128m
-  rrset-cache-size: 256m
+  # Large enough for every name of the runs (100k cold names; 1,000,000 in hit-tail).
+  msg-cache-size: $msg_cache
+  rrset-cache-size: $rrset_cache
   prefetch: no
   minimal-responses: yes
   qname-minimisation: no
@@ -319,9 +407,13 @@ EOF
 #   rrl: [rate_limit] at 100 responses/s per /24, every 2nd limited reply slipped (TC=1).
 # Without open or loopback there is no [access]: the built-in policy (loopback and private
 # networks allowed) decides.
-hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rrl-never|rrl] [admin] [tcp|tls] [rotate] [signed] [validate]
+hearth_conf() { # hearth_conf NAME [hosts|hosts-tail] [zones] [cluster|nx] [open|loopback] [rrl-never|rrl] [admin] [tcp|tls] [rotate] [signed] [validate] [tail]
     local f="$WORK/hearth-$1.toml" paths="[]" zones="" front="" upstream="127.0.0.1:$UPSTREAM_PORT" tls_ca="" rotate="" dnssec=""
+    local cache=$'capacity = 200000'
     shift
+    # tail: tail.test's 1,000,000 names from their own NSD, and a cache that holds them all.
+    case " $* " in *" tail "*) upstream="127.0.0.1:$TAIL_UPSTREAM_PORT"
+        cache=$'capacity = 1100000\nmax_bytes = 1073741824' ;; esac
     # signed: forward to the NSD serving bench.test signed; validate: and validate, with its DS.
     case " $* " in *" signed "*) upstream="127.0.0.1:$SIGNED_UPSTREAM_PORT" ;; esac
     case " $* " in *" validate "*)
@@ -331,6 +423,8 @@ hearth_conf() { # hearth_conf NAME [hosts] [zones] [cluster] [open|loopback] [rr
     case " $* " in *" tls "*) upstream="tls://127.0.0.1:$UPSTREAM_TLS_PORT#$TLS_NAME"
         tls_ca="tls_ca = \"$WORK/tls/ca.pem\"" ;; esac
     case " $* " in *" hosts "*) paths="[\"$WORK/hosts\"]" ;; esac
+    case " $* " in *" hosts-tail "*) paths="[\"$WORK/hosts-tail\"]" ;; esac
+    case " $* " in *" nx "*) zones=$'[kubernetes]\nmanifests = "'"$WORK/manifests-nx"'"' ;; esac
     case " $* " in *" open "*) front+=$'[access]\nallow = ["0.0.0.0/0", "::/0"]\n' ;; esac
     case " $* " in *" loopback "*) front+=$'[access]\nallow = ["127.0.0.0/8"]\n' ;; esac
     case " $* " in *" rrl-never "*)
@@ -357,7 +451,7 @@ paths = $paths
 upstreams = ["$upstream"]
 $tls_ca
 [cache]
-capacity = 200000
+$cache
 $zones
 $front
 $dnssec
@@ -395,6 +489,13 @@ server_cmd() {
         hearth-dnssec) echo "$HEARTH serve --config $(hearth_conf dnssec signed validate)" ;;
         hearth-dnssec-off) echo "$HEARTH serve --config $(hearth_conf dnssec-off signed)" ;;
         unbound-dnssec) echo "/usr/sbin/unbound -d -c $(unbound_conf validate)" ;;
+        # The long tail (issue 16).
+        hearth-hosts-tail) echo "$HEARTH serve --config $(hearth_conf hosts-tail hosts-tail)" ;;
+        hearth-nx)     echo "$HEARTH serve --config $(hearth_conf nx nx)" ;;
+        hearth-hit-tail) echo "$HEARTH serve --config $(hearth_conf hit-tail tail)" ;;
+        unbound-hit-tail) echo "/usr/sbin/unbound -d -c $(unbound_conf tail)" ;;
+        dnsmasq-hosts-tail) echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000 --addn-hosts=$WORK/hosts-tail" ;;
+        knot)          echo "/usr/sbin/knotd -c $(knot_conf)" ;;
         dnsdist)       echo "/usr/bin/dnsdist --supervised --disable-syslog -C $(dnsdist_conf)" ;;
         dnsmasq)       echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000" ;;
         dnsmasq-hosts) echo "/usr/sbin/dnsmasq ${DNSMASQ_BASE[*]} --cache-size=10000 --addn-hosts=$WORK/hosts" ;;
@@ -435,7 +536,7 @@ field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
 # loadgen ARGS...: runs the generator pinned to the client CPU, bounded; prints its key=value line.
 loadgen() {
     local out
-    out=$(timeout -k 5 $((DURATION * 2 + 150)) taskset -c "$CLIENT_CPU" "$LOADGEN" \
+    out=$(timeout -k 5 "${LOADGEN_LIMIT:-$((DURATION * 2 + 150))}" taskset -c "$CLIENT_CPU" "$LOADGEN" \
         --server "127.0.0.1:$PORT" "$@") || die "hearth-loadgen failed: $out"
     echo "$out" >>"$WORK/loadgen.log"
     grep '^sent=' <<<"$out"
@@ -557,13 +658,13 @@ launch() {
     start "$SERVER_CPU" "$1" "$PORT" "$2" $(server_cmd "$1")
 }
 
-# finish SCENARIO SERVER PID KV DNSPERF_QPS: RSS, stop, quiet check, record.
+# finish SCENARIO SERVER PID KV DNSPERF_QPS [EXPECTED_RCODE]: RSS, stop, quiet check, record.
 finish() {
     local rss
     rss=$(rss_kb "$3")
     stop_pid "$3"
     after_run
-    record "$1" "$2" "$4" "$5" "$rss"
+    record "$1" "$2" "$4" "$5" "$rss" "${6:-noerror}"
 }
 
 # steady SCENARIO SERVER QUERIES PROBE: start, warm, measure with both generators, stop.
@@ -615,6 +716,66 @@ miss() {
         'BEGIN { if (c > 0) printf "%d TCP connections opened, %.1f per 10,000 misses", o, 10000 * o / c }')
     finish "$scen" "$server" "$pid" "$kv" "$dp"
     EXTRA_NOTE=""
+}
+
+# tail_passes QUERIES OUTSTANDING: two passes over every name of QUERIES on the server just
+# started; prints the first (cold) pass's key=value line. A pass may be 1,000,000 cache
+# misses (hit-tail), so the generator gets up to 10 minutes.
+tail_passes() {
+    local first
+    first=$(LOADGEN_LIMIT=620 loadgen --queries "$1" --once -q "$2" --duration 600)
+    LOADGEN_LIMIT=620 loadgen --queries "$1" --once -q "$OUTSTANDING" --duration 600 >/dev/null
+    echo "$first"
+}
+
+# tail_run SCENARIO SERVER QUERIES PROBE EXPECTED_RCODE: the long tail. A fresh server, two
+# passes over every name (the first is the cold one: its rate goes in the notes), then the
+# measured runs asking every name in turn (median of --repeat), and dnsperf over the same file.
+# The peak is kept for tail_latency.
+TAIL_PEAKS="$WORK/tail-peaks.tsv"
+tail_run() {
+    local scen=$1 server=$2 queries=$3 probe=$4 expect=$5 pid kv dp first out=$OUTSTANDING
+    log "$scen: $server"
+    launch "$server" "$probe"
+    pid=$STARTED
+    # hit-tail's first pass is 1,000,000 cache misses: asked as the miss scenario asks them.
+    [ "$scen" != hit-tail ] || out=$MISS_OUTSTANDING
+    first=$(tail_passes "$queries" "$out")
+    measured "$pid" loadgen_median --queries "$queries" --duration "$DURATION" -q "$OUTSTANDING"
+    kv=$(cat "$WORK/measured.out")
+    dp=$(dnsperf_run -d "$queries" -l "$DURATION" "${DNSPERF_ARGS[@]}" | cut -d' ' -f1)
+    EXTRA_NOTE="first pass $(field qps "$first") q/s"
+    finish "$scen" "$server" "$pid" "$kv" "$dp" "$expect"
+    EXTRA_NOTE=""
+    printf '%s\t%s\t%s\n' "$scen" "$server" "$(field qps "$kv")" >>"$TAIL_PEAKS"
+}
+
+# tail_latency SCENARIO QUERIES PROBE SERVER...: each server again, fresh and warmed as in
+# tail_run, then asked open-loop (--rate) at half the lowest peak any of them reached, so that
+# p50 and p99 compare at one rate that every server can carry.
+TAIL_LAT="$WORK/tail-latency.tsv"
+tail_latency() {
+    local scen=$1 queries=$2 probe=$3 rate s pid kv out
+    shift 3
+    [ -s "$TAIL_PEAKS" ] || return 0
+    rate=$(awk -F'\t' -v s="$scen" '$1 == s && $3 > 0 && (m == "" || $3 < m) { m = $3 } END { printf "%d", m / 2 }' "$TAIL_PEAKS")
+    [ "${rate:-0}" -gt 0 ] || return 0
+    for s in "$@"; do
+        picked "$s" || continue
+        log "$scen latency at $rate q/s: $s"
+        launch "$s" "$probe"
+        pid=$STARTED
+        out=$OUTSTANDING
+        [ "$scen" != hit-tail ] || out=$MISS_OUTSTANDING
+        tail_passes "$queries" "$out" >/dev/null
+        kv=$(loadgen --queries "$queries" --rate "$rate" -q 4096 --duration "$DURATION" --timeout 1)
+        stop_pid "$pid"
+        after_run
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$s" "$rate" "$(field qps "$kv")" \
+            "$(field lat_p50_us "$kv")" "$(field lat_p99_us "$kv")" "$(field lost_pct "$kv")" \
+            "$BUSY_NOTE" >>"$TAIL_LAT"
+        log "  $s at $rate q/s: p50 $(field lat_p50_us "$kv") us, p99 $(field lat_p99_us "$kv") us, lost $(field lost_pct "$kv")%"
+    done
 }
 
 # loss SERVER QUERIES PROBE: 500 queries outstanding, the batched generator only.
@@ -826,6 +987,28 @@ for scen in ${ONLY//,/ }; do
         dnssec-miss) signed_data
             for s in hearth-dnssec-off hearth-dnssec unbound-dnssec; do
                 picked "$s" || continue; miss "$s" dnssec-miss; done ;;
+        # The long tail: the peaks, then every server again at one rate for latency.
+        auth-tail) tail_data
+            for s in hearth-zone nsd knot; do
+                picked "$s" || continue; tail_run auth-tail "$s" "$WORK/cold.txt" "$WORK/probe-zone.txt" noerror; done
+            tail_latency auth-tail "$WORK/cold.txt" "$WORK/probe-zone.txt" hearth-zone nsd knot ;;
+        hosts-tail) tail_data
+            for s in hearth-hosts-tail dnsmasq-hosts-tail; do
+                picked "$s" || continue
+                tail_run hosts-tail "$s" "$WORK/tail-hosts.txt" "$WORK/probe-hosts-tail.txt" noerror; done
+            tail_latency hosts-tail "$WORK/tail-hosts.txt" "$WORK/probe-hosts-tail.txt" hearth-hosts-tail dnsmasq-hosts-tail ;;
+        nx-tail) tail_data
+            # The reflector answers each query as it came (NOERROR, no records): the ceiling.
+            for s in hearth-nx reflector; do
+                picked "$s" || continue
+                tail_run nx-tail "$s" "$WORK/tail-nx.txt" "$WORK/probe-nx.txt" \
+                    "$([ "$s" = reflector ] && echo noerror || echo nxdomain)"; done
+            tail_latency nx-tail "$WORK/tail-nx.txt" "$WORK/probe-nx.txt" hearth-nx reflector ;;
+        hit-tail) tail_upstream
+            for s in hearth-hit-tail unbound-hit-tail; do
+                picked "$s" || continue
+                tail_run hit-tail "$s" "$WORK/tail-hit.txt" "$WORK/probe-tail.txt" noerror; done
+            tail_latency hit-tail "$WORK/tail-hit.txt" "$WORK/probe-tail.txt" hearth-hit-tail unbound-hit-tail ;;
         loss) for s in hearth unbound dnsdist dnsmasq hearth-zone nsd; do
                   picked "$s" || continue; loss "$s" "${HIT[@]}"; done ;;
         crosscheck) for s in dnsmasq hearth; do picked "$s" || continue; crosscheck "$s"; done ;;
@@ -856,6 +1039,7 @@ for scen in ${ONLY//,/ }; do
 done
 stop_pid "$NSD_UP"
 [ -z "$SIGNED_NSD" ] || stop_pid "$SIGNED_NSD"
+[ -z "$TAIL_NSD" ] || stop_pid "$TAIL_NSD"
 
 # --- 6. the table ----------------------------------------------------------------------------
 # Hearth's ratio to each peer in the same scenario, by the batched generator's q/s.
@@ -901,6 +1085,15 @@ if [ -s "$FLOOD" ]; then
         }
         { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f → %.1f | %s | %s |\n",
               $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 / 1024, $13 / 1024, $14, $15 }' "$FLOOD")
+fi
+# The long tail's latency: every server of a scenario at one rate, half the lowest peak.
+if [ -s "$TAIL_LAT" ]; then
+    TABLE+=$'\n\n'$(awk -F'\t' '
+        BEGIN {
+            print "| long tail, latency | server | offered q/s | answered q/s | p50 µs | p99 µs | lost % | notes |"
+            print "|---|---|---:|---:|---:|---:|---:|---|"
+        }
+        { printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8 }' "$TAIL_LAT")
 fi
 echo
 echo "$TABLE"

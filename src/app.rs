@@ -31,12 +31,6 @@ use crate::server::{udp, Engine};
 use crate::sources::setup::{Background, BuildContext, Plugin};
 use crate::sources::watch::Fingerprint;
 
-/// Memory for the UDP fast path's encoded replies: the hot set, not every name (misses take
-/// the general path and are then stored). 4 MiB holds about 16,000 typical replies; with a
-/// 65,536-entry count instead, a scan over cold names grew a 100,000-record zone's server from
-/// 37 MB to 72 MB (BENCHMARKS.md).
-const FAST_TABLE_BYTES: u64 = 4 << 20;
-
 /// How often `--config` is checked for changes: one `stat` a second, and a ConfigMap edit is
 /// live within about a second of the kubelet writing it (which itself takes up to a minute).
 const CONFIG_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -338,6 +332,7 @@ impl State {
         self.engine.replace_chain(chain_for(&config, &sources));
         self.engine.set_log_queries(config.log.queries);
         self.table.set_rotate(config.answers.rotate);
+        self.table.set_max_memory(config.server.fast_path_memory);
         if config.access != old.config.access {
             log_access(&config);
         }
@@ -599,8 +594,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let limits = TcpLimits {
         idle_timeout: config.server.tcp_idle_timeout,
     };
-    let table = Arc::new(FastTable::with_memory(
-        FAST_TABLE_BYTES,
+    let table = Arc::new(FastTable::growing(
+        config.server.fast_path_memory,
         Arc::clone(&versions),
     ));
     table.set_rotate(config.answers.rotate);

@@ -44,6 +44,15 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../config/hearth.toml");
 /// How the embedded default is named in messages.
 pub const DEFAULT_CONFIG_NAME: &str = "config/hearth.toml (embedded default)";
 
+/// `server.fast_path_memory` by default: room for the replies of about 200,000 names (a
+/// 100,000-record zone asked in turn, a large hosts file), taken only when the working set
+/// asks for it (`server::fast::growth`).
+pub const DEFAULT_FAST_PATH_MEMORY: u64 = 64 << 20;
+/// The least: the table must hold a few hundred replies to be worth its lookup.
+const MIN_FAST_PATH_MEMORY: u64 = 64 << 10;
+/// The most: 64 GiB, past any machine this runs on; a typo is refused rather than obeyed.
+const MAX_FAST_PATH_MEMORY: u64 = 64 << 30;
+
 /// Connections are counted by a semaphore; far beyond any real need, far below its limit.
 const MAX_TCP_CONNECTIONS: usize = 1_000_000;
 
@@ -88,6 +97,7 @@ struct ServerTable {
     cookies: Option<bool>,
     max_in_flight: Option<usize>,
     fast_path: Option<bool>,
+    fast_path_memory: Option<u64>,
     lameduck: Option<HumanDuration>,
     watch_config: Option<bool>,
 }
@@ -196,6 +206,9 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// Answer UDP through the batched fast path (`server::fast`); off: one datagram at a time.
     pub fast_path: bool,
+    /// The most the fast path's encoded replies may take, in bytes. The table starts at 4 MiB
+    /// and grows only while replies it evicted are asked again (`server::fast::growth`).
+    pub fast_path_memory: u64,
     /// Re-read `--config` when the file changes (a ConfigMap volume's symlink swap included),
     /// as on SIGHUP, as CoreDNS's `reload` plugin: the image has no shell to send a signal from.
     pub watch_config: bool,
@@ -362,6 +375,13 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
             "must be at least 1 (a client that may not wait cannot be forwarded for)",
         ));
     }
+    let fast_path_memory = server.fast_path_memory.unwrap_or(DEFAULT_FAST_PATH_MEMORY);
+    if !(MIN_FAST_PATH_MEMORY..=MAX_FAST_PATH_MEMORY).contains(&fast_path_memory) {
+        return Err(tables.invalid(
+            "server.fast_path_memory",
+            format!("must be between {MIN_FAST_PATH_MEMORY} and {MAX_FAST_PATH_MEMORY} bytes"),
+        ));
+    }
     Ok(ServerConfig {
         listen,
         tcp_idle_timeout: tables.bounded(
@@ -376,6 +396,7 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
         cookies: server.cookies.unwrap_or(true),
         max_in_flight,
         fast_path: server.fast_path.unwrap_or(true),
+        fast_path_memory,
         watch_config: server.watch_config.unwrap_or(true),
         lameduck: match server.lameduck {
             None => Duration::from_secs(5),

@@ -4,9 +4,11 @@
 //!  recvmmsg (up to 32 datagrams) ──► for each: table hit? ── yes ─► copy, patch ID and TTLs
 //!        ▲                                    │ no                      │
 //!        │                                    ▼                         ▼
-//!        │                  Engine::handle_reply in a task     sendmmsg (the whole batch)
-//!        │                  (the general path), reply sent,
-//!        └──────────────    stored if its `Validity` allows
+//!        │                  the general path, polled once here ──► sendmmsg (the whole batch)
+//!        │                  (stored if its `Validity` allows)  ready   ▲
+//!        │                                    │ waiting (an upstream)   │
+//!        │                                    ▼                         │
+//!        └──────────────    finished in a task, sent on its own ────────┘
 //! ```
 //!
 //! Why it exists, from PEERS.md on this 2-vCPU VM: syscalls dominate. A reflector that does no
@@ -36,12 +38,24 @@
 //!
 //! No allocation per query on a hit: receive buffers, reply buffers and socket headers are
 //! allocated once per socket. (Misses copy the datagram for their task.)
+//!
+//! **Misses are answered in the batch when they can be.** A miss's general-path future is
+//! polled once on this thread, with a waker that does nothing. Local data (zones, hosts files,
+//! the cluster) and the cache answer without waiting, so the future is ready at once and its
+//! reply goes out in the batch's `sendmmsg` with the hits: no task, no wake-up of a runtime
+//! thread, no `sendto` of its own. Only a future that waits (an upstream query) is handed to
+//! the runtime as a task, which polls it again with a real waker, as the `Future` contract
+//! requires of anything that returned `Pending`. Issue 16's long tail (distinct names, each
+//! asked once or rarely, which the table does not hold) goes through here.
 
+use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use nix::sys::socket::{
     recvmmsg, sendmmsg, sendto, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
@@ -186,7 +200,9 @@ impl quick_cache::Weighter<Box<[u8]>, Arc<Entry>> for Weight {
 
 /// The encoded replies, keyed by the query's bytes after its ID.
 pub struct FastTable {
-    entries: QuickCache<Box<[u8]>, Arc<Entry>, Weight>,
+    entries: QuickCache<Box<[u8]>, Arc<Entry>, Weight, quick_cache::DefaultHashBuilder, Ghosts>,
+    /// For a table whose budget follows the working set ([`growth`]); `None`: fixed.
+    growth: Option<Growth>,
     versions: Arc<DataVersions>,
     stats: FastStats,
     /// `resolve.rotate`, changed by a reload.
@@ -197,7 +213,7 @@ impl FastTable {
     /// A table of at most `capacity` replies.
     pub fn new(capacity: usize, versions: Arc<DataVersions>) -> Self {
         let capacity = capacity.max(1);
-        Self::with(capacity, capacity as u64, Weight::Unit, versions)
+        Self::with(capacity, capacity as u64, Weight::Unit, versions, None)
     }
 
     /// A table of at most about `bytes` of memory: as many replies as fit. The table is for
@@ -206,18 +222,42 @@ impl FastTable {
     /// names) grow it to tens of megabytes.
     pub fn with_memory(bytes: u64, versions: Arc<DataVersions>) -> Self {
         let estimated = usize::try_from(bytes / 256).unwrap_or(usize::MAX).max(1);
-        Self::with(estimated, bytes.max(1), Weight::Bytes, versions)
+        Self::with(estimated, bytes.max(1), Weight::Bytes, versions, None)
     }
 
-    fn with(estimated: usize, capacity: u64, weight: Weight, versions: Arc<DataVersions>) -> Self {
+    /// A table that starts at [`growth::INITIAL_BYTES`] (or `max_bytes`, if smaller) and grows
+    /// as its working set asks, up to `max_bytes` (`server.fast_path_memory`).
+    pub fn growing(max_bytes: u64, versions: Arc<DataVersions>) -> Self {
+        let max_bytes = max_bytes.max(1);
+        let initial = growth::INITIAL_BYTES.min(max_bytes);
+        let estimated = usize::try_from(initial / 256).unwrap_or(usize::MAX).max(1);
+        Self::with(
+            estimated,
+            initial,
+            Weight::Bytes,
+            versions,
+            Some(Growth::new(max_bytes)),
+        )
+    }
+
+    fn with(
+        estimated: usize,
+        capacity: u64,
+        weight: Weight,
+        versions: Arc<DataVersions>,
+        growth: Option<Growth>,
+    ) -> Self {
+        let ghosts = Ghosts(growth.as_ref().map(|g| Arc::clone(&g.ghosts)));
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(estimated)
+            .weight_capacity(capacity)
+            .build()
+            // It refuses only options left unset, and both are set.
+            .expect("both of the table's options are set");
+        let entries = QuickCache::with_options(options, weight, Default::default(), ghosts);
         Self {
-            entries: QuickCache::with(
-                estimated,
-                capacity,
-                weight,
-                Default::default(),
-                Default::default(),
-            ),
+            entries,
+            growth,
             versions,
             stats: FastStats::default(),
             rotate: std::sync::atomic::AtomicBool::new(false),
@@ -241,6 +281,24 @@ impl FastTable {
     /// What the table holds, in its capacity's unit (replies, or bytes).
     pub fn weight(&self) -> u64 {
         self.entries.weight()
+    }
+
+    /// What it may hold now, in the same unit.
+    pub fn capacity(&self) -> u64 {
+        self.entries.capacity()
+    }
+
+    /// A new `server.fast_path_memory` (a reload): the most a growing table may take. Below
+    /// what it holds now, it shrinks at once.
+    pub fn set_max_memory(&self, max_bytes: u64) {
+        let Some(growth) = &self.growth else {
+            return;
+        };
+        let max_bytes = max_bytes.max(1);
+        growth.set_max(max_bytes);
+        if self.entries.capacity() > max_bytes {
+            self.entries.set_capacity(max_bytes);
+        }
     }
 
     pub fn stats(&self) -> &FastStats {
@@ -355,6 +413,18 @@ impl FastTable {
             return;
         };
         self.stats.stored.fetch_add(1, Ordering::Relaxed);
+        if let Some(grown) = self
+            .growth
+            .as_ref()
+            .and_then(|growth| growth.on_store(key, self.entries.capacity()))
+        {
+            tracing::info!(
+                bytes = grown,
+                max = self.growth.as_ref().map_or(grown, Growth::max),
+                "fast path: replies evicted are being asked again; its table grows"
+            );
+            self.entries.set_capacity(grown);
+        }
         self.entries.insert(
             key.into(),
             Arc::new(Entry {
@@ -597,10 +667,13 @@ struct Worker {
     /// `buffers`, and its source. (Rejections, between them in `replies`, are counted by
     /// [`Engine::reject`].)
     answered: Vec<(usize, usize, Hit)>,
-    /// The batch's misses, for the general path: the query, its admitted sender, its place in
-    /// flight.
-    misses: Vec<(Vec<u8>, Admitted, OwnedSemaphorePermit)>,
+    /// The batch's misses that wait (on an upstream), for the runtime to finish: the
+    /// general path's future, polled once, where its reply goes, and its place in flight.
+    misses: Vec<(GeneralAnswer, SocketAddr, OwnedSemaphorePermit)>,
 }
+
+/// A miss on the general path: its reply, stored in the table if it may be reused.
+type GeneralAnswer = Pin<Box<dyn Future<Output = Option<Reply>> + Send>>;
 
 impl Worker {
     fn new(
@@ -714,7 +787,29 @@ impl Worker {
                 continue;
             }
             match Arc::clone(&self.in_flight).try_acquire_owned() {
-                Ok(permit) => self.misses.push((query.to_vec(), admitted, permit)),
+                Ok(permit) => {
+                    let peer = admitted.client().address;
+                    let mut answer = general(
+                        Arc::clone(&self.engine),
+                        Arc::clone(&self.table),
+                        query.to_vec(),
+                        admitted,
+                    );
+                    match answer
+                        .as_mut()
+                        .poll(&mut Context::from_waker(Waker::noop()))
+                    {
+                        Poll::Ready(Some(reply)) => {
+                            // Copied, so that the slot keeps its buffer for the hits.
+                            self.replies[ready].clear();
+                            self.replies[ready].extend_from_slice(&reply.bytes);
+                            self.destinations[ready] = Some(*address);
+                            ready += 1;
+                        }
+                        Poll::Ready(None) => {}
+                        Poll::Pending => self.misses.push((answer, peer, permit)),
+                    }
+                }
                 // At the limit of misses in flight: shed this one at once rather than stop
                 // reading, so the hits behind it are still answered.
                 Err(_) => {
@@ -744,23 +839,11 @@ impl Worker {
             return;
         }
         let misses = std::mem::replace(&mut self.misses, Vec::with_capacity(BATCH));
-        let (engine, table, socket, tracker) = (
-            Arc::clone(&self.engine),
-            Arc::clone(&self.table),
-            Arc::clone(&self.socket),
-            self.tracker.clone(),
-        );
+        let (socket, tracker) = (Arc::clone(&self.socket), self.tracker.clone());
         self.tracker.spawn_on(
             async move {
-                for (packet, admitted, permit) in misses {
-                    tracker.spawn(answer_miss(
-                        Arc::clone(&engine),
-                        Arc::clone(&table),
-                        Arc::clone(&socket),
-                        packet,
-                        admitted,
-                        permit,
-                    ));
+                for (answer, peer, permit) in misses {
+                    tracker.spawn(finish_miss(answer, Arc::clone(&socket), peer, permit));
                 }
             },
             &self.runtime,
@@ -808,20 +891,32 @@ impl Worker {
     }
 }
 
-/// Answers a miss on the general path, sends the reply, and stores it if it may be reused.
-async fn answer_miss(
+/// Answers a miss on the general path and stores the reply if it may be reused. The versions
+/// are read before the answer is computed, so a change meanwhile keeps it out of the table.
+fn general(
     engine: Arc<Engine>,
     table: Arc<FastTable>,
-    socket: Arc<std::net::UdpSocket>,
     packet: Vec<u8>,
     admitted: Admitted,
+) -> GeneralAnswer {
+    Box::pin(async move {
+        let before = table.versions();
+        let reply = engine.answer(&packet, &admitted).await?;
+        table.store(&packet, &reply, &before, Instant::now());
+        Some(reply)
+    })
+}
+
+/// Finishes a miss that had to wait, in a task, and sends its reply on its own.
+async fn finish_miss(
+    answer: GeneralAnswer,
+    socket: Arc<std::net::UdpSocket>,
+    peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
-    let before = table.versions();
-    let Some(reply) = engine.answer(&packet, &admitted).await else {
+    let Some(reply) = answer.await else {
         return;
     };
-    let peer = admitted.client().address;
     let destination = SockaddrStorage::from(peer);
     let send = || {
         sendto(
@@ -835,7 +930,6 @@ async fn answer_miss(
     if let Err(error) = when_writable(send).await {
         tracing::debug!(%peer, %error, "UDP send error");
     }
-    table.store(&packet, &reply, &before, Instant::now());
 }
 
 /// Sends `replies` to `destinations` with as few sendmmsg calls as the socket allows. The
@@ -904,5 +998,8 @@ fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
+mod growth;
 #[cfg(test)]
 mod tests;
+
+use growth::{Ghosts, Growth};

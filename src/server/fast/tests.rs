@@ -224,3 +224,65 @@ async fn a_memory_budget_bounds_the_table_whatever_the_traffic() {
         table.len()
     );
 }
+
+/// Issue 16: a long tail asked again grows the table until it fits, up to its memory; a scan
+/// of names asked once leaves it at its first size.
+#[tokio::test(start_paused = true)]
+async fn the_table_grows_for_a_tail_asked_again_and_not_for_a_scan() {
+    let local = Reply {
+        source: None,
+        bytes: reply(1, 300),
+        validity: Validity::UntilChanged(Dependencies::NONE),
+    };
+    let now = Instant::now();
+    let store_all = |table: &FastTable, prefix: &str, count: usize| {
+        for index in 0..count {
+            let name = format!("{prefix}{index}.example.");
+            table.store(&query(1, &name), &local, &table.versions(), now);
+        }
+    };
+
+    // A scan: 60,000 names, each once; far more than 4 MiB's worth.
+    let scanned = FastTable::growing(64 << 20, DataVersions::new());
+    store_all(&scanned, "scan", 60_000);
+    assert_eq!(scanned.capacity(), growth::INITIAL_BYTES);
+    assert!(scanned.weight() <= growth::INITIAL_BYTES);
+
+    // A tail of 30,000 names asked in turn, three times: the second turn finds its replies
+    // evicted and brings them back, so the table grows until all of them fit.
+    let tail = FastTable::growing(64 << 20, DataVersions::new());
+    for _ in 0..3 {
+        store_all(&tail, "tail", 30_000);
+    }
+    assert!(
+        tail.capacity() > growth::INITIAL_BYTES,
+        "{}",
+        tail.capacity()
+    );
+    assert!(tail.capacity() <= 64 << 20);
+    let mut out = Vec::new();
+    let admitted = crate::server::admission::Admission::admit_all(1)
+        .request(
+            "192.0.2.1:5300".parse().unwrap(),
+            crate::server::Transport::Udp,
+            &[],
+        )
+        .admitted()
+        .unwrap();
+    let hits = (0..30_000)
+        .filter(|index| {
+            let name = format!("tail{index}.example.");
+            tail.answer(&admitted, &query(9, &name), now, &mut out)
+        })
+        .count();
+    assert!(hits > 27_000, "{hits} of 30,000 answered from the table");
+
+    // The memory it is given bounds it, and a reload that lowers it shrinks it at once.
+    let capped = FastTable::growing(6 << 20, DataVersions::new());
+    for _ in 0..3 {
+        store_all(&capped, "tail", 30_000);
+    }
+    assert_eq!(capped.capacity(), 6 << 20);
+    capped.set_max_memory(1 << 20);
+    assert!(capped.weight() <= 1 << 20, "{}", capped.weight());
+}

@@ -1,0 +1,184 @@
+//! How large the fast table may grow: it follows the working set, up to the memory it is
+//! given (`server.fast_path_memory`).
+//!
+//! A fixed budget is wrong both ways. 4 MiB (about 13,000 replies) held the hot names, but
+//! an authoritative zone of 100,000 names asked in turn, a hosts-file blocklist, or a
+//! cluster's search-path expansions never fit, and every one of their queries took the
+//! general path (issue 16). A budget sized for them instead grows the process by tens of
+//! megabytes for nothing when the traffic is a scan of names asked once (a cold pass, a
+//! random-subdomain flood): with a 65,536-reply table a scan over cold names once grew a
+//! 100,000-record zone's server from 37 MB to 72 MB.
+//!
+//! What tells the two apart is whether a reply the table evicted is asked for again. The table
+//! remembers a hash of each evicted key in a [`GhostSet`] (the ghost lists of ARC and S3-FIFO,
+//! which keep evicted keys, not their values, for the same question); a reply stored again
+//! while its ghost is still there "came back". Every [`WINDOW`] stores, if at least one in
+//! [`GROW_AT`]'s proportion came back, the budget doubles, up to the configured memory. A scan
+//! brings nothing back, so the table stays at its first size under one; a long tail asked
+//! again grows it until the tail fits or the memory runs out. It does not shrink by itself (a
+//! lower `server.fast_path_memory` on reload shrinks it at once).
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::Entry;
+
+/// The budget a growing table starts with: the hot set of a busy resolver (about 13,000
+/// typical replies).
+pub const INITIAL_BYTES: u64 = 4 << 20;
+
+/// Stores between two looks at the ghosts.
+const WINDOW: u64 = 4096;
+
+/// Of a window's stores, how many must have come back for the table to grow: one in eight.
+/// A cyclic long tail that does not fit brings back most of them; a scan brings back none.
+const GROW_AT: u64 = WINDOW / 8;
+
+/// Hashes of evicted keys, in a direct-mapped table: a new ghost overwrites whatever shared its
+/// slot, so the set remembers roughly the last `slots` evictions, in 8 bytes each, and never
+/// allocates after it is made. A hash collision can only make the table grow a little early.
+pub struct GhostSet {
+    slots: Box<[AtomicU64]>,
+    mask: u64,
+    /// Keyed per process: which queries collide is not predictable from outside.
+    hasher: RandomState,
+}
+
+impl GhostSet {
+    /// Room for as many ghosts as replies of ~256 bytes fit in `max_bytes` (so a table at its
+    /// largest still sees a reply come back after a full turn), between 1,024 and 4 M slots.
+    pub fn for_budget(max_bytes: u64) -> Self {
+        let slots = (max_bytes / 256).clamp(1024, 1 << 22).next_power_of_two();
+        Self {
+            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            mask: slots - 1,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Never 0, which marks an empty slot.
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key) | 1
+    }
+
+    fn slot(&self, hash: u64) -> &AtomicU64 {
+        // The mask keeps the index below the slice's length, a power of two.
+        &self.slots[(hash & self.mask) as usize]
+    }
+
+    pub fn remember(&self, key: &[u8]) {
+        let hash = self.hash(key);
+        self.slot(hash).store(hash, Ordering::Relaxed);
+    }
+
+    /// Whether `key` was evicted recently; its ghost is forgotten, so it counts once.
+    pub fn came_back(&self, key: &[u8]) -> bool {
+        let hash = self.hash(key);
+        self.slot(hash)
+            .compare_exchange(hash, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// The table's eviction hook: each evicted key leaves its ghost (none for a fixed table).
+#[derive(Clone, Default)]
+pub struct Ghosts(pub Option<Arc<GhostSet>>);
+
+impl quick_cache::Lifecycle<Box<[u8]>, Arc<Entry>> for Ghosts {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _state: &mut Self::RequestState, key: Box<[u8]>, _entry: Arc<Entry>) {
+        if let Some(ghosts) = &self.0 {
+            ghosts.remember(&key);
+        }
+    }
+}
+
+/// A growing table's budget and what decides it.
+pub struct Growth {
+    pub ghosts: Arc<GhostSet>,
+    /// `server.fast_path_memory`, changed by a reload.
+    max: AtomicU64,
+    stored: AtomicU64,
+    came_back: AtomicU64,
+}
+
+impl Growth {
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            ghosts: Arc::new(GhostSet::for_budget(max_bytes)),
+            max: AtomicU64::new(max_bytes),
+            stored: AtomicU64::new(0),
+            came_back: AtomicU64::new(0),
+        }
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max(&self, max_bytes: u64) {
+        self.max.store(max_bytes, Ordering::Relaxed);
+    }
+
+    /// Called as `key`'s reply is stored in a table of `capacity` bytes: the capacity it should
+    /// grow to, at the end of a window where enough replies came back.
+    pub fn on_store(&self, key: &[u8], capacity: u64) -> Option<u64> {
+        if self.ghosts.came_back(key) {
+            self.came_back.fetch_add(1, Ordering::Relaxed);
+        }
+        let stored = self.stored.fetch_add(1, Ordering::Relaxed) + 1;
+        if stored % WINDOW != 0 {
+            return None;
+        }
+        let came_back = self.came_back.swap(0, Ordering::Relaxed);
+        let max = self.max();
+        (came_back >= GROW_AT && capacity < max).then(|| capacity.saturating_mul(2).min(max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ghost_comes_back_once() {
+        let ghosts = GhostSet::for_budget(1 << 20);
+        assert!(!ghosts.came_back(b"never evicted"));
+        ghosts.remember(b"evicted");
+        assert!(ghosts.came_back(b"evicted"));
+        assert!(!ghosts.came_back(b"evicted"), "counted once");
+    }
+
+    #[test]
+    fn a_scan_never_grows_the_table_and_a_returning_tail_does() {
+        let growth = Growth::new(64 << 20);
+        // A scan: every key new, none evicted before.
+        for n in 0..(4 * WINDOW) {
+            assert_eq!(
+                growth.on_store(format!("scan{n}").as_bytes(), 4 << 20),
+                None
+            );
+        }
+        // A tail asked again: each key was evicted before it is stored again.
+        let mut grown = None;
+        for n in 0..WINDOW {
+            let key = format!("tail{n}");
+            growth.ghosts.remember(key.as_bytes());
+            grown = grown.or(growth.on_store(key.as_bytes(), 4 << 20));
+        }
+        assert_eq!(grown, Some(8 << 20));
+        // Never past the memory it is given.
+        growth.set_max(6 << 20);
+        let mut capped = None;
+        for n in 0..WINDOW {
+            let key = format!("again{n}");
+            growth.ghosts.remember(key.as_bytes());
+            capped = capped.or(growth.on_store(key.as_bytes(), 4 << 20));
+        }
+        assert_eq!(capped, Some(6 << 20));
+    }
+}

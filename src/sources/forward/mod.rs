@@ -85,8 +85,8 @@ pub use dnssec::{DnssecConfig, DnssecStats};
 use failures::Failures;
 use group::Group;
 pub use stream::ConnectionStats;
-pub use upstream::UpstreamStats;
 use udp::SocketPool;
+pub use upstream::UpstreamStats;
 use upstream::{Failure, Upstream};
 
 /// Why the `dns` source could not answer.

@@ -76,8 +76,8 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::upstream::UpstreamStats;
-pub use pool::SocketPool;
 use crate::chain::Question;
+pub use pool::SocketPool;
 
 /// The EDNS payload size we advertise upstream: the DNS Flag Day 2020 value, which avoids IP
 /// fragmentation on almost every path (RFC 9715).
@@ -172,7 +172,13 @@ impl UdpUpstream {
             tracing::debug!(upstream = %self.upstream, %error, "cannot open an upstream socket");
             ExchangeError::Io(error)
         })?;
-        let result = self.exchange_on(lease.socket().map_err(ExchangeError::Io)?, question, deadline).await;
+        let result = self
+            .exchange_on(
+                lease.socket().map_err(ExchangeError::Io)?,
+                question,
+                deadline,
+            )
+            .await;
         if let Err(ExchangeError::Io(_)) = result {
             // An ICMP error, or a send refused: not a socket to lend again.
             lease.discard();

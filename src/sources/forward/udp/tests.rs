@@ -159,7 +159,11 @@ fn the_query_is_what_hickory_encodes_for_the_same_message() {
 async fn a_reply_is_matched_to_its_query_by_id_and_question() {
     let upstream = Upstream::start().await;
     let stats = stats();
-    let udp = Arc::new(UdpUpstream::new(upstream.address(), Arc::clone(&stats), pool(DEFAULT_PORTS)));
+    let udp = Arc::new(UdpUpstream::new(
+        upstream.address(),
+        Arc::clone(&stats),
+        pool(DEFAULT_PORTS),
+    ));
     let asking = ask(&udp, "www.example.", in_a_second());
     let (query, from) = upstream.next_query().await;
     let genuine = reply_to(&query, Ipv4Addr::new(192, 0, 2, 1));
@@ -210,7 +214,11 @@ async fn a_reply_is_matched_to_its_query_by_id_and_question() {
 async fn a_query_with_only_wrong_replies_times_out() {
     let upstream = Upstream::start().await;
     let stats = stats();
-    let udp = Arc::new(UdpUpstream::new(upstream.address(), Arc::clone(&stats), pool(DEFAULT_PORTS)));
+    let udp = Arc::new(UdpUpstream::new(
+        upstream.address(),
+        Arc::clone(&stats),
+        pool(DEFAULT_PORTS),
+    ));
     let asking = ask(
         &udp,
         "www.example.",
@@ -244,14 +252,22 @@ async fn a_closed_port_fails_at_once() {
         )
         .await;
     assert!(matches!(result, Err(ExchangeError::Io(_))), "{result:?}");
-    assert_eq!(sockets.open(), 0, "a socket that had an error is closed, not lent again");
+    assert_eq!(
+        sockets.open(),
+        0,
+        "a socket that had an error is closed, not lent again"
+    );
 }
 
 #[tokio::test]
 async fn concurrent_queries_each_get_their_own_reply_and_port() {
     let upstream = Arc::new(Upstream::start().await);
     let stats = stats();
-    let udp = Arc::new(UdpUpstream::new(upstream.address(), Arc::clone(&stats), pool(DEFAULT_PORTS)));
+    let udp = Arc::new(UdpUpstream::new(
+        upstream.address(),
+        Arc::clone(&stats),
+        pool(DEFAULT_PORTS),
+    ));
     const QUERIES: u32 = 300;
     // Replies go back in reverse order of arrival, in batches of 50.
     let answering = {
@@ -394,7 +410,11 @@ async fn a_pool_spreads_queries_over_thousands_of_ports() {
         sockets.stats.one_off.load(Ordering::Relaxed),
         sockets.open(),
     );
-    assert!(distinct.len() >= 10_000, "{} distinct ports", distinct.len());
+    assert!(
+        distinct.len() >= 10_000,
+        "{} distinct ports",
+        distinct.len()
+    );
     assert!(high - low > 16_000, "{low}..{high}");
 }
 
@@ -409,7 +429,11 @@ async fn a_late_reply_left_on_a_reused_socket_is_dropped_and_counted() {
         Arc::clone(&stats),
         Arc::clone(&sockets),
     ));
-    let first = ask(&udp, "first.example.", Instant::now() + Duration::from_millis(100));
+    let first = ask(
+        &udp,
+        "first.example.",
+        Instant::now() + Duration::from_millis(100),
+    );
     let (late, first_from) = upstream.next_query().await;
     assert!(matches!(first.await.unwrap(), Err(ExchangeError::TimedOut)));
     // The reply to the first query comes after it gave up, and waits in the socket.
@@ -463,15 +487,27 @@ async fn a_socket_is_lent_to_one_query_at_a_time() {
     let second = second.await.unwrap().unwrap();
     assert_eq!(address_in(&first), Some(Ipv4Addr::new(192, 0, 2, 1)));
     assert_eq!(address_in(&second), Some(Ipv4Addr::new(192, 0, 2, 2)));
-    assert_eq!(sockets.open(), 1, "the one-off socket closed, the pooled one is back");
+    assert_eq!(
+        sockets.open(),
+        1,
+        "the one-off socket closed, the pooled one is back"
+    );
 }
 
 #[tokio::test]
 async fn a_socket_is_replaced_for_another_upstream_and_when_old_worn_or_idle() {
     let (one, two) = (Upstream::start().await, Upstream::start().await);
     let sockets = pool(1);
-    let to_one = Arc::new(UdpUpstream::new(one.address(), stats(), Arc::clone(&sockets)));
-    let to_two = Arc::new(UdpUpstream::new(two.address(), stats(), Arc::clone(&sockets)));
+    let to_one = Arc::new(UdpUpstream::new(
+        one.address(),
+        stats(),
+        Arc::clone(&sockets),
+    ));
+    let to_two = Arc::new(UdpUpstream::new(
+        two.address(),
+        stats(),
+        Arc::clone(&sockets),
+    ));
     async fn served(udp: &Arc<UdpUpstream>, upstream: &Upstream) -> SocketAddr {
         let asking = ask(udp, "a.example.", in_a_second());
         let (query, from) = upstream.next_query().await;

@@ -40,22 +40,23 @@
 //! | | a socket per query (`udp_ports = 0`) | the pool (16,384) |
 //! |---|---|---|
 //! | a query's port, to an attacker who knows no open port | uniform over 28,232: 14.8 bits | a slot's port, each drawn at random in the 28,232: still 14.8 bits |
-//! | to one who has found every open port | the query's own socket is the only one open to that upstream: 0 bits, but it lives one round trip | one of up to 16,384 open: 14 bits, and a port found open stays open until its socket is idle 30 s, 60 s old or used 1,000 times |
-//! | distinct ports in 1,000 consecutive queries (measured) | 986 | 968 (expected 970) |
+//! | to one who has found every open port | one of the queries in flight (one, on a quiet server), each open one round trip | one of up to 16,384 open: 14 bits, and a port found open stays open until its socket is idle 30 s, 60 s old or used 1,000 times |
+//! | distinct ports in 1,000 consecutive queries (measured) | 983 (expected 982) | 966 (expected 970) |
 //! | upstream sockets open on a busy server | the queries in flight (≤ `max_concurrent`) | up to 16,384, all connected to the upstreams |
 //! | plain-UDP misses, Hearth ÷ Unbound (BENCHMARKS.md) | 0.78 | see BENCHMARKS.md |
 //!
 //! So the weakened property, with its numbers: an off-path attacker who can probe which UDP
 //! ports of the host are open (SAD DNS, 2020, does it through the kernel's global ICMP rate
 //! limit; an attacker on the host sees them directly) no longer narrows a query's port to the
-//! one socket opened for it. With a socket per query, finding the open port *was* finding the
-//! query's port (which is what SAD DNS exploits; the socket's short life was the defence). With
-//! the pool, that scan finds up to 16,384 ports, and the query's is any of them with equal
-//! probability: 14 bits of port left, against 14.8 for a blind guess over the whole range,
-//! plus the 16 bits of ID. A blind forgery (no scan) must still cover about 2^30.8 port and ID
-//! pairs, as before; Unbound's default draws a port per query from about 60,000 (15.9 bits)
-//! with a socket per query, up to 4,096 open per thread. The sockets also stay open between
-//! queries: up to 16,384 descriptors and ports held while busy, none after 30 s of quiet.
+//! few sockets of the queries in flight. With a socket per query, finding the open ports was
+//! finding the ports of the queries in flight (on a quiet server, the one query's: what SAD
+//! DNS exploits; the socket's short life was the defence). With the pool, that scan finds up
+//! to 16,384 ports, and the query's is any of them with equal probability: 14 bits of port
+//! left, against 14.8 for a blind guess over the whole range, plus the 16 bits of ID. A blind
+//! forgery (no scan) must still cover about 2^30.8 port and ID pairs, as before. Unbound's
+//! default: a socket per query, on a port drawn from its permitted range (tens of thousands),
+//! up to 4,096 open per thread (`outgoing-range`). The sockets also stay open between queries:
+//! up to 16,384 descriptors and ports held while busy, none after 30 s of quiet.
 //!
 //! **Why not the pool of 32 sockets per upstream** Hearth had until issue 14: its sockets were
 //! shared by the queries in flight and replaced every 256 queries; 40 consecutive queries used

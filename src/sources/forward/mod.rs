@@ -654,8 +654,12 @@ impl Source for Forwarder {
             );
         }
         let key = CacheKey::new(question);
+        // The asking is boxed, here and on a miss below: its future holds the exchange's
+        // receive buffer (kilobytes), and inline it would make this whole future that large,
+        // copied into its box on every lookup, cache hits included (issue 16's profile of
+        // cache hits on the general path: `memmove` 6.6%, most of it here).
         let Some(cache) = &inner.cache else {
-            return inner.resolve(question, key).await;
+            return Box::pin(inner.resolve(question, key)).await;
         };
         match cache.get(&key, Instant::now()) {
             Lookup::Fresh { answer, prefetch } => {
@@ -706,7 +710,7 @@ impl Source for Forwarder {
                     }
                 }
             }
-            Lookup::Miss => inner.resolve(question, key).await,
+            Lookup::Miss => Box::pin(inner.resolve(question, key)).await,
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   manifests (*.yaml, *.yml, *.json: one object,     the Kubernetes API (kubernetes.api)
 //!   `---` documents, or a List)                       api::watch: list-then-watch per kind,
 //!        │  objects::read_dir / parse_manifest        re-list on 410 Gone, backoff; a store
-//!        │  problems: `file:line: reason`             per kind, rebuilt at most every 100 ms
+//!        │  problems: `file:line: reason`             per kind; after a change, its parts of
+//!        │                                            the zone rebuilt (records::Part)
 //!        └──────────────────────┬───────────────────────────┘
 //!                               ▼
 //!   ClusterObjects { services, endpoint_slices, pods, namespaces }

@@ -11,9 +11,20 @@
 //! - The manifests directory is polled like zone files; a reload builds a whole new zone and
 //!   swaps it in. A manifest that no longer parses is logged as `file:line: reason` and the
 //!   rest loads.
-//! - With `kubernetes.api`, the watch of [`crate::sources::kubernetes::api`] installs a new
-//!   zone after each burst of changes; [`Cluster::api_status`] says how the watch is doing.
+//! - With `kubernetes.api`, the watch of [`crate::sources::kubernetes::api`] installs the zone
+//!   whole once, then after each burst of changes rebuilds only the parts they touch
+//!   ([`Cluster::install_parts`]); [`Cluster::api_status`] says how the watch is doing.
+//!
+//! The zone is kept in parts (`zones::zone`'s `PartedZone`): the names at and under each
+//! service's name, the pod names of each namespace (`records::Part`), and the apex with the
+//! rest. A new version shares every part it did not rebuild with the last one, and the SOA
+//! serial, a sum of one hash per record (`records`' `serial.rs`), is made again from the
+//! parts' shares. So a change at 100,000 endpoints takes microseconds of building where a
+//! whole build took 0.3 s of CPU, and shows in some 20 ms rather than 0.44 to 0.49 s at p99
+//! (`benches/cluster_scale.sh`, BENCHMARKS.md). Every version installed bumps the cluster's
+//! data version, so replies the fast path keeps from the last one are not served again.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -21,9 +32,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use super::zone::{RecordsByName, RecordsByNameBuilder, Zone, ZoneBuilder};
+use super::zone::{key, PartBuilder, PartedZone, ReverseNames, Shards, Zone, ZoneBuilder};
 use crate::chain::{Answer, DataVersion, Dependencies, Outcome, Question};
 use crate::sources::kubernetes::api::{ApiStatus, ClusterSink};
 use crate::sources::kubernetes::config::{
@@ -31,17 +42,41 @@ use crate::sources::kubernetes::config::{
 };
 use crate::sources::kubernetes::objects;
 use crate::sources::kubernetes::records::{
-    self, ClusterEntries, ClusterSettings, ObjectRefs, PodMode, RecordData, RecordSink,
+    self, ClusterEntries, ClusterSettings, NamespaceEntry, ObjectName, ObjectRefs, Part, PodMode,
+    RecordData, RecordSink,
 };
 use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
+use crate::sources::wire::{name_key, push_wire_name, NameKey};
 
 /// The manifest files read.
 const MANIFEST_EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
 /// What queries read: one version of the cluster.
+#[derive(Clone)]
 struct ClusterState {
-    zone: Zone,
-    reverse: RecordsByName,
+    zone: PartedZone,
+    reverse: ReverseNames,
+}
+
+/// What the installs keep between them, to rebuild some parts without the rest: the last
+/// state installed (its maps shared with the one served), and what each part added beside
+/// its names.
+struct Kept {
+    state: ClusterState,
+    parts: HashMap<NameKey, PartExtras>,
+    /// The sum of the parts' shares of the serial (`records::serial_base`).
+    parts_items: u32,
+    /// How many names the parts hold, for the log.
+    parts_names: usize,
+}
+
+/// What a part added beside its names.
+struct PartExtras {
+    /// Its PTRs: the address and the target in wire form.
+    ptrs: Box<[(IpAddr, Box<[u8]>)]>,
+    /// Its share of the serial.
+    items: u32,
+    names: usize,
 }
 
 /// The cluster zone.
@@ -53,6 +88,9 @@ pub struct Cluster {
     manifests: Option<PathBuf>,
     /// `None` until the objects have loaded once.
     state: ArcSwapOption<ClusterState>,
+    /// The parts of the last state installed, for the next install of some parts; `None`
+    /// until one was installed whole.
+    kept: Mutex<Option<Kept>>,
     snapshot: Mutex<Option<Snapshot>>,
     /// How the loads of objects went (manifests read, or API states installed).
     reload_stats: ReloadStats,
@@ -85,6 +123,7 @@ impl Cluster {
                 KubernetesFeed::Api(_) => None,
             },
             state: ArcSwapOption::empty(),
+            kept: Mutex::new(None),
             snapshot: Mutex::new(None),
             reload_stats: ReloadStats::default(),
             api: match &config.feed {
@@ -159,22 +198,222 @@ impl Cluster {
 
     /// [`Cluster::install`] from borrowed objects.
     pub fn install_refs(&self, objects: &ObjectRefs<'_>) -> bool {
-        let mut building = Building {
-            domain: self.settings.domain.clone(),
-            zone: None,
-            reverse: None,
-        };
-        records::build_into(objects, &self.settings, &mut building);
-        let (Some(zone), Some(reverse)) = (building.zone, building.reverse) else {
-            tracing::error!(domain = %self.settings.domain, "the cluster records have no SOA; not served");
+        // What the last whole build kept is of no use to this one: freed before it, not after,
+        // so that a re-list's peak does not hold both (the state served is not in it).
+        *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let Some(building) = self.build_in_halves(objects) else {
+            tracing::error!(domain = %self.settings.domain, "the cluster zone's build failed; not served");
             self.reload_stats.record(false);
             return false;
         };
-        let (zone, reverse) = (zone.finish(), reverse.finish());
+        if !building.started {
+            tracing::error!(domain = %self.settings.domain, "the cluster records have no SOA; not served");
+            self.reload_stats.record(false);
+            return false;
+        }
+        let mut kept = Kept {
+            state: ClusterState {
+                zone: PartedZone {
+                    apex: Zone::from_records(
+                        self.settings.domain.clone(),
+                        records::soa(&building.domain, self.settings.ttl, 0),
+                        Vec::new(),
+                        &[],
+                    ),
+                    parts: Shards::default(),
+                    route: part_of,
+                },
+                reverse: ReverseNames::new(self.settings.ttl),
+            },
+            parts: HashMap::with_capacity(building.parts.len()),
+            parts_items: 0,
+            parts_names: 0,
+        };
+        self.publish(&mut kept, building, objects);
+        *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+        true
+    }
+
+    /// The whole zone built from `objects` in two halves at once, on this thread and another:
+    /// the namespaces split in two, each half given every namespace (so both make the same
+    /// apex) and the objects of its own. Parts never cross namespaces, so the halves' parts
+    /// are the whole build's. Why: the first sync waits for this build (0.3 s of CPU at
+    /// 100,000 endpoints, `benches/cluster_scale.sh`), and the lists before it leave the
+    /// cores idle. None if the other thread failed.
+    fn build_in_halves(&self, objects: &ObjectRefs<'_>) -> Option<Building> {
+        let mut namespaces: BTreeSet<String> = objects
+            .namespaces
+            .iter()
+            .filter_map(|namespace| records::namespace_named(namespace))
+            .collect();
+        namespaces.extend(
+            objects
+                .services
+                .iter()
+                .filter_map(|entry| records::namespace_of(*entry)),
+        );
+        namespaces.extend(
+            objects
+                .endpoint_slices
+                .iter()
+                .filter_map(|entry| records::namespace_of(*entry)),
+        );
+        namespaces.extend(
+            objects
+                .pods
+                .iter()
+                .filter_map(|entry| records::namespace_of(*entry)),
+        );
+        let every_namespace: Vec<NamespaceEntry> = namespaces
+            .into_iter()
+            .map(|name| NamespaceEntry {
+                object: ObjectName {
+                    namespace: None,
+                    name: Some(name.into()),
+                },
+            })
+            .collect();
+        // By the namespace as a label would be (lower case), so that one namespace's objects
+        // are all in one half.
+        let second = |object: &ObjectName| {
+            let namespace = object.namespace.as_deref().unwrap_or_default();
+            namespace.bytes().fold(0u32, |hash, byte| {
+                (hash ^ u32::from(byte.to_ascii_lowercase())).wrapping_mul(0x0100_0193)
+            }) % 2
+                == 1
+        };
+        let mut halves = [ObjectRefs::default(), ObjectRefs::default()];
+        for half in &mut halves {
+            half.namespaces = every_namespace.iter().collect();
+        }
+        for service in &objects.services {
+            halves[usize::from(second(&service.object))]
+                .services
+                .push(service);
+        }
+        for slice in &objects.endpoint_slices {
+            halves[usize::from(second(&slice.object))]
+                .endpoint_slices
+                .push(slice);
+        }
+        for pod in &objects.pods {
+            halves[usize::from(second(&pod.object))].pods.push(pod);
+        }
+        let [first_half, second_half] = halves;
+        let build = |half: &ObjectRefs<'_>| {
+            let mut building = Building::new(&self.settings, None);
+            records::build_into(half, &self.settings, &mut building);
+            building
+        };
+        let (mut building, other) = std::thread::scope(|scope| {
+            let other = std::thread::Builder::new()
+                .name("cluster-install".to_owned())
+                .spawn_scoped(scope, || build(&second_half));
+            let building = build(&first_half);
+            (building, other.ok().map(|other| other.join()))
+        });
+        let other = match other {
+            Some(Ok(other)) => other,
+            // No second thread to be had: the other half here.
+            None => build(&second_half),
+            Some(Err(_)) => return None,
+        };
+        building.started &= other.started;
+        building.parts.extend(other.parts);
+        Some(building)
+    }
+
+    /// Rebuilds `parts` of the last state installed from `objects` (see
+    /// [`ClusterSink::install_parts`]), and the apex; the other parts are shared with the last
+    /// state. False if no state was installed whole yet.
+    pub fn install_parts(&self, parts: &[Part], objects: &ObjectRefs<'_>) -> bool {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(kept) = kept.as_mut() else {
+            return false;
+        };
+        let tops: HashSet<NameKey> = parts
+            .iter()
+            .filter_map(|part| part_key(&self.settings.domain, part))
+            .collect();
+        let mut building = Building::new(&self.settings, Some(tops));
+        records::build_into(objects, &self.settings, &mut building);
+        if !building.started {
+            self.reload_stats.record(false);
+            return false;
+        }
+        for top in building.only.iter().flatten() {
+            let Some(old) = kept.parts.remove(top) else {
+                continue;
+            };
+            for (address, target) in old.ptrs.iter() {
+                kept.state.reverse.remove(*address, target);
+            }
+            kept.parts_items = kept.parts_items.wrapping_sub(old.items);
+            kept.parts_names -= old.names;
+            kept.state.zone.parts.remove(top);
+        }
+        self.publish(kept, building, objects);
+        true
+    }
+
+    /// Puts the parts built into `kept`, makes the apex, and swaps the result in.
+    fn publish(&self, kept: &mut Kept, building: Building, objects: &ObjectRefs<'_>) {
+        let Building {
+            domain,
+            apex_records,
+            apex_names,
+            apex_items,
+            parts,
+            ..
+        } = building;
+        let whole = kept.parts.is_empty();
+        if whole {
+            // All at once: each reverse name written once, not once for each of its PTRs.
+            kept.state.reverse.add_all(
+                parts
+                    .iter()
+                    .flat_map(|(_, _, extras)| extras.ptrs.iter())
+                    .map(|(address, target)| (*address, &**target)),
+            );
+        }
+        for (top, table, extras) in parts {
+            let table = table.finish();
+            if !whole {
+                for (address, target) in extras.ptrs.iter() {
+                    kept.state.reverse.add(*address, target);
+                }
+            }
+            kept.parts_items = kept.parts_items.wrapping_add(extras.items);
+            let names = table.len();
+            kept.parts_names += names;
+            kept.state.zone.parts.insert(top.clone(), Arc::new(table));
+            kept.parts.insert(
+                top,
+                PartExtras {
+                    ptrs: extras.ptrs.into_boxed_slice(),
+                    items: extras.items,
+                    names,
+                },
+            );
+        }
+        let ttl = self.settings.ttl;
+        let serial = records::serial_base(&domain, ttl)
+            .wrapping_add(apex_items)
+            .wrapping_add(kept.parts_items);
+        let soa = records::soa(&domain, ttl, serial);
+        let mut apex = ZoneBuilder::new(self.settings.domain.clone(), soa, apex_records.len());
+        for (owner, ttl, data) in apex_records {
+            apex.add(&owner, ttl, data);
+        }
+        for name in &apex_names {
+            apex.add_name(name);
+        }
+        kept.state.zone.apex = apex.finish();
+
         // A live cluster changes every few seconds: after its first load, the API feed's
         // installs are logged at debug (`reload_stats` counts them).
         let routine = self.api.is_some() && self.is_loaded();
-        let names = zone.len();
+        let names = kept.state.zone.apex.len() + kept.parts_names;
         let (services, endpoint_slices, pods) = (
             objects.services.len(),
             objects.endpoint_slices.len(),
@@ -186,11 +425,9 @@ impl Cluster {
         } else {
             tracing::info!(%domain, services, endpoint_slices, pods, names, "cluster zone loaded");
         }
-        self.state
-            .store(Some(Arc::new(ClusterState { zone, reverse })));
+        self.state.store(Some(Arc::new(kept.state.clone())));
         self.version.bump();
         self.reload_stats.record(true);
-        true
     }
 
     /// What an answer read from the cluster depends on (a reverse name's NOTFOUND included:
@@ -242,7 +479,7 @@ impl Cluster {
     }
 
     /// `pods insecure`: the address in the name, for its own family; NODATA for other types.
-    fn pod_answer(&self, zone: &Zone, question: &Question, address: IpAddr) -> Answer {
+    fn pod_answer(&self, zone: &PartedZone, question: &Question, address: IpAddr) -> Answer {
         let data = match (question.record_type, address) {
             (RecordType::A | RecordType::ANY, IpAddr::V4(v4)) => Some(RData::A(A(v4))),
             (RecordType::AAAA | RecordType::ANY, IpAddr::V6(v6)) => Some(RData::AAAA(AAAA(v6))),
@@ -268,47 +505,194 @@ impl Cluster {
     }
 }
 
-/// The cluster zone as [`records::build_into`] hands it over: made straight into the zone's own
-/// form, without a hickory `Record` for each (`benches/cluster_scale.sh`: at 100,000 endpoints,
-/// that was some 100 ms of each rebuild).
+/// Where in a name's key (`sources::wire::NameKey`) under the cluster domain, whose key is
+/// `origin_len` bytes, the top of its part begins (`records::Part`): `<service>.<ns>.svc` for
+/// names of three labels or more under `svc`, `<ns>.pod` for those under `pod`; None for the
+/// apex's names (the apex, `ns.dns`, `dns-version`, `svc`, `<ns>.svc`, `pod`, `<ns>.pod`).
+fn part_of(key: &[u8], origin_len: usize) -> Option<usize> {
+    let relative = key.len().checked_sub(origin_len)?;
+    // The starts of the last three labels above the domain.
+    let mut starts = [usize::MAX; 3];
+    let mut at = 0;
+    let mut count = 0;
+    while at < relative {
+        starts = [at, starts[0], starts[1]];
+        count += 1;
+        at += 1 + usize::from(key[at]);
+    }
+    if at != relative || count < 3 {
+        return None;
+    }
+    let [kind, namespace, service] = starts;
+    match key.get(kind..relative)? {
+        b"\x03svc" => Some(service),
+        b"\x03pod" => Some(namespace),
+        _ => None,
+    }
+}
+
+/// The key of the top name of `part` in the cluster `domain` (see [`part_of`]).
+fn part_key(domain: &Name, part: &Part) -> Option<NameKey> {
+    let top = Name::from_labels(part.labels().iter().map(|label| label.as_bytes()))
+        .and_then(|name| name.append_domain(domain))
+        .ok()?;
+    Some(key(&top).into_boxed_slice())
+}
+
+/// Where a record being built goes.
+enum Where<'a> {
+    /// The apex zone's: the name is in no part.
+    Apex,
+    /// Nowhere: its part is not one being rebuilt.
+    LeftOut,
+    /// Into this part.
+    Part(&'a mut (NameKey, PartBuilder, ExtrasBuilding)),
+}
+
+/// What a part being built adds beside its names.
+#[derive(Default)]
+struct ExtrasBuilding {
+    ptrs: Vec<(IpAddr, Box<[u8]>)>,
+    items: u32,
+}
+
+/// The cluster zone as [`records::build_into`] hands it over, put in parts as it comes: made
+/// straight into the zone's own form, without a hickory `Record` for each
+/// (`benches/cluster_scale.sh`: at 100,000 endpoints, that was some 100 ms of each rebuild).
 struct Building {
-    domain: hickory_proto::rr::Name,
-    /// Both begun at the SOA.
-    zone: Option<ZoneBuilder>,
-    reverse: Option<RecordsByNameBuilder>,
+    /// The domain in lower case, fully qualified, as the records have it.
+    domain: Name,
+    origin_len: usize,
+    /// Whether the build began (it has an SOA).
+    started: bool,
+    /// Only these parts are kept, by their top's key (see [`part_of`]); all with None.
+    only: Option<HashSet<NameKey>>,
+    /// The apex's records but its SOA, and its empty names.
+    apex_records: Vec<(Name, u32, RData)>,
+    apex_names: Vec<Name>,
+    /// The apex's share of the serial.
+    apex_items: u32,
+    /// The parts built, and where each is in `parts` by its top's key.
+    parts: Vec<(NameKey, PartBuilder, ExtrasBuilding)>,
+    part_at: HashMap<NameKey, usize>,
+    /// The last part asked for: records come in canonical order, so a part's come together
+    /// and the map is asked once a part rather than once a record.
+    last: Option<usize>,
+    key: Vec<u8>,
+}
+
+impl Building {
+    fn new(settings: &ClusterSettings, only: Option<HashSet<NameKey>>) -> Self {
+        let mut domain = settings.domain.to_lowercase();
+        domain.set_fqdn(true);
+        let origin_len = key(&domain).len();
+        Self {
+            domain,
+            origin_len,
+            started: false,
+            only,
+            apex_records: Vec::new(),
+            apex_names: Vec::new(),
+            apex_items: 0,
+            parts: Vec::new(),
+            part_at: HashMap::new(),
+            last: None,
+            key: Vec::new(),
+        }
+    }
+
+    /// Where the records of `name` go: the part being built that it falls in, if that part is
+    /// kept.
+    fn part(&mut self, name: &Name) -> Where<'_> {
+        name_key(name, &mut self.key);
+        let Some(top) = part_of(&self.key, self.origin_len) else {
+            return Where::Apex;
+        };
+        let top = &self.key[top..];
+        if let Some(last) = self.last.filter(|last| *self.parts[*last].0 == *top) {
+            return Where::Part(&mut self.parts[last]);
+        }
+        if self.only.as_ref().is_some_and(|only| !only.contains(top)) {
+            return Where::LeftOut;
+        }
+        let at = match self.part_at.get(top) {
+            Some(at) => *at,
+            None => {
+                let top: NameKey = top.into();
+                let builder = PartBuilder::new(top.clone());
+                self.parts
+                    .push((top.clone(), builder, ExtrasBuilding::default()));
+                self.part_at.insert(top, self.parts.len() - 1);
+                self.parts.len() - 1
+            }
+        };
+        self.last = Some(at);
+        Where::Part(&mut self.parts[at])
+    }
 }
 
 impl RecordSink for Building {
-    fn start(&mut self, soa: &Record, records: usize, reverse: usize) {
-        self.zone = Some(ZoneBuilder::new(self.domain.clone(), soa.clone(), records));
-        self.reverse = Some(RecordsByName::builder(reverse));
-    }
-
-    fn record(&mut self, owner: &hickory_proto::rr::Name, ttl: u32, data: RecordData<'_>) {
-        let Some(zone) = &mut self.zone else {
-            return;
-        };
-        match data {
-            RecordData::Address(address) => zone.add_address(owner, ttl, address),
-            RecordData::Srv {
-                priority,
-                weight,
-                port,
-                target,
-            } => zone.add_srv(owner, ttl, [priority, weight, port], target),
-            RecordData::Other(data) => zone.add(owner, ttl, data),
+    fn start(&mut self, _: &Record, records: usize, _: usize) {
+        self.started = true;
+        if self.only.is_none() {
+            self.parts.reserve(records / 16);
         }
     }
 
-    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &hickory_proto::rr::Name) {
-        if let Some(reverse) = &mut self.reverse {
-            reverse.add_ptr(address, ttl, target);
+    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>, item: u32) {
+        match self.part(owner) {
+            Where::Apex => {
+                let data = data.into_rdata();
+                // The SOA is made anew when the parts are put together (its serial).
+                if data.record_type() != RecordType::SOA {
+                    self.apex_records.push((owner.clone(), ttl, data));
+                    self.apex_items = self.apex_items.wrapping_add(item);
+                }
+            }
+            Where::LeftOut => {}
+            Where::Part((_, part, extras)) => {
+                extras.items = extras.items.wrapping_add(item);
+                match data {
+                    RecordData::Address(address) => part.add_address(owner, ttl, address),
+                    RecordData::Srv {
+                        priority,
+                        weight,
+                        port,
+                        target,
+                    } => part.add_srv(owner, ttl, [priority, weight, port], target),
+                    RecordData::Other(data) => part.add(owner, ttl, data),
+                }
+            }
         }
     }
 
-    fn empty_name(&mut self, name: &hickory_proto::rr::Name) {
-        if let Some(zone) = &mut self.zone {
-            zone.add_name(name);
+    fn reverse(&mut self, address: IpAddr, _: u32, target: &Name, item: u32) {
+        match self.part(target) {
+            Where::Part((_, _, extras)) => {
+                let mut wire = Vec::with_capacity(target.len() + 2);
+                push_wire_name(&mut wire, target);
+                extras.ptrs.push((address, wire.into_boxed_slice()));
+                extras.items = extras.items.wrapping_add(item);
+            }
+            Where::LeftOut => {}
+            // The rules give PTRs only to the names of services and their endpoints.
+            Where::Apex => tracing::debug!(%address, %target, "PTR to a name in no part; left out"),
+        }
+    }
+
+    fn empty_name(&mut self, name: &Name, item: u32) {
+        match self.part(name) {
+            Where::Apex => {
+                self.apex_names.push(name.clone());
+                self.apex_items = self.apex_items.wrapping_add(item);
+            }
+            Where::LeftOut => {}
+            Where::Part((_, part, extras)) => {
+                extras.items = extras.items.wrapping_add(item);
+                let mut key = Vec::new();
+                name_key(name, &mut key);
+                part.add_name(&key);
+            }
         }
     }
 }
@@ -335,6 +719,10 @@ impl ClusterSink for Cluster {
     fn install_objects(&self, objects: &ObjectRefs<'_>) -> bool {
         self.install_refs(objects)
     }
+
+    fn install_parts(&self, parts: &[Part], objects: &ObjectRefs<'_>) -> bool {
+        Cluster::install_parts(self, parts, objects)
+    }
 }
 
 impl Reload for Cluster {
@@ -344,84 +732,4 @@ impl Reload for Cluster {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sources::kubernetes::records::varied_cluster;
-    use hickory_proto::rr::Name;
-
-    /// The zone made in place from what `records::build_into` hands over answers as the one
-    /// made from the records of `records::build`, whatever the question.
-    #[test]
-    fn the_zone_built_in_place_answers_as_one_from_records() {
-        let objects = varied_cluster(60);
-        for pods in [PodMode::Disabled, PodMode::Insecure, PodMode::Verified] {
-            let settings = ClusterSettings {
-                domain: Name::from_ascii("Cluster.Local.").unwrap(),
-                ttl: 5,
-                pods,
-                server_address: None,
-            };
-            let built = records::build(&objects, &settings);
-            let soa = built.soa().unwrap().clone();
-            let expected = Zone::from_records(
-                settings.domain.clone(),
-                soa,
-                built.records.clone(),
-                &built.empty_names,
-            );
-            let mut building = Building {
-                domain: settings.domain.clone(),
-                zone: None,
-                reverse: None,
-            };
-            let entries = ClusterEntries::from(&objects);
-            records::build_into(&ObjectRefs::from(&entries), &settings, &mut building);
-            let zone = building.zone.unwrap().finish();
-            let reverse = building.reverse.unwrap().finish();
-            assert_eq!(zone.len(), expected.len());
-
-            let mut names: Vec<Name> = built.empty_names.clone();
-            for record in &built.records {
-                names.push(record.name.clone());
-                names.push(record.name.base_name());
-                for label in ["nope", "*", "10-0-0-1"] {
-                    names.extend(record.name.prepend_label(label).ok());
-                }
-            }
-            names.push(Name::from_ascii("SVC-1.NS-1.SVC.CLUSTER.LOCAL.").unwrap());
-            for name in &names {
-                for record_type in [
-                    RecordType::A,
-                    RecordType::AAAA,
-                    RecordType::SRV,
-                    RecordType::CNAME,
-                    RecordType::TXT,
-                    RecordType::NS,
-                    RecordType::SOA,
-                    RecordType::ANY,
-                    RecordType::MX,
-                ] {
-                    assert_eq!(
-                        format!("{:?}", zone.lookup(name, record_type)),
-                        format!("{:?}", expected.lookup(name, record_type)),
-                        "{name} {record_type} ({pods:?})"
-                    );
-                }
-            }
-            for record in &built.reverse {
-                let asked = LowerName::new(&record.name);
-                let answers = reverse.get(&asked, &record.name).unwrap();
-                let expected: Vec<&Record> = built
-                    .reverse
-                    .iter()
-                    .filter(|other| other.name == record.name)
-                    .collect();
-                assert_eq!(format!("{answers:?}"), format!("{expected:?}"));
-            }
-            let elsewhere = Name::from_ascii("9.9.9.9.in-addr.arpa.").unwrap();
-            assert!(reverse
-                .get(&LowerName::new(&elsewhere), &elsewhere)
-                .is_none());
-        }
-    }
-}
+mod tests;

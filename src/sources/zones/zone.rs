@@ -24,17 +24,20 @@
 //! - `storage.rs`: how a zone is kept: names as wire-form keys, each with a span of one array
 //!   of compact records (`Table`), and the builder that puts records in it.
 //! - `loader.rs`: what fills a table: a master file's records checked as BIND and NSD check
-//!   them ([`ZoneLoader`]), generated records ([`ZoneBuilder`], the cluster zone), and records
-//!   kept by name beside a zone (`RecordsByName`, the cluster's reverse names).
-//! - `lookup.rs`: the [`Zone`] and how it answers, RFC 1034 §4.3.2's algorithm as drawn above.
+//!   them ([`ZoneLoader`]), generated records ([`ZoneBuilder`], the cluster zone's apex).
+//! - `lookup.rs`: the [`Zone`] and how it answers, RFC 1034 §4.3.2's algorithm as drawn above,
+//!   over the zone's own table or over any other source of its names (`Nodes`).
+//! - `parts.rs`: a zone kept in parts (the cluster zone), so that a change replaces a part and
+//!   a new version shares the others with the last; answered by the same lookup.
 
 mod loader;
 mod lookup;
+mod parts;
 mod storage;
 
-pub(super) use loader::{RecordsByName, RecordsByNameBuilder};
 pub use loader::{ZoneBuild, ZoneBuilder, ZoneLoader};
 pub use lookup::Zone;
+pub(super) use parts::{key, PartBuilder, PartedZone, ReverseNames, Shards};
 
 #[cfg(test)]
 mod tests;

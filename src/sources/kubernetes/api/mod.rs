@@ -16,8 +16,12 @@
 //!        │  once every kind has been listed; then COALESCE after a change, or when the
 //!        │  build in flight ends
 //!        ▼  the `cluster-install` thread
-//!  ClusterSink::install_objects(the stores' objects, borrowed) -> records::build_into -> zone
-//!  swapped in; the cluster's data version bumped
+//!  the first time: the whole zone,
+//!    ClusterSink::install_objects(the stores' objects, borrowed) -> records::build_into
+//!  after watch events, and re-lists that changed something: only the parts of the zone
+//!  they touch (records::Part: a service's names, a namespace's pods) and the apex,
+//!    ClusterSink::install_parts(those parts, their objects and the namespaces)
+//!  -> zone swapped in; the cluster's data version bumped
 //! ```
 //!
 //! Until every kind has completed its first list nothing is installed: names in the cluster
@@ -33,6 +37,7 @@
 //! (`discovery.k8s.io`). Nothing else: the reachability probe is a `list` too.
 
 mod follow;
+mod slim;
 mod status;
 mod store;
 #[cfg(test)]
@@ -45,8 +50,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hickory_proto::rr::Name;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
@@ -54,19 +57,20 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::records::ObjectRefs;
+use super::records::{ObjectRefs, Part};
 use crate::sources::kubernetes::config::KubernetesApi;
 use follow::follow;
+use slim::{NamespaceObject, PodObject, ServiceObject, SliceObject};
 use status::unix_seconds;
 use store::{Feed, Snapshot};
 use trim::Kind;
 
 pub use status::ApiStatus;
 
-/// How long changes are gathered before a new zone is built. Short, because a change shows
-/// after this plus the rebuild (benches/cluster_scale.sh: some 0.33 s of CPU at 100,000
-/// endpoints; with 100 ms here the p50 was 0.54 s). A burst of events still gives few
-/// rebuilds: while one is in flight the changes gather, and the next build takes them all.
+/// How long changes are gathered before the parts they touch are rebuilt. Short, because a
+/// change shows after this plus the rebuild (benches/cluster_scale.sh at 100,000 endpoints: a
+/// change shows in some 20 ms at p99). A burst of events still gives few rebuilds: while one
+/// is in flight the changes gather, and the next build takes them all.
 const COALESCE: Duration = Duration::from_millis(10);
 
 /// Updates waiting for the feed; a kind's task waits when it is full.
@@ -91,6 +95,12 @@ pub trait ClusterSink: Send + Sync + 'static {
     /// so that replies built from the old one are no longer reused. False (and the last zone
     /// kept) if the objects give no zone.
     fn install_objects(&self, objects: &ObjectRefs<'_>) -> bool;
+
+    /// Rebuilds `parts` of the zone installed last from `objects` (their objects, and an entry
+    /// for every namespace that exists: `records::Part`), and the apex; swaps the result in
+    /// and bumps the data version as [`ClusterSink::install_objects`] does. False (and the
+    /// last zone kept) if there is no zone to change yet.
+    fn install_parts(&self, parts: &[Part], objects: &ObjectRefs<'_>) -> bool;
 }
 
 /// How long the watch waits on the API. Why not kube's 290 s and 295 s: a connection that
@@ -246,19 +256,19 @@ async fn follow_the_api(
     let _stop_kinds = kinds_stop.clone().drop_guard();
     let (sender, mut updates) = mpsc::channel(UPDATE_QUEUE);
     let mut kinds = vec![Kind::Service, Kind::EndpointSlice, Kind::Namespace];
-    tokio::spawn(follow::<Service>(
+    tokio::spawn(follow::<ServiceObject>(
         Api::all(client.clone()),
         timeouts,
         sender.clone(),
         kinds_stop.clone(),
     ));
-    tokio::spawn(follow::<EndpointSlice>(
+    tokio::spawn(follow::<SliceObject>(
         Api::all(client.clone()),
         timeouts,
         sender.clone(),
         kinds_stop.clone(),
     ));
-    tokio::spawn(follow::<Namespace>(
+    tokio::spawn(follow::<NamespaceObject>(
         Api::all(client.clone()),
         timeouts,
         sender.clone(),
@@ -266,7 +276,7 @@ async fn follow_the_api(
     ));
     if cluster.needs_pods() {
         kinds.push(Kind::Pod);
-        tokio::spawn(follow::<Pod>(
+        tokio::spawn(follow::<PodObject>(
             Api::all(client.clone()),
             timeouts,
             sender.clone(),
@@ -298,7 +308,7 @@ async fn follow_the_api(
                 if due.is_some() && installing.is_none() && feed.is_listed() =>
             {
                 due = None;
-                installing = Some(installer.install(feed.snapshot()));
+                installing = Some(installer.install(feed.take_changes()));
             }
             installed = finished(&mut installing) => {
                 installing = None;
@@ -306,6 +316,9 @@ async fn follow_the_api(
                     tracing::error!("the thread that builds the cluster zone is gone");
                     break;
                 };
+                if !installed {
+                    feed.not_installed();
+                }
                 if installed && status.synced_at.load(Ordering::Acquire) == 0 {
                     status
                         .synced_at
@@ -354,7 +367,11 @@ impl Installer {
             .spawn(move || {
                 // Ends when the watch drops `jobs`.
                 for (snapshot, done) in queue {
-                    let _ = done.send(cluster.install_objects(&snapshot.objects()));
+                    let installed = match &snapshot.parts {
+                        None => cluster.install_objects(&snapshot.objects()),
+                        Some(parts) => cluster.install_parts(parts, &snapshot.objects()),
+                    };
+                    let _ = done.send(installed);
                 }
             })?;
         Ok(Self { jobs })

@@ -217,3 +217,166 @@ fn outages_begin_with_a_failure_and_end_when_every_kind_answers() {
     assert_eq!(status.watch_errors_total(), 3);
     assert_eq!(status.lists_total(), 3);
 }
+
+/// The records under `top` (and the PTRs to them) of `built`, as text.
+fn records_under(built: &records::ClusterRecords, top: &hickory_proto::rr::Name) -> Vec<String> {
+    let ptr_to_top = |record: &hickory_proto::rr::Record| match &record.data {
+        hickory_proto::rr::RData::PTR(target) => top.zone_of(&target.0),
+        _ => false,
+    };
+    built
+        .records
+        .iter()
+        .filter(|record| top.zone_of(&record.name))
+        .chain(built.reverse.iter().filter(|record| ptr_to_top(record)))
+        .map(ToString::to_string)
+        .chain(
+            built
+                .empty_names
+                .iter()
+                .filter(|name| top.zone_of(name))
+                .map(ToString::to_string),
+        )
+        .collect()
+}
+
+/// After the first list the whole zone is built; after a watch event only the parts it
+/// touches, from their objects and every namespace, and those give the part's records as the
+/// whole build does; after a re-list, only the parts of what it changed.
+#[test]
+fn after_an_event_only_its_parts_are_built_and_give_the_same_records() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kubernetes/live/cluster.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut objects = ClusterObjects::default();
+    assert!(parse_manifest(&text, "cluster.yaml", &mut objects).is_empty());
+    let status = ApiStatus::default();
+    let kinds = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Namespace,
+        Kind::Pod,
+    ];
+    let mut feed = Feed::new(&kinds);
+    for kind in kinds {
+        feed.apply(Update::Listing(kind), &status);
+    }
+    let listed = objects
+        .services
+        .iter()
+        .cloned()
+        .map(Watched::entry)
+        .chain(objects.endpoint_slices.iter().cloned().map(Watched::entry))
+        .chain(objects.namespaces.iter().cloned().map(Watched::entry))
+        .chain(objects.pods.iter().cloned().map(Watched::entry));
+    for object in listed {
+        feed.apply(Update::Listed(object), &status);
+    }
+    for kind in kinds {
+        feed.apply(Update::ListDone(kind), &status);
+    }
+    assert!(
+        feed.take_changes().parts.is_none(),
+        "the first build is whole"
+    );
+
+    let settings = settings(PodMode::Verified);
+    let mut every_namespace: Vec<String> = Vec::new();
+    for service in &objects.services {
+        // The service changes: its records then come from its part alone.
+        let mut changed = service.clone();
+        if let Some(spec) = changed.spec.as_mut() {
+            spec.publish_not_ready_addresses = Some(true);
+        }
+        assert!(feed.apply(Update::Applied(changed.clone().entry()), &status));
+        let snapshot = feed.take_changes();
+        let parts = snapshot.parts.clone().expect("a change builds parts");
+        let part = records::Part::of_service(&changed.clone().into()).unwrap();
+        assert!(parts.contains(&part), "{parts:?}");
+        let refs = snapshot.objects();
+        assert!(refs.services.len() <= parts.len());
+        let namespaces: Vec<String> = refs
+            .namespaces
+            .iter()
+            .filter_map(|namespace| namespace.object.name.as_deref().map(str::to_owned))
+            .collect();
+        if every_namespace.is_empty() {
+            every_namespace = namespaces.clone();
+        }
+        assert_eq!(namespaces, every_namespace, "every namespace, every time");
+
+        let mut whole_objects = objects.clone();
+        for kept in &mut whole_objects.services {
+            if kept.metadata.name == changed.metadata.name
+                && kept.metadata.namespace == changed.metadata.namespace
+            {
+                *kept = changed.clone();
+            }
+        }
+        let whole = records::build(&whole_objects, &settings);
+        let mut built = records::ClusterRecords::default();
+        records::build_into(&refs, &settings, &mut built);
+        let top = hickory_proto::rr::Name::from_ascii(format!(
+            "{}.svc.cluster.local.",
+            part.labels()[..2].join(".")
+        ))
+        .unwrap();
+        assert_eq!(
+            records_under(&built, &top),
+            records_under(&whole, &top),
+            "{top}"
+        );
+        // Back as it was.
+        feed.apply(Update::Applied(service.clone().entry()), &status);
+        feed.take_changes();
+    }
+
+    // A re-list that takes a service away: its part, and only it.
+    feed.apply(Update::Listing(Kind::Service), &status);
+    for service in objects.services.iter().skip(1) {
+        feed.apply(Update::Listed(service.clone().entry()), &status);
+    }
+    assert!(feed.apply(Update::ListDone(Kind::Service), &status));
+    let gone = records::Part::of_service(&objects.services[0].clone().into()).unwrap();
+    assert_eq!(feed.take_changes().parts, Some(vec![gone]));
+    // A re-list of the same objects: nothing to build.
+    feed.apply(Update::Listing(Kind::Service), &status);
+    for service in objects.services.iter().skip(1) {
+        feed.apply(Update::Listed(service.clone().entry()), &status);
+    }
+    assert!(!feed.apply(Update::ListDone(Kind::Service), &status));
+    // An install that failed: the next build is whole.
+    feed.not_installed();
+    assert!(feed.take_changes().parts.is_none());
+}
+
+/// What the watch reads of an object (`slim.rs`) makes the same entry as the whole object.
+#[test]
+fn objects_read_slim_make_the_same_entries() {
+    use super::slim::{NamespaceObject, PodObject, ServiceObject, SliceObject};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kubernetes/live/cluster.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut objects = ClusterObjects::default();
+    assert!(parse_manifest(&text, "cluster.yaml", &mut objects).is_empty());
+    fn same<Full, Slim>(objects: &[Full])
+    where
+        Full: Watched + serde::Serialize,
+        Slim: Watched,
+    {
+        assert!(!objects.is_empty());
+        for object in objects {
+            let json = serde_json::to_string(object).unwrap();
+            let slim: Slim = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                format!("{:?}", slim.entry()),
+                format!("{:?}", object.clone().entry()),
+                "{json}"
+            );
+        }
+    }
+    same::<Service, ServiceObject>(&objects.services);
+    same::<k8s_openapi::api::discovery::v1::EndpointSlice, SliceObject>(&objects.endpoint_slices);
+    same::<k8s_openapi::api::core::v1::Namespace, NamespaceObject>(&objects.namespaces);
+    same::<k8s_openapi::api::core::v1::Pod, PodObject>(&objects.pods);
+}

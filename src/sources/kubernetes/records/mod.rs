@@ -29,11 +29,15 @@
 //! - `order.rs`: the zone while it is built, each record kept as its sort key, so that the
 //!   records come out in canonical order (RFC 4034 §6) without repeats, with the empty
 //!   non-terminals and the SOA worked out from them.
-//! - `serial.rs`: the SOA serial, a hash of the zone's contents.
+//! - `serial.rs`: the SOA serial, a sum of one hash per record, so that it can be made again
+//!   when only some parts of the zone are rebuilt.
+//! - `parts.rs`: the parts the zone is kept in ([`Part`]: a service's names, a namespace's pod
+//!   names), which objects make each, and so which a change rebuilds.
 //! - `tests.rs`: the checklist rows, record by record.
 
 mod entries;
 mod order;
+mod parts;
 mod rules;
 mod serial;
 #[cfg(test)]
@@ -53,7 +57,10 @@ pub use entries::{
     ClusterEntries, EndpointEntry, Named, NamespaceEntry, ObjectName, PodEntry, PortEntry,
     ServiceEntry, ServiceShape, SliceEntry,
 };
+pub use order::soa;
+pub use parts::{namespace_named, namespace_of, Part};
 pub use rules::{build_into, pod_name_address};
+pub use serial::serial_base;
 #[cfg(test)]
 pub(crate) use varied::varied_cluster;
 
@@ -136,8 +143,9 @@ impl ClusterRecords {
 
 /// Builds the zone from `objects`.
 ///
-/// The SOA serial is the 32-bit FNV-1a hash of every other record, reverse record and empty
-/// name, in order, each in the wire form it is sorted by (`serial.rs`): it changes exactly when what the zone answers changes, and
+/// The SOA serial is a base made of the domain and the TTL plus, for every other record,
+/// reverse record and empty name, the 32-bit FNV-1a hash of the wire form it is sorted by
+/// (`serial.rs`): it changes exactly when what the zone answers changes, and
 /// is the same on every replica that has seen the same objects. It is not increasing (RFC 1982
 /// serial arithmetic) since nothing transfers this zone; whoever needs it to increase can replace
 /// it when it changes.
@@ -179,13 +187,17 @@ pub trait RecordSink {
     /// First: the apex SOA (it comes again among the records, in its place), and how many
     /// records and reverse records follow.
     fn start(&mut self, soa: &Record, records: usize, reverse: usize);
-    /// Each record at or under the domain, in canonical order (RFC 4034 §6), once.
-    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>);
+    /// Each record at or under the domain, in canonical order (RFC 4034 §6), once. `item` is
+    /// its share of the SOA serial (0 for the SOA itself): the serial is [`serial_base`] plus
+    /// every item, so a consumer that keeps the zone in parts can make the serial of the
+    /// whole again when it replaces one part (`serial.rs`).
+    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>, item: u32);
     /// Each PTR record of a cluster address (owned by its reverse name, RFC 1035 §3.5 and
-    /// RFC 3596 §2.5), in canonical order, once.
-    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &Name);
-    /// Each name that exists without records, in canonical order.
-    fn empty_name(&mut self, name: &Name);
+    /// RFC 3596 §2.5), in canonical order, once; `item` as for [`RecordSink::record`].
+    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &Name, item: u32);
+    /// Each name that exists without records, in canonical order; `item` as for
+    /// [`RecordSink::record`].
+    fn empty_name(&mut self, name: &Name, item: u32);
 }
 
 impl RecordSink for ClusterRecords {
@@ -194,18 +206,18 @@ impl RecordSink for ClusterRecords {
         self.reverse.reserve_exact(reverse);
     }
 
-    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>) {
+    fn record(&mut self, owner: &Name, ttl: u32, data: RecordData<'_>, _: u32) {
         self.records
             .push(Record::from_rdata(owner.clone(), ttl, data.into_rdata()));
     }
 
-    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &Name) {
+    fn reverse(&mut self, address: IpAddr, ttl: u32, target: &Name, _: u32) {
         let data = RData::PTR(PTR(target.clone()));
         self.reverse
             .push(Record::from_rdata(reverse_name(address), ttl, data));
     }
 
-    fn empty_name(&mut self, name: &Name) {
+    fn empty_name(&mut self, name: &Name, _: u32) {
         self.empty_names.push(name.clone());
     }
 }

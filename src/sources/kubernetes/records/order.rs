@@ -218,55 +218,65 @@ impl Zone {
             .map(|(_, name)| name)
             .collect();
 
-        let serial = serial(&self, &empty_names);
-        let apex = self.apex();
-        let server = self
-            .name(&["ns", "dns"])
-            .unwrap_or_else(|| apex.name.clone());
-        let hostmaster = Name::from_labels([b"hostmaster".as_slice()])
-            .and_then(|label| label.append_domain(&apex.name))
-            .unwrap_or_else(|_| apex.name.clone());
-        let soa = SOA::new(
-            server,
-            hostmaster,
-            serial,
-            SOA_REFRESH,
-            SOA_RETRY,
-            SOA_EXPIRE,
-            self.ttl,
-        );
-        let soa = Record::from_rdata(apex.name, self.ttl, RData::SOA(soa));
+        let (serial, items) = serial(&self, &empty_names);
+        let soa = soa(&self.domain, self.ttl, serial);
         let mut soa_key = vec![0];
         soa_key.extend(u16::from(RecordType::SOA).to_be_bytes());
         emit_rdata(&mut soa_key, &soa.data);
 
         sink.start(&soa, self.records.order.len() + 1, self.reverse.order.len());
-        // The SOA where its key falls: after the apex's NS.
+        // The SOA where its key falls: after the apex's NS. Its item is 0: the serial is not
+        // a hash of itself.
         let records = &self.records;
         let at = records
             .order
             .partition_point(|number| records.key(*number) < soa_key.as_slice());
         for (position, &number) in records.order.iter().enumerate() {
             if position == at {
-                sink.record(&soa.name, soa.ttl, RecordData::Other(soa.data.clone()));
+                sink.record(&soa.name, soa.ttl, RecordData::Other(soa.data.clone()), 0);
             }
             records.check(names, number);
             let owner = &names[records.owner(number) as usize];
-            sink.record(owner, self.ttl, records.data(names, number));
+            sink.record(
+                owner,
+                self.ttl,
+                records.data(names, number),
+                items.records[position],
+            );
         }
         if at >= records.order.len() {
-            sink.record(&soa.name, soa.ttl, RecordData::Other(soa.data));
+            sink.record(&soa.name, soa.ttl, RecordData::Other(soa.data), 0);
         }
-        for &number in &self.reverse.order {
+        for (position, &number) in self.reverse.order.iter().enumerate() {
             self.reverse.check(names, number);
             let address = self.addresses[self.reverse.owner(number) as usize];
             let target = &names[self.reverse.target(number) as usize];
-            sink.reverse(address, self.ttl, target);
+            sink.reverse(address, self.ttl, target, items.reverse[position]);
         }
-        for name in &empty_names {
-            sink.empty_name(name);
+        for (name, item) in empty_names.iter().zip(items.empty) {
+            sink.empty_name(name, item);
         }
     }
+}
+
+/// The apex SOA of the cluster zone of `domain` (fully qualified, lower case) whose records
+/// have `ttl`, with `serial`.
+pub fn soa(domain: &Name, ttl: u32, serial: u32) -> Record {
+    let in_domain = |labels: &[&[u8]]| {
+        Name::from_labels(labels.iter().copied())
+            .and_then(|name| name.append_domain(domain))
+            .unwrap_or_else(|_| domain.clone())
+    };
+    let soa = SOA::new(
+        in_domain(&[b"ns", b"dns"]),
+        in_domain(&[b"hostmaster"]),
+        serial,
+        SOA_REFRESH,
+        SOA_RETRY,
+        SOA_EXPIRE,
+        ttl,
+    );
+    Record::from_rdata(domain.clone(), ttl, RData::SOA(soa))
 }
 
 /// A name under the domain, with its key: the labels below the domain from the top down, each

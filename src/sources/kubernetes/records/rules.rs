@@ -175,7 +175,7 @@ fn dashed(address: IpAddr) -> String {
 
 /// `text` as a lower-case DNS label of letters, digits and hyphens (RFC 1123 §2.1), which every
 /// Kubernetes object name used here is; None for anything else.
-fn label(text: &str) -> Option<String> {
+pub(super) fn label(text: &str) -> Option<String> {
     let valid = !text.is_empty()
         && text.len() <= MAX_LABEL
         && text

@@ -1,6 +1,5 @@
 //! What fills a zone's table: a master file's records, checked as they are read
-//! ([`ZoneLoader`]); generated records ([`ZoneBuilder`], the cluster zone); records kept by
-//! name beside a zone ([`RecordsByName`], the cluster's reverse names).
+//! ([`ZoneLoader`]); generated records ([`ZoneBuilder`], the cluster zone's apex).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,53 +8,9 @@ use std::path::{Path, PathBuf};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::lookup::Zone;
-use super::storage::{is_under, Table, TableBuilder};
-use crate::sources::wire::{key_in, key_of, name_key, NameKey};
+use super::storage::{is_under, TableBuilder};
+use crate::sources::wire::{key_of, name_key, NameKey};
 use crate::sources::zones::master::{RecordSink, Written, ZoneProblem};
-
-/// Records by owner name, kept as a zone keeps them, for names answered beside a zone (the
-/// cluster's reverse names).
-#[derive(Debug, Default)]
-pub(in crate::sources::zones) struct RecordsByName {
-    table: Table,
-}
-
-impl RecordsByName {
-    pub(in crate::sources::zones) fn builder(records: usize) -> RecordsByNameBuilder {
-        RecordsByNameBuilder(TableBuilder::new(records))
-    }
-
-    /// The records at `name`, owned by `owner` (the name as asked); None if there are none.
-    pub(in crate::sources::zones) fn get(
-        &self,
-        name: &LowerName,
-        owner: &Name,
-    ) -> Option<Vec<Record>> {
-        let name: &Name = name;
-        if !name.is_fqdn() {
-            return None;
-        }
-        let mut buffer = [0; 256];
-        let span = *self.table.names.get(key_in(name, &mut buffer)?)?;
-        Some(self.table.owned(self.table.records(span), owner))
-    }
-}
-
-/// Builds [`RecordsByName`] record by record.
-pub(in crate::sources::zones) struct RecordsByNameBuilder(TableBuilder);
-
-impl RecordsByNameBuilder {
-    /// Adds a PTR record of class IN at `address`'s reverse name.
-    pub(in crate::sources::zones) fn add_ptr(&mut self, address: IpAddr, ttl: u32, target: &Name) {
-        self.0.add_ptr(address, ttl, target);
-    }
-
-    pub(in crate::sources::zones) fn finish(self) -> RecordsByName {
-        RecordsByName {
-            table: self.0.finish(),
-        }
-    }
-}
 
 /// Builds a [`Zone`] record by record, for a generated zone (the cluster's) that need not be
 /// made into hickory `Record`s first: the same zone as [`Zone::from_records`] gives.

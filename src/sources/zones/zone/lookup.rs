@@ -8,6 +8,20 @@ use super::storage::{is_under, parent, Span, Table};
 use crate::chain::{Answer, MAX_CNAME_CHAIN};
 use crate::sources::wire::{key_in, key_of, NameKey};
 
+/// Where the names of a zone are found: the zone's own table, or a zone kept in parts
+/// (`parts.rs`, the cluster zone), whose every change replaces one part rather than the whole.
+pub(super) trait Nodes {
+    /// The table holding the name keyed `key` (see `sources::wire::NameKey`) and its records
+    /// there, if the name exists.
+    fn node(&self, key: &[u8]) -> Option<(&Table, Span)>;
+}
+
+impl Nodes for Table {
+    fn node(&self, key: &[u8]) -> Option<(&Table, Span)> {
+        self.names.get(key).map(|span| (self, *span))
+    }
+}
+
 /// A zone ready to answer.
 #[derive(Clone, Debug)]
 pub struct Zone {
@@ -49,6 +63,16 @@ impl Zone {
         &self.origin
     }
 
+    /// The length of the origin's key: where the names of a zone kept in parts are routed
+    /// from (`parts.rs`).
+    pub(super) fn origin_key_len(&self) -> usize {
+        self.origin_key.len()
+    }
+
+    pub(super) fn table(&self) -> &Table {
+        &self.table
+    }
+
     /// How many names (nodes) the zone holds.
     pub fn len(&self) -> usize {
         self.table.names.len()
@@ -59,17 +83,22 @@ impl Zone {
     }
 
     /// The records of `name`, if it exists; names in a zone are fully qualified.
-    fn node(&self, name: &Name) -> Option<Span> {
+    fn node<'n>(nodes: &'n impl Nodes, name: &Name) -> Option<(&'n Table, Span)> {
         if !name.is_fqdn() {
             return None;
         }
         let mut buffer = [0; 256];
-        self.table.names.get(key_in(name, &mut buffer)?).copied()
+        nodes.node(key_in(name, &mut buffer)?)
     }
 
     /// Whether `name` exists in the zone (with records, or as an empty non-terminal).
     pub fn has_name(&self, name: &LowerName) -> bool {
-        self.node(name).is_some()
+        Self::node(&self.table, name).is_some()
+    }
+
+    /// [`Zone::has_name`] where the names are `nodes`.
+    pub(super) fn has_name_in(nodes: &impl Nodes, name: &LowerName) -> bool {
+        Self::node(nodes, name).is_some()
     }
 
     /// Whether `name` is at or below the apex.
@@ -90,7 +119,12 @@ impl Zone {
     /// The delegation point at or above `name` (strictly below the apex), if any. DS lives on
     /// the parent side of a cut (RFC 4034 §5; RFC 4035 §3.1.4.1: the parent answers DS
     /// authoritatively), so for DS the cut at `name` itself does not count.
-    fn delegation(&self, name: &Name, record_type: RecordType) -> Option<Vec<Record>> {
+    fn delegation(
+        &self,
+        nodes: &impl Nodes,
+        name: &Name,
+        record_type: RecordType,
+    ) -> Option<Vec<Record>> {
         if !self.has_delegations {
             return None;
         }
@@ -111,32 +145,32 @@ impl Zone {
         }
         // From the top down: the highest cut wins.
         ancestors.into_iter().rev().find_map(|ancestor| {
-            let span = *self.table.names.get(ancestor)?;
-            let name_servers = self.table.get(span, RecordType::NS)?;
+            let (table, span) = nodes.node(ancestor)?;
+            let name_servers = table.get(span, RecordType::NS)?;
             Some(
                 name_servers
                     .iter()
-                    .map(|ns| ns.original(ancestor, &self.table.targets))
+                    .map(|ns| ns.original(ancestor, &table.targets))
                     .collect(),
             )
         })
     }
 
     /// Glue: the zone's A and AAAA records for the name servers of a referral.
-    fn glue(&self, name_servers: &[Record]) -> Vec<Record> {
+    fn glue(nodes: &impl Nodes, name_servers: &[Record]) -> Vec<Record> {
         let mut glue = Vec::new();
         for ns in name_servers {
             let RData::NS(target) = &ns.data else {
                 continue;
             };
-            if let Some(span) = self.node(&target.0) {
+            if let Some((table, span)) = Self::node(nodes, &target.0) {
                 let key = key_of(&target.0);
                 for record_type in [RecordType::A, RecordType::AAAA] {
-                    let records = self.table.get(span, record_type).unwrap_or_default();
+                    let records = table.get(span, record_type).unwrap_or_default();
                     glue.extend(
                         records
                             .iter()
-                            .map(|record| record.original(&key, &self.table.targets)),
+                            .map(|record| record.original(&key, &table.targets)),
                     );
                 }
             }
@@ -145,10 +179,10 @@ impl Zone {
     }
 
     /// The closest encloser's wildcard for a name that does not exist (RFC 4592 §3.3.1).
-    fn wildcard_for(&self, name: &Name) -> Option<Span> {
+    fn wildcard_for<'n>(&self, nodes: &'n impl Nodes, name: &Name) -> Option<(&'n Table, Span)> {
         let key = key_of(name);
         let mut encloser = parent(&key).unwrap_or(&key);
-        while !self.table.names.contains_key(encloser) {
+        while nodes.node(encloser).is_none() {
             if !is_under(encloser, &self.origin_key) {
                 return None;
             }
@@ -157,12 +191,24 @@ impl Zone {
         let mut wildcard = Vec::with_capacity(encloser.len() + 2);
         wildcard.extend_from_slice(&[1, b'*']);
         wildcard.extend_from_slice(encloser);
-        self.table.names.get(wildcard.as_slice()).copied()
+        nodes.node(&wildcard)
     }
 
     /// Answers `name`/`record_type`, a name at or below the apex. `owner` is the name as the
     /// client wrote it: answers for it are owned by it.
     pub fn lookup(&self, owner: &Name, record_type: RecordType) -> Answer {
+        self.lookup_in(&self.table, owner, record_type)
+    }
+
+    /// [`Zone::lookup`] where the names are `nodes` rather than this zone's own table (which
+    /// then holds the apex); this zone gives the origin, the SOA and whether there are
+    /// delegations.
+    pub(super) fn lookup_in(
+        &self,
+        nodes: &impl Nodes,
+        owner: &Name,
+        record_type: RecordType,
+    ) -> Answer {
         let mut answer = Answer {
             authoritative: true,
             // Its owner (the zones source, the cluster) stamps the version it read.
@@ -171,30 +217,30 @@ impl Zone {
         let mut current = owner.clone();
         let mut seen: Vec<LowerName> = Vec::new();
         loop {
-            if let Some(name_servers) = self.delegation(&current, record_type) {
+            if let Some(name_servers) = self.delegation(nodes, &current, record_type) {
                 // RFC 1034 §4.3.2 step 3b: a referral, not authoritative. Inside a CNAME chain
                 // the answer so far stands (AA belongs to the first owner name, RFC 1035
                 // §4.1.1) and the rest is the referral.
                 if answer.answers.is_empty() {
                     answer.authoritative = false;
                 }
-                answer.additionals = self.glue(&name_servers);
+                answer.additionals = Self::glue(nodes, &name_servers);
                 answer.authorities = name_servers;
                 return answer;
             }
-            let node = match self.node(&current) {
-                Some(span) => Some(span),
-                None => self.wildcard_for(&current),
+            let node = match Self::node(nodes, &current) {
+                Some(node) => Some(node),
+                None => self.wildcard_for(nodes, &current),
             };
-            let Some(node) = node else {
+            let Some((table, node)) = node else {
                 answer.response_code = ResponseCode::NXDomain;
                 answer.authorities = vec![self.negative_soa()];
                 return answer;
             };
             if record_type != RecordType::CNAME {
-                if let Some(cname) = self.table.get(node, RecordType::CNAME) {
+                if let Some(cname) = table.get(node, RecordType::CNAME) {
                     let first = answer.answers.len();
-                    answer.answers.extend(self.table.owned(cname, &current));
+                    answer.answers.extend(table.owned(cname, &current));
                     let Some(RData::CNAME(target)) = answer.answers.get(first).map(|r| &r.data)
                     else {
                         return answer;
@@ -216,12 +262,12 @@ impl Zone {
             }
             if record_type == RecordType::ANY {
                 // RFC 8482 §4.2: answer with one RRset rather than all of them.
-                if let Some(records) = self.table.first_rrset(node) {
-                    answer.answers.extend(self.table.owned(records, &current));
+                if let Some(records) = table.first_rrset(node) {
+                    answer.answers.extend(table.owned(records, &current));
                     return answer;
                 }
-            } else if let Some(records) = self.table.get(node, record_type) {
-                answer.answers.extend(self.table.owned(records, &current));
+            } else if let Some(records) = table.get(node, record_type) {
+                answer.answers.extend(table.owned(records, &current));
                 return answer;
             }
             answer.authorities = vec![self.negative_soa()];

@@ -2,7 +2,7 @@
 //! records there ([`TableBuilder`]).
 //!
 //! Why this way: the cluster zone of 100,000 endpoints is some 90,000 names and 160,000
-//! records (and 55,000 reverse names beside it), rebuilt whole after every change
+//! records (and 55,000 reverse names beside it), and was rebuilt whole after every change
 //! (`benches/cluster_scale.sh`). Kept as hickory `Record`s in maps of `LowerName`s, the two
 //! took 0.25 s to build and 152 MiB of heap: a `Record` is 272 bytes, a `Name` 80 (plus the
 //! heap beyond 32 bytes of labels), and each name had two vectors of its own. Here a name is
@@ -17,9 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use crate::sources::wire::{
-    key_of, name_key, push_reverse_key, push_wire_name, same_wire_name, wire_name, NameKey,
-};
+use crate::sources::wire::{name_key, push_wire_name, same_wire_name, wire_name, NameKey};
 
 /// The key of the parent name; None for the root.
 pub(super) fn parent(key: &[u8]) -> Option<&[u8]> {
@@ -421,30 +419,6 @@ impl TableBuilder {
         } else {
             let data = RData::SRV(SRV::new(priority, weight, port, target.clone()));
             Stored::from_parts(owner, ttl, data, lower, &mut self.targets)
-        };
-        self.records.push((number, stored));
-    }
-
-    /// A PTR record at `address`'s reverse name (RFC 1035 §3.5, RFC 3596 §2.5).
-    pub(super) fn add_ptr(&mut self, address: IpAddr, ttl: u32, target: &Name) {
-        let mut key = std::mem::take(&mut self.key);
-        key.clear();
-        push_reverse_key(&mut key, address);
-        debug_assert_eq!(key, key_of(&Name::from(address)));
-        let number = Self::number(&mut self.names, &key);
-        self.key = key;
-        if self.records.last().is_some_and(|(last, _)| *last > number) {
-            self.grouped = false;
-        }
-        let at = self.targets.len();
-        let stored = if at <= u32::MAX as usize - 256 && push_target(&mut self.targets, target) {
-            Stored::Ptr {
-                ttl,
-                target: at as u32,
-            }
-        } else {
-            let data = RData::PTR(PTR(target.clone()));
-            Stored::from_parts(&Name::from(address), ttl, data, true, &mut self.targets)
         };
         self.records.push((number, stored));
     }

@@ -173,8 +173,31 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Raises the open-files soft limit to the hard limit, as Unbound and nginx do for their
+/// `outgoing-range` / `worker_rlimit_nofile`: the plain-UDP upstream sockets stay open between
+/// queries (`forward.udp_ports`, 16,384 by default), and a soft limit of 1,024 (the usual
+/// default) would shrink that pool, and with it the ports a query's port is drawn from. The
+/// hard limit is the operator's; nothing is raised past it. Returns the limit now, if known.
+fn raise_open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= hard {
+        return Some(soft);
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => Some(hard),
+        Err(error) => {
+            tracing::warn!(%error, soft, hard, "cannot raise the open-files limit");
+            Some(soft)
+        }
+    }
+}
+
 fn serve(config_path: Option<&Path>, listen: Vec<ListenAddr>, log_format: LogFormat) -> ExitCode {
     init_logging(log_format);
+    if let Some(limit) = raise_open_files_limit() {
+        tracing::debug!(limit, "open-files limit");
+    }
     let overrides = Overrides {
         listen: listen.into_iter().map(|a| a.0).collect(),
     };

@@ -88,6 +88,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
         health_check: Duration::from_secs(60),
         cache: Default::default(),
         tls_ca: None,
+        udp_ports: 16,
         zones: Vec::new(),
         dnssec: Default::default(),
     }));

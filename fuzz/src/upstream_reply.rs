@@ -111,6 +111,8 @@ fn forwarder(upstream: SocketAddr) -> Forwarder {
             ..CacheConfig::default()
         },
         tls_ca: None,
+        // A socket per query: the pool's sweep task would outlive each input by 10 s.
+        udp_ports: 0,
         zones: Vec::new(),
         dnssec: Default::default(),
     })

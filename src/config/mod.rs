@@ -533,6 +533,15 @@ mod tests {
         let forward = config.source::<ForwardConfig>().unwrap();
         assert_eq!(forward.policy, Policy::RoundRobin);
         assert_eq!(forward.timeout, Duration::from_millis(500));
+        assert_eq!(forward.udp_ports, 16_384, "the default pool");
+        let socket_per_query = load("[forward]\nudp_ports = 0\n").unwrap();
+        assert_eq!(
+            socket_per_query
+                .source::<ForwardConfig>()
+                .unwrap()
+                .udp_ports,
+            0
+        );
         assert_eq!(
             forward.upstreams[1].address,
             "192.0.2.2:53".parse().unwrap()
@@ -574,6 +583,11 @@ mod tests {
             ),
             ("[forward]\nupstreams = []\n", "test.toml: forward.upstreams: is empty"),
             ("[forward]\ntimeout = \"0s\"\n", "test.toml: forward.timeout: must be longer"),
+            (
+                "[forward]\nudp_ports = 65536\n",
+                "test.toml: forward.udp_ports: must be at most 65535",
+            ),
+            ("[forward]\nudp_ports = -1\n", "test.toml:2: forward.udp_ports:"),
             ("[forward]\ntimeout = \"1h\"\n", "test.toml: forward.timeout: must be at most 30s"),
             (
                 "[server]\ntcp_max_connections = 2305843009213693952\n",

@@ -22,7 +22,8 @@
 //!
 //! Each query tries each upstream of its group at most once, each attempt (TCP retry included)
 //! bounded by `timeout`, so a query gives up within `timeout × upstreams`. Over UDP each query
-//! has a socket of its own on a random port and a random ID (`udp`); a reply with the wrong
+//! is lent, alone, one of up to `udp_ports` open sockets drawn at random, each on a random
+//! port, and has a random ID (`udp`, `udp::pool`); a reply with the wrong
 //! source, ID or question is dropped and counted, so it is never answered nor cached (RFC
 //! 5452). A truncated reply (TC=1) is asked again over TCP (RFC 1035 §4.2.1, RFC 7766 §5), with
 //! hickory-net. `tcp://`, `tls://` and `https://` upstreams keep one connection open, pipelined
@@ -84,6 +85,7 @@ pub use dnssec::{DnssecConfig, DnssecStats};
 use failures::Failures;
 use group::Group;
 pub use stream::ConnectionStats;
+use udp::SocketPool;
 pub use upstream::UpstreamStats;
 use upstream::{Failure, Upstream};
 
@@ -186,6 +188,8 @@ pub struct Forwarder {
 struct Inner {
     /// Every upstream of every group, each once (an upstream in two groups has one health).
     upstreams: Vec<Arc<Upstream>>,
+    /// The plain-UDP upstream sockets, shared by every plain upstream (`udp::pool`).
+    udp_sockets: Arc<SocketPool>,
     /// The default group (`[forward]`) first, then the zones, longest domain first.
     groups: Vec<Group>,
     cache: Option<Cache>,
@@ -233,6 +237,10 @@ impl Forwarder {
                 .ok()
         });
         let tls = tls.flatten();
+        let udp_sockets = Arc::new(SocketPool::new(udp::pool::affordable(config.udp_ports)));
+        if udp_sockets.ports() > 0 {
+            tokio::spawn(udp::pool::sweep_idle(Arc::downgrade(&udp_sockets)));
+        }
         let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
         let mut members = |specs: &[UpstreamSpec]| -> Vec<usize> {
             specs
@@ -242,7 +250,11 @@ impl Forwarder {
                         .iter()
                         .position(|u| u.spec == *spec)
                         .unwrap_or_else(|| {
-                            upstreams.push(Arc::new(Upstream::new(spec, tls.clone())));
+                            upstreams.push(Arc::new(Upstream::new(
+                                spec,
+                                tls.clone(),
+                                &udp_sockets,
+                            )));
                             upstreams.len() - 1
                         })
                 })
@@ -270,6 +282,7 @@ impl Forwarder {
         }
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
             upstreams,
+            udp_sockets,
             groups,
             cache: Cache::new(config.cache.clone()),
             failures: Failures::new(config.cache.stale_recheck),
@@ -342,6 +355,11 @@ impl Forwarder {
             .iter()
             .map(|u| (u.spec.to_string(), &*u.connections))
             .collect()
+    }
+
+    /// The plain-UDP socket pool: its size, its counters.
+    pub fn udp_sockets(&self) -> &SocketPool {
+        &self.inner.udp_sockets
     }
 
     /// Answers from the failure cache so far (RFC 9520).
@@ -748,6 +766,7 @@ mod tests {
             health_check: Duration::from_secs(60),
             cache: Default::default(),
             tls_ca: None,
+            udp_ports: 4,
             zones: Vec::new(),
             dnssec: DnssecConfig::default(),
         };

@@ -35,6 +35,7 @@ struct ForwardTable {
     max_concurrent: Option<usize>,
     health_check: Option<HumanDuration>,
     tls_ca: Option<PathBuf>,
+    udp_ports: Option<usize>,
     zone: Option<Vec<ZoneTable>>,
 }
 
@@ -86,6 +87,9 @@ pub struct ForwardConfig {
     pub cache: CacheConfig,
     /// CA certificates (PEM) TLS and HTTPS upstreams are checked against; `None`: the system's.
     pub tls_ca: Option<PathBuf>,
+    /// Plain-UDP upstream sockets kept open at most, each on its own random port: a query's
+    /// port is drawn from these (`udp::pool`). 0: a new socket per query.
+    pub udp_ports: usize,
     /// `[[forward.zone]]`: domains with upstreams of their own; the longest match wins.
     pub zones: Vec<ForwardZone>,
     /// `[dnssec]`: validation of the answers, and whether an upstream's AD bit is believed.
@@ -162,6 +166,10 @@ pub const METRICS: &[MetricDoc] = &[
     ("upstream_connections_opened_total", "counter", "Connections opened to the upstream over TCP, TLS or HTTPS (for a plain upstream, the TCP retries of truncated replies)."),
     ("upstream_connections_reused_total", "counter", "Queries sent on a connection to the upstream already open."),
     ("upstream_connections_failed_total", "counter", "Connections to the upstream that could not be opened or broke."),
+    ("upstream_udp_sockets", "gauge", "Plain-UDP upstream sockets open in the pool (at most forward.udp_ports), each on a port drawn at random."),
+    ("upstream_udp_sockets_opened_total", "counter", "Plain-UDP upstream sockets opened into the pool, each on a new random port (replacements included)."),
+    ("upstream_udp_socket_reuses_total", "counter", "Plain-UDP upstream queries sent on a pooled socket already open."),
+    ("upstream_udp_one_off_sockets_total", "counter", "Plain-UDP upstream queries sent on a socket of their own, closed after it (forward.udp_ports = 0, or every slot drawn was in use)."),
     ("failure_cache_hits_total", "counter", "Questions answered SERVFAIL from the failure cache because resolving them failed moments ago (RFC 9520)."),
     ("dnssec_answers_total", "counter", "Validated answers by result: secure, insecure, bogus (SERVFAIL), indeterminate (SERVFAIL)."),
     ("dnssec_signatures_total", "counter", "RRSIGs handed to the validator; each is checked against at most 4 keys (KeyTrap bound)."),
@@ -208,6 +216,13 @@ impl SourceSetup for DnsSetup {
         check_not_self(tables, "forward.upstreams", &upstreams)?;
         let max_concurrent = forward.max_concurrent.unwrap_or(1000);
         check_concurrency(tables, "forward.max_concurrent", max_concurrent)?;
+        let udp_ports = forward.udp_ports.unwrap_or(super::udp::pool::DEFAULT_PORTS);
+        if udp_ports > usize::from(u16::MAX) {
+            return Err(tables.invalid(
+                "forward.udp_ports",
+                "must be at most 65535 (0: a new socket for every upstream query)",
+            ));
+        }
         let policy = forward.policy.unwrap_or(Policy::Sequential);
         let health_check = tables.bounded(
             forward.health_check,
@@ -300,6 +315,7 @@ impl SourceSetup for DnsSetup {
             health_check,
             cache,
             tls_ca: forward.tls_ca,
+            udp_ports,
             zones,
             dnssec: DnssecConfig::read(tables)?,
         };
@@ -536,6 +552,20 @@ impl Plugin for Forwarder {
             "upstream_connections_failed_total",
             "upstream",
             per_connection(|c| load(&c.failed)),
+        )?;
+        let udp_sockets = self.udp_sockets();
+        out.gauge("upstream_udp_sockets", udp_sockets.open() as i64)?;
+        out.counter(
+            "upstream_udp_sockets_opened_total",
+            load(&udp_sockets.stats.opened),
+        )?;
+        out.counter(
+            "upstream_udp_socket_reuses_total",
+            load(&udp_sockets.stats.reused),
+        )?;
+        out.counter(
+            "upstream_udp_one_off_sockets_total",
+            load(&udp_sockets.stats.one_off),
         )?;
         out.counter("failure_cache_hits_total", self.failure_cache_hits())?;
         let dnssec = self.dnssec_stats();

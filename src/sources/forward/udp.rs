@@ -1,14 +1,16 @@
-//! Plain DNS to one upstream over UDP: a fresh socket for every query, on a port the kernel
-//! draws at random, and the reply matched on address, port, ID and question.
+//! Plain DNS to one upstream over UDP: each query is lent, alone, a socket of the forwarder's
+//! pool (`pool`), on a port the kernel drew at random, and the reply is matched on address,
+//! port, ID and question.
 //!
 //! ```text
-//! exchange ─► bind(0) + connect(upstream): a new random port ─► send(query, random ID)
-//!    │                                                            │
-//!    ▼                                                            ▼
+//! exchange ─► pool.checkout(upstream): a random slot's socket, connected to the upstream
+//!    │         (or a new socket: socket + connect, a new random port) ─► send(query, random ID)
+//!    ▼                                                                   │
 //! recv until the deadline ◄── kernel: only datagrams from the upstream's address and port
-//!    each datagram: check_reply ─ our ID and question? ─► the reply
+//!    each datagram: check_reply ─ our ID and question? ─► the reply; the socket back to its slot
 //!                              └─ anything else ───────► dropped, counted, keep waiting
-//!    ICMP port unreachable (ECONNREFUSED) ─► this upstream is not listening: fail at once
+//!    ICMP port unreachable (ECONNREFUSED) ─► this upstream is not listening: fail at once,
+//!                                            and the socket is closed, not lent again
 //! ```
 //!
 //! RFC 5452 §9.1: "A resolver implementation MUST match responses to all of the following
@@ -18,23 +20,51 @@
 //! The socket is `connect()`ed, so the kernel delivers only datagrams from the upstream's
 //! address and port to this socket's address and port; [`check_reply`] checks the rest (the
 //! name case-insensitively, RFC 4343; no 0x20 randomisation, which some upstreams do not echo).
+//! A socket serves one query at a time, so what arrives on it is for that query or for none:
+//! a reply that came after an earlier query on the same socket gave up carries that query's
+//! random ID and is dropped as unmatched (counted in `upstream_unmatched_replies_total`).
 //!
 //! RFC 5452 §9.2: "Resolver implementations MUST: Use an unpredictable source port for outgoing
 //! queries from the range of available ports ... that is as large as possible and practicable;
 //! Use multiple different source ports simultaneously in case of multiple outstanding queries;
-//! Use an unpredictable query ID". Each query's socket is bound as it connects, and Linux draws
-//! the port at random from `net.ipv4.ip_local_port_range` (28,232 ports by default, and the operator's way to keep
-//! ports away from services, which §9.2 also asks for); the ID comes from the CSPRNG. So a
-//! blind forgery must guess about 14.8 bits of port and 16 of ID, as against Unbound (a port
-//! from 4,096 open per thread, and the ID).
+//! Use an unpredictable query ID". The ID comes from the CSPRNG for every query. The port is
+//! that of a slot drawn at random (CSPRNG) among `forward.udp_ports` (16,384 by default), each
+//! socket bound by the kernel, as it first connected, to a port drawn at random from
+//! `net.ipv4.ip_local_port_range` (28,232 ports by default, and the operator's way to keep
+//! ports away from services, which §9.2 also asks for). Queries in flight at once have
+//! different sockets, so different ports.
 //!
-//! **Why not a pool of sockets shared by queries.** Until issue 14, 32 sockets per upstream
-//! were shared and replaced every 256 queries; 40 consecutive queries used 24 distinct ports,
-//! about 5 bits of port entropy, 2,000 times fewer guesses than against Unbound. It was faster
-//! (no socket per query), and nobody had said what it cost. A port that lives for one query
-//! also defeats SAD DNS (2020), which finds the port of a long-lived connected socket through
-//! the kernel's ICMP rate limit. The price, measured in BENCHMARKS.md: a `socket`, `connect`,
-//! epoll registration and `close` per upstream query.
+//! **What the pool changes, against a socket per query** (issue 14; `udp_ports = 0` brings
+//! the socket per query back):
+//!
+//! | | a socket per query (`udp_ports = 0`) | the pool (16,384) |
+//! |---|---|---|
+//! | a query's port, to an attacker who knows no open port | uniform over 28,232: 14.8 bits | a slot's port, each drawn at random in the 28,232: still 14.8 bits |
+//! | to one who has found every open port | one of the queries in flight (one, on a quiet server), each open one round trip | one of up to 16,384 open: 14 bits, and a port found open stays open until its socket is idle 30 s, 60 s old or used 1,000 times |
+//! | distinct ports in 1,000 consecutive queries (measured) | 983 (expected 982) | 966 (expected 970) |
+//! | upstream sockets open on a busy server | the queries in flight (≤ `max_concurrent`) | up to 16,384, all connected to the upstreams |
+//! | plain-UDP misses, one pass of 100,000 (BENCHMARKS.md) | 13,350 q/s, 0.79× Unbound | 21,748 q/s, 1.29× Unbound |
+//!
+//! So the weakened property, with its numbers: an off-path attacker who can probe which UDP
+//! ports of the host are open (SAD DNS, 2020, does it through the kernel's global ICMP rate
+//! limit; an attacker on the host sees them directly) no longer narrows a query's port to the
+//! few sockets of the queries in flight. With a socket per query, finding the open ports was
+//! finding the ports of the queries in flight (on a quiet server, the one query's: what SAD
+//! DNS exploits; the socket's short life was the defence). With the pool, that scan finds up
+//! to 16,384 ports, and the query's is any of them with equal probability: 14 bits of port
+//! left, against 14.8 for a blind guess over the whole range, plus the 16 bits of ID. A blind
+//! forgery (no scan) must still cover about 2^30.8 port and ID pairs, as before. Unbound's
+//! default: a socket per query, on a port drawn from its permitted range (tens of thousands),
+//! up to 4,096 open per thread (`outgoing-range`). The sockets also stay open between queries:
+//! up to 16,384 descriptors and ports held while busy, none after 30 s of quiet.
+//!
+//! **Why not the pool of 32 sockets per upstream** Hearth had until issue 14: its sockets were
+//! shared by the queries in flight and replaced every 256 queries; 40 consecutive queries used
+//! 24 distinct ports, about 5 bits of port entropy, 2,000 times fewer guesses than against
+//! Unbound. The pool here keeps a port per query in flight, draws among thousands, and lends a
+//! socket to one query at a time. What it saves, per query: the `socket`, the runtime's
+//! `epoll_ctl` registration and removal, and the `close` (which frees the socket after an RCU
+//! grace period); measured in BENCHMARKS.md.
 
 use std::io;
 use std::net::SocketAddr;
@@ -48,6 +78,7 @@ use tokio::time::Instant;
 
 use super::upstream::UpstreamStats;
 use crate::chain::Question;
+pub use pool::SocketPool;
 
 /// The EDNS payload size we advertise upstream: the DNS Flag Day 2020 value, which avoids IP
 /// fragmentation on almost every path (RFC 9715).
@@ -75,6 +106,8 @@ pub struct UdpUpstream {
     upstream: SocketAddr,
     /// Where dropped datagrams are counted.
     stats: Arc<UpstreamStats>,
+    /// The sockets, shared with every plain upstream of the forwarder.
+    pool: Arc<SocketPool>,
 }
 
 /// What a datagram is to the query waiting on the socket.
@@ -120,22 +153,48 @@ thread_local! {
 }
 
 impl UdpUpstream {
-    pub fn new(upstream: SocketAddr, stats: Arc<UpstreamStats>) -> Self {
-        Self { upstream, stats }
+    pub fn new(upstream: SocketAddr, stats: Arc<UpstreamStats>, pool: Arc<SocketPool>) -> Self {
+        Self {
+            upstream,
+            stats,
+            pool,
+        }
     }
 
-    /// Sends `question` from a new random port and waits until `deadline` for the reply that
-    /// matches it. Cancel-safe: dropped while waiting, the socket closes and a late reply is
-    /// refused by the kernel.
+    /// Sends `question` from a socket of the pool (a random one of its ports) and waits until
+    /// `deadline` for the reply that matches it. Cancel-safe: dropped while waiting, the
+    /// socket goes back to its slot, and a late reply is dropped by the next query on it.
     pub async fn exchange(
         &self,
         question: &Question,
         deadline: Instant,
     ) -> Result<Message, ExchangeError> {
-        let socket = bind_connected(self.upstream).map_err(|error| {
-            tracing::debug!(upstream = %self.upstream, %error, "cannot bind an upstream socket");
+        let mut lease = self.pool.checkout(self.upstream).map_err(|error| {
+            tracing::debug!(upstream = %self.upstream, %error, "cannot open an upstream socket");
             ExchangeError::Io(error)
         })?;
+        let result = self
+            .exchange_on(
+                lease.socket().map_err(ExchangeError::Io)?,
+                question,
+                deadline,
+            )
+            .await;
+        if let Err(ExchangeError::Io(_)) = result {
+            // An ICMP error, or a send refused: not a socket to lend again.
+            lease.discard();
+        }
+        result
+    }
+
+    async fn exchange_on(
+        &self,
+        socket: &UdpSocket,
+        question: &Question,
+        deadline: Instant,
+    ) -> Result<Message, ExchangeError> {
+        // The CSPRNG (the thread's ChaCha12, seeded from the OS): RFC 5452 §9.2's
+        // "unpredictable query ID", drawn again for every query, on a reused socket too.
         let id = rand::random::<u16>();
         // Encoded in the thread's buffer and sent at once: a UDP send does not block unless
         // the socket buffer is full, and only then is the query copied to wait for room.
@@ -176,20 +235,6 @@ impl UdpUpstream {
     }
 }
 
-/// A UDP socket on a port the kernel draws at random, connected to `upstream`, registered
-/// with the runtime. Three system calls: `socket` (non-blocking from the start), `connect`
-/// (which binds a random ephemeral port as it connects, RFC 6056's "random" algorithm on Linux)
-/// and the runtime's `epoll_ctl`; no separate `bind` or `fcntl`, since each is paid per query.
-fn bind_connected(upstream: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(upstream),
-        socket2::Type::DGRAM.nonblocking().cloexec(),
-        Some(socket2::Protocol::UDP),
-    )?;
-    socket.connect(&upstream.into())?;
-    UdpSocket::from_std(socket.into())
-}
-
 /// The query for `question`: ID `id`, RD=1, CD as the client set it, the question as the
 /// client wrote it, and EDNS(0) with our payload size and the client's DO bit.
 pub fn encode_query(buffer: &mut Vec<u8>, id: u16, question: &Question) -> io::Result<()> {
@@ -228,6 +273,8 @@ pub fn encode_query(buffer: &mut Vec<u8>, id: u16, question: &Question) -> io::R
         .and_then(|()| edns.emit(&mut encoder))
         .map_err(io::Error::other)
 }
+
+pub mod pool;
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::time::Instant;
 
 use super::stream::{ConnectionStats, StreamError, StreamKind, StreamUpstream};
-use super::udp::{ExchangeError, UdpUpstream, UPSTREAM_PAYLOAD};
+use super::udp::{ExchangeError, SocketPool, UdpUpstream, UPSTREAM_PAYLOAD};
 use super::ForwardError;
 use super::MAX_FAILS;
 use crate::chain::{Answer, Question};
@@ -97,8 +97,8 @@ pub struct Upstream {
 
 /// How an upstream is asked.
 enum Transport {
-    /// Plain DNS: a UDP socket of its own per query (see `udp`), and a TCP connection of its
-    /// own for a truncated reply.
+    /// Plain DNS: a UDP socket of the forwarder's pool per query, lent to it alone (see
+    /// `udp`), and a TCP connection of its own for a truncated reply.
     Plain(UdpUpstream),
     /// One persistent connection, pipelined (`stream`): TCP, TLS or HTTPS.
     Stream(StreamUpstream),
@@ -107,8 +107,13 @@ enum Transport {
 impl Upstream {
     /// Must run inside the tokio runtime. `tls`: the
     /// client configuration for TLS and HTTPS upstreams; without one they cannot connect, and
-    /// each attempt fails saying so.
-    pub fn new(spec: &UpstreamSpec, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    /// each attempt fails saying so. `udp_sockets`: where a plain upstream's queries take
+    /// their sockets.
+    pub fn new(
+        spec: &UpstreamSpec,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        udp_sockets: &Arc<SocketPool>,
+    ) -> Self {
         let stats = Arc::new(UpstreamStats::default());
         let connections = Arc::new(ConnectionStats::default());
         let kind = match &spec.transport {
@@ -123,7 +128,11 @@ impl Upstream {
             }),
         };
         let transport = match kind {
-            None => Transport::Plain(UdpUpstream::new(spec.address, Arc::clone(&stats))),
+            None => Transport::Plain(UdpUpstream::new(
+                spec.address,
+                Arc::clone(&stats),
+                Arc::clone(udp_sockets),
+            )),
             Some(kind) => Transport::Stream(StreamUpstream::new(
                 spec.address,
                 kind,

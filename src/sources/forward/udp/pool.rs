@@ -67,7 +67,14 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 pub const MAX_USES: u32 = 1_000;
 
 /// How often idle sockets are looked for.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
+pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+/// The most sockets one sweep closes. Closing one costs several microseconds of the core
+/// (`epoll_ctl` and `close`); a sweep that closed at once the 16,384 a pass of misses had
+/// opened held the server's one core for over 100 ms, and a client asking at half the
+/// server's peak saw a p99 of 121 ms (issue 16's open-loop run, BENCHMARKS.md). 512 per half
+/// second drains a full pool in 16 s in slices of a few milliseconds.
+pub const MAX_CLOSES_PER_SWEEP: usize = 512;
 
 /// File descriptors left for everything but the pool: the listeners, TCP clients
 /// (`server.tcp_max_connections`, 1,024 by default), one-off and TCP-retry sockets to plain
@@ -131,7 +138,7 @@ pub async fn sweep_idle(pool: std::sync::Weak<SocketPool>) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        pool.sweep(Instant::now());
+        pool.sweep_some(Instant::now(), MAX_CLOSES_PER_SWEEP);
     }
 }
 
@@ -279,8 +286,16 @@ impl SocketPool {
     /// Closes the idle sockets that are past [`IDLE_TIMEOUT`] or [`MAX_AGE`] at `now`;
     /// returns how many. Lent ones are left to their queries.
     pub fn sweep(&self, now: Instant) -> usize {
+        self.sweep_some(now, usize::MAX)
+    }
+
+    /// [`SocketPool::sweep`], stopping after `limit` sockets closed.
+    pub fn sweep_some(&self, now: Instant, limit: usize) -> usize {
         let mut closed = 0;
         for slot in self.slots.iter() {
+            if closed >= limit {
+                break;
+            }
             let mut slot = lock(slot);
             if let Slot::Idle(pooled) = &*slot {
                 if now.saturating_duration_since(pooled.last_used) >= IDLE_TIMEOUT

@@ -405,7 +405,8 @@ impl FastTable {
         if let Some(grown) = self
             .growth
             .as_ref()
-            .and_then(|growth| growth.on_store(key, self.entries.capacity()))
+            .filter(|growth| growth.on_store(key))
+            .and_then(|growth| growth.grown(self.entries.capacity()))
         {
             tracing::info!(
                 bytes = grown,

@@ -124,19 +124,22 @@ impl Growth {
         self.max.store(max_bytes, Ordering::Relaxed);
     }
 
-    /// Called as `key`'s reply is stored in a table of `capacity` bytes: the capacity it should
-    /// grow to, at the end of a window where enough replies came back.
-    pub fn on_store(&self, key: &[u8], capacity: u64) -> Option<u64> {
+    /// Called as `key`'s reply is stored: whether a window just ended in which enough replies
+    /// came back for the table to grow. (The table's capacity is read only then: reading it
+    /// takes every shard's lock.)
+    pub fn on_store(&self, key: &[u8]) -> bool {
         if self.ghosts.came_back(key) {
             self.came_back.fetch_add(1, Ordering::Relaxed);
         }
         let stored = self.stored.fetch_add(1, Ordering::Relaxed) + 1;
-        if stored % WINDOW != 0 {
-            return None;
-        }
-        let came_back = self.came_back.swap(0, Ordering::Relaxed);
+        stored % WINDOW == 0 && self.came_back.swap(0, Ordering::Relaxed) >= GROW_AT
+    }
+
+    /// What a table of `capacity` bytes grows to: twice that, within the memory it is given;
+    /// `None` when it is there already.
+    pub fn grown(&self, capacity: u64) -> Option<u64> {
         let max = self.max();
-        (came_back >= GROW_AT && capacity < max).then(|| capacity.saturating_mul(2).min(max))
+        (capacity < max).then(|| capacity.saturating_mul(2).min(max))
     }
 }
 
@@ -158,27 +161,20 @@ mod tests {
         let growth = Growth::new(64 << 20);
         // A scan: every key new, none evicted before.
         for n in 0..(4 * WINDOW) {
-            assert_eq!(
-                growth.on_store(format!("scan{n}").as_bytes(), 4 << 20),
-                None
-            );
+            assert!(!growth.on_store(format!("scan{n}").as_bytes()));
         }
         // A tail asked again: each key was evicted before it is stored again.
-        let mut grown = None;
+        let mut grow = false;
         for n in 0..WINDOW {
             let key = format!("tail{n}");
             growth.ghosts.remember(key.as_bytes());
-            grown = grown.or(growth.on_store(key.as_bytes(), 4 << 20));
+            grow |= growth.on_store(key.as_bytes());
         }
-        assert_eq!(grown, Some(8 << 20));
+        assert!(grow);
+        assert_eq!(growth.grown(4 << 20), Some(8 << 20));
         // Never past the memory it is given.
         growth.set_max(6 << 20);
-        let mut capped = None;
-        for n in 0..WINDOW {
-            let key = format!("again{n}");
-            growth.ghosts.remember(key.as_bytes());
-            capped = capped.or(growth.on_store(key.as_bytes(), 4 << 20));
-        }
-        assert_eq!(capped, Some(6 << 20));
+        assert_eq!(growth.grown(4 << 20), Some(6 << 20));
+        assert_eq!(growth.grown(6 << 20), None);
     }
 }

@@ -323,14 +323,7 @@ async fn hearth_and_nsd_answer_alike() {
     std::fs::create_dir(&zones_dir).unwrap();
     let zones = copy_zones(&zones_dir);
 
-    let nsd = start_nsd(dir.path(), &zones_dir, &zones);
-    let hearth = start_server(&format!(
-        "[resolve]\norder = [\"zones\"]\n[zones]\ndirectory = {}\n\
-         [forward]\nupstreams = [\"127.0.0.1:9\"]\n",
-        toml_path(&zones_dir)
-    ))
-    .await;
-    wait_for_hearth(hearth.addr, &zones).await;
+    let (nsd, hearth) = start_both(dir.path(), &zones_dir, &zones).await;
 
     let corpus = corpus();
     let mut differences = Vec::new();
@@ -458,14 +451,7 @@ async fn hearth_and_nsd_agree_over_a_sample_of_a_large_zone() {
         origin: "large.test.".into(),
         file: "large.test.zone".into(),
     }];
-    let nsd = start_nsd(dir.path(), &zones_dir, &zones);
-    let hearth = start_server(&format!(
-        "[resolve]\norder = [\"zones\"]\n[zones]\ndirectory = {}\n\
-         [forward]\nupstreams = [\"127.0.0.1:9\"]\n",
-        toml_path(&zones_dir)
-    ))
-    .await;
-    wait_for_hearth(hearth.addr, &zones).await;
+    let (nsd, hearth) = start_both(dir.path(), &zones_dir, &zones).await;
 
     let types = [
         RecordType::A,
@@ -707,6 +693,19 @@ fn copy_zones(to: &Path) -> Vec<ZoneFile> {
         );
     }
     zones
+}
+
+/// NSD and Hearth serving `zones` (files in `zones_dir`), each answering every zone's SOA.
+async fn start_both(dir: &Path, zones_dir: &Path, zones: &[ZoneFile]) -> (Nsd, common::TestServer) {
+    let nsd = start_nsd(dir, zones_dir, zones);
+    let hearth = start_server(&format!(
+        "[resolve]\norder = [\"zones\"]\n[zones]\ndirectory = {}\n\
+         [forward]\nupstreams = [\"127.0.0.1:9\"]\n",
+        toml_path(zones_dir)
+    ))
+    .await;
+    wait_for_hearth(hearth.addr, zones).await;
+    (nsd, hearth)
 }
 
 /// Waits until Hearth answers the SOA of every zone, authoritatively.

@@ -11,6 +11,18 @@ use tokio::time::Instant;
 
 use super::*;
 
+/// What the front door gives a UDP client it admits.
+fn admitted() -> crate::server::admission::Admitted {
+    crate::server::admission::Admission::admit_all(1)
+        .request(
+            "192.0.2.1:5300".parse().unwrap(),
+            crate::server::Transport::Udp,
+            &[],
+        )
+        .admitted()
+        .unwrap()
+}
+
 fn name(text: &str) -> Name {
     Name::from_ascii(text).unwrap()
 }
@@ -108,14 +120,7 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
     let hosts = versions.register("files");
     let cluster = versions.register("cluster");
     let table = FastTable::new(100, Arc::clone(&versions));
-    let admitted = crate::server::admission::Admission::admit_all(1)
-        .request(
-            "192.0.2.1:5300".parse().unwrap(),
-            crate::server::Transport::Udp,
-            &[],
-        )
-        .admitted()
-        .unwrap();
+    let admitted = admitted();
     let now = Instant::now();
     let local = Reply {
         source: None,
@@ -261,14 +266,7 @@ async fn the_table_grows_for_a_tail_asked_again_and_not_for_a_scan() {
     );
     assert!(tail.capacity() <= 64 << 20);
     let mut out = Vec::new();
-    let admitted = crate::server::admission::Admission::admit_all(1)
-        .request(
-            "192.0.2.1:5300".parse().unwrap(),
-            crate::server::Transport::Udp,
-            &[],
-        )
-        .admitted()
-        .unwrap();
+    let admitted = admitted();
     let hits = (0..30_000)
         .filter(|index| {
             let name = format!("tail{index}.example.");

@@ -489,7 +489,11 @@ async fn build_sources(
         if let Some((old, _)) = old.filter(|(_, c)| c.same_as(&**source_config)) {
             let reread = Arc::clone(old);
             // Reading files is blocking I/O: keep it off the runtime's worker threads.
-            let _ = tokio::task::spawn_blocking(move || reread.reread()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                reread.reread();
+                crate::memory::release_after_load();
+            })
+            .await;
             running.push(Arc::clone(old));
             built.push(false);
             continue;
@@ -500,9 +504,12 @@ async fn build_sources(
         };
         let previous_source = old.map(|(source, _)| Arc::clone(source));
         let to_build = Arc::clone(source_config);
-        let result =
-            tokio::task::spawn_blocking(move || to_build.build(&context, previous_source.as_ref()))
-                .await;
+        let result = tokio::task::spawn_blocking(move || {
+            let source = to_build.build(&context, previous_source.as_ref());
+            crate::memory::release_after_load();
+            source
+        })
+        .await;
         match (result, old) {
             (Ok(source), _) => {
                 running.push(source);

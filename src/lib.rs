@@ -45,6 +45,7 @@ pub mod cache;
 pub mod chain;
 pub mod config;
 pub mod corefile;
+pub mod memory;
 pub mod metrics;
 pub mod server;
 pub mod sources;

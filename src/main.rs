@@ -27,29 +27,49 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// keeps its option numbers stable (retired ones stay as `deprecated_` placeholders).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
-/// Sets mimalloc's purge delay to 0 (mimalloc 3's default is a second), unless
-/// `MIMALLOC_PURGE_DELAY` is set: a page that empties goes back to the system at once. A
-/// delayed purge runs only when the thread that freed the page calls the allocator again, and
-/// the thread that loaded a zone or a hosts file goes idle right after freeing what the load
-/// used. Measured without huge pages: the zone's RSS just loaded, then after each of three
-/// `dnsperf` passes over every name; a 100,000-line hosts file just loaded; a forwarder's
-/// cache-hit rate with `hearth-loadgen`:
+/// mimalloc's purge delay, unless `MIMALLOC_PURGE_DELAY` is set: a page that empties goes back
+/// to the system after this many milliseconds (mimalloc 3's default is a second, and its arenas
+/// wait ten times the delay).
 ///
-/// | delay | zone loaded | after passes | hosts file | forwarder hits |
-/// |---|---|---|---|---|
-/// | 1000 ms (mimalloc 3's default) | 28 MB | 31-33 MB | | 559,000-571,000 q/s |
-/// | 10 ms | 20 MB | 26 MB | 107 MB | 572,000-597,000 q/s |
-/// | 0 | 20 MB | 26 MB | 56 MB | 562,000-576,000 q/s |
+/// It was 0 (at once) until issue 14's miss runs: a cache miss's task, upstream exchange and
+/// cache entry empty and refill pages all the time, and with 0 each miss cost 1.6 page faults.
+/// One pass of 200,000 misses (1,000,000-name upstream, `hearth-loadgen --once -q 100`, Hearth
+/// on one core):
 ///
-/// With huge pages (before `no_thp`), 0 cost 13% of the hit rate: nix's per-batch socket
-/// headers emptied a page each batch, purged and faulted back in. Without them the fast path
-/// makes a handful of `madvise` calls in a few seconds of load (8 in 3 s, against 82,000).
+/// | delay | page faults | misses/s |
+/// |---|---:|---:|
+/// | 0 | 314,000-318,000 | 18,100-22,300 |
+/// | 100 ms | 26,100 | 23,400-26,800 |
+/// | 1000 ms | 16,700-17,000 | 23,700-26,800 |
+///
+/// 0 was chosen for what a load leaves behind: a delayed purge runs only when the thread that
+/// freed the page calls the allocator again, and the thread that loaded a zone or a hosts file
+/// goes idle right after freeing what the load used (a 100,000-line hosts file: 29 MB RSS at 0,
+/// 41 MB at 100 ms). That is now handled where it happens: every load ends with
+/// [`release_freed`] on its own thread ([`hearth::memory`]), so loads keep 0's footprint and
+/// queries get the delay.
+///
+/// Earlier measurements (hits, before `no_thp`): with huge pages, 0 cost 13% of the hit rate
+/// (nix's per-batch socket headers emptied a page each batch, purged and faulted back in);
+/// without them the delay did not move the hit rate (559,000-597,000 q/s at 0, 10 and 1000 ms).
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
+
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set stores a number in mimalloc's option table; it is safe to call
         // at any time, from any thread.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
     }
+    hearth::memory::set_release(release_freed);
+}
+
+/// Gives back what this thread freed and every purgeable page of mimalloc's shared arenas now,
+/// whatever the delay: `mi_collect(true)` collects the calling thread's heap and forces the
+/// arenas' purge.
+fn release_freed() {
+    // SAFETY: mi_collect only walks and purges mimalloc's own structures for the calling
+    // thread and the process's arenas; it is safe to call from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 /// sysexits.h EX_USAGE: the configuration (or the command line) is wrong.

@@ -221,7 +221,12 @@ impl Background {
                 let Some(source) = source.upgrade() else {
                     break; // replaced by a reload, and no query uses it any more.
                 };
-                let _ = tokio::task::spawn_blocking(move || source.reload_changed()).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    if source.reload_changed() {
+                        crate::memory::release_after_load();
+                    }
+                })
+                .await;
             }
         });
     }

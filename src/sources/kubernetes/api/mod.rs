@@ -372,6 +372,7 @@ impl Installer {
                         Some(parts) => cluster.install_parts(parts, &snapshot.objects()),
                     };
                     let _ = done.send(installed);
+                    crate::memory::release_after_load();
                 }
             })?;
         Ok(Self { jobs })

@@ -999,8 +999,10 @@ for scen in ${ONLY//,/ }; do
             for s in hearth-dnssec-off hearth-dnssec unbound-dnssec; do
                 picked "$s" || continue; miss "$s" dnssec-miss; done ;;
         # The long tail: the peaks, then every server again at one rate for latency.
+        # The reflector on the same names: what the generator and the kernel allow at most with
+        # this query set (it answers NOERROR with no records, so its reply counts are its own).
         auth-tail) tail_data
-            for s in hearth-zone nsd knot; do
+            for s in hearth-zone nsd knot reflector; do
                 picked "$s" || continue; tail_run auth-tail "$s" "$WORK/cold.txt" "$WORK/probe-zone.txt" noerror; done
             tail_latency auth-tail "$WORK/cold.txt" "$WORK/probe-zone.txt" hearth-zone nsd knot ;;
         hosts-tail) tail_data
@@ -1019,7 +1021,7 @@ for scen in ${ONLY//,/ }; do
             # hearth-hit-tail-table: the same with fast_path_memory = 512 MiB, so that the table
             # can hold all 1,000,000 replies (the RSS column says what that costs); the default
             # 64 MiB holds about a fifth. The ratio column is the default's (the last row).
-            for s in hearth-hit-tail-table hearth-hit-tail unbound-hit-tail; do
+            for s in hearth-hit-tail-table hearth-hit-tail unbound-hit-tail reflector; do
                 picked "$s" || continue
                 tail_run hit-tail "$s" "$WORK/tail-hit.txt" "$WORK/probe-tail.txt" noerror; done
             tail_latency hit-tail "$WORK/tail-hit.txt" "$WORK/probe-tail.txt" hearth-hit-tail-table hearth-hit-tail unbound-hit-tail ;;

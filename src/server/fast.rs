@@ -548,6 +548,7 @@ fn address_runs(message: &[u8]) -> Vec<AddressRun> {
 }
 
 mod growth;
+mod outbox;
 #[cfg(test)]
 mod tests;
 mod worker;

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use nix::sys::socket::{
-    recvmmsg, sendmmsg, sendto, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::outbox::{finish_miss, Outbox};
 use super::{query_name, query_type, FastTable, Hit, BATCH, RECEIVE_BUFFER};
 use crate::metrics::BatchItem;
 use crate::server::admission::{Admitted, Verdict};
@@ -116,6 +117,8 @@ fn batch_scheduling() {
 /// once here.
 struct Worker {
     socket: Arc<std::net::UdpSocket>,
+    /// Where the misses finished on the runtime queue their replies.
+    outbox: Arc<Outbox>,
     engine: Arc<Engine>,
     table: Arc<FastTable>,
     tracker: TaskTracker,
@@ -142,7 +145,7 @@ struct Worker {
 }
 
 /// A miss on the general path: its reply, stored in the table if it may be reused.
-type GeneralAnswer = Pin<Box<dyn Future<Output = Option<Reply>> + Send>>;
+pub(super) type GeneralAnswer = Pin<Box<dyn Future<Output = Option<Reply>> + Send>>;
 
 impl Worker {
     fn new(
@@ -154,6 +157,7 @@ impl Worker {
         max_in_flight: usize,
     ) -> Self {
         Self {
+            outbox: Arc::new(Outbox::new(Arc::clone(&socket))),
             socket,
             engine,
             table,
@@ -275,6 +279,7 @@ impl Worker {
                 &self.socket,
                 &self.replies[..ready],
                 &self.destinations[..ready],
+                MsgFlags::empty(),
             );
         }
         // Every hit of the batch waited for the whole batch: that is its duration.
@@ -285,6 +290,7 @@ impl Worker {
                 &self.socket,
                 &self.replies[ready..answered],
                 &self.destinations[ready..answered],
+                MsgFlags::empty(),
             );
         }
         self.spawn_misses();
@@ -334,11 +340,11 @@ impl Worker {
             return;
         }
         let misses = std::mem::replace(&mut self.misses, Vec::with_capacity(BATCH));
-        let (socket, tracker) = (Arc::clone(&self.socket), self.tracker.clone());
+        let (outbox, tracker) = (Arc::clone(&self.outbox), self.tracker.clone());
         self.tracker.spawn_on(
             async move {
                 for (answer, peer, permit) in misses {
-                    tracker.spawn(finish_miss(answer, Arc::clone(&socket), peer, permit));
+                    tracker.spawn(finish_miss(answer, Arc::clone(&outbox), peer, permit));
                 }
             },
             &self.runtime,
@@ -402,39 +408,17 @@ fn general(
     })
 }
 
-/// Finishes a miss that had to wait, in a task, and sends its reply on its own.
-async fn finish_miss(
-    answer: GeneralAnswer,
-    socket: Arc<std::net::UdpSocket>,
-    peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
-) {
-    let Some(reply) = answer.await else {
-        return;
-    };
-    let destination = SockaddrStorage::from(peer);
-    let send = || {
-        sendto(
-            socket.as_raw_fd(),
-            &reply.bytes,
-            &destination,
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map_err(io::Error::from)
-    };
-    if let Err(error) = when_writable(send).await {
-        tracing::debug!(%peer, %error, "UDP send error");
-    }
-}
-
-/// Sends `replies` to `destinations` with as few sendmmsg calls as the socket allows. The
-/// socket is blocking: a full send buffer holds the thread (and so its reading) until the
-/// kernel has room, which is the back-pressure a UDP server can give.
-fn send_batch(
+/// Sends `replies` to `destinations` with as few sendmmsg calls as the socket allows, and
+/// returns how many are done with (sent, or skipped after an error). The socket is blocking:
+/// with no `flags`, a full send buffer holds the thread (and so its reading) until the kernel
+/// has room, which is the back-pressure a UDP server can give. With `MSG_DONTWAIT` (the
+/// runtime's [`super::outbox::Outbox`]) it stops at a full buffer instead.
+pub(super) fn send_batch(
     socket: &std::net::UdpSocket,
     replies: &[Vec<u8>],
     destinations: &[Option<SockaddrStorage>],
-) {
+    flags: MsgFlags,
+) -> usize {
     let mut sent = 0;
     while sent < replies.len() {
         let slices: Vec<[IoSlice<'_>; 1]> =
@@ -447,11 +431,11 @@ fn send_batch(
             &slices,
             &destinations[sent..],
             no_control,
-            MsgFlags::empty(),
+            flags,
         )
         .map(|results| results.count());
         match result {
-            Ok(0) => break,
+            Ok(0) | Err(nix::errno::Errno::EAGAIN) => break,
             Ok(count) => sent += count,
             Err(nix::errno::Errno::EINTR) => {}
             Err(error) => {
@@ -461,27 +445,7 @@ fn send_batch(
             }
         }
     }
-}
-
-/// How long a reply waits for room in a full send buffer, in all: what Unbound waits
-/// (`SEND_BLOCKED_WAIT_TIMEOUT`, 200 ms) before it drops a UDP reply.
-const SEND_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Runs a non-blocking send until it does not find the send buffer full, checking again every
-/// millisecond, for at most [`SEND_WAIT`]. The socket is not in epoll (see [`spawn`]), so its
-/// writability cannot be awaited; the send buffer is full only under overload.
-async fn when_writable<R>(mut send: impl FnMut() -> io::Result<R>) -> io::Result<R> {
-    let deadline = Instant::now() + SEND_WAIT;
-    loop {
-        match send() {
-            Err(error)
-                if error.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-            other => return other,
-        }
-    }
+    sent
 }
 
 fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {

@@ -101,12 +101,20 @@ pub struct CacheKey(Box<[u8]>);
 
 impl CacheKey {
     pub fn new(question: &Question) -> Self {
-        let name = question.lower_name.to_bytes().unwrap_or_default();
-        let mut key = Vec::with_capacity(5 + name.len());
+        let name = &question.lower_name;
+        // The name's labels as RFC 1035 §3.1 lays them out (length, bytes; the root's empty
+        // label last), written here rather than through an encoder, which allocates a buffer
+        // of its own for every question.
+        let mut key = Vec::with_capacity(6 + name.len());
         key.push(u8::from(question.dnssec_ok) | (u8::from(question.checking_disabled) << 1));
         key.extend_from_slice(&u16::from(question.record_type).to_be_bytes());
         key.extend_from_slice(&u16::from(question.class).to_be_bytes());
-        key.extend_from_slice(&name);
+        for label in name.iter() {
+            // A label is at most 63 bytes (hickory enforces it when the name is made).
+            key.push(label.len() as u8);
+            key.extend_from_slice(label);
+        }
+        key.push(0);
         Self(key.into_boxed_slice())
     }
 }

@@ -112,3 +112,66 @@ async fn when_writable<R>(mut send: impl FnMut() -> io::Result<R>) -> io::Result
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::chain::Validity;
+    use crate::server::Reply;
+
+    /// Misses finishing in the same turn of the runtime are all sent, and in one flush: the
+    /// first queues and yields, the others only queue, and nothing queued is left behind, also
+    /// when a reply comes after the flush began (it starts a flush of its own).
+    #[tokio::test(flavor = "current_thread")]
+    async fn replies_finished_together_are_all_sent() {
+        let server = Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let peer = client.local_addr().unwrap();
+        let outbox = Arc::new(Outbox::new(Arc::clone(&server)));
+        let permits = Arc::new(Semaphore::new(16));
+        let reply = |n: u8| -> GeneralAnswer {
+            Box::pin(async move {
+                Some(Reply {
+                    bytes: vec![n; 12],
+                    validity: Validity::Never,
+                    source: None,
+                })
+            })
+        };
+        let mut tasks = Vec::new();
+        for n in 0..5 {
+            let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
+            tasks.push(tokio::spawn(finish_miss(
+                reply(n),
+                Arc::clone(&outbox),
+                peer,
+                permit,
+            )));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // One more after the others were flushed: queued alone, so it flushes itself.
+        let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
+        finish_miss(reply(5), Arc::clone(&outbox), peer, permit).await;
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 64];
+        for _ in 0..6 {
+            let (length, _) = client.recv_from(&mut buffer).unwrap();
+            assert_eq!(length, 12);
+            seen.push(buffer[0]);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 2, 3, 4, 5]);
+        assert!(outbox.pending.lock().unwrap().is_empty());
+        // Every place in flight was given back.
+        assert_eq!(permits.available_permits(), 16);
+    }
+}

@@ -321,7 +321,7 @@ impl Worker {
                     // Copied, so that the slot keeps its buffer for the hits.
                     self.replies[next].clear();
                     self.replies[next].extend_from_slice(&reply.bytes);
-                    self.destinations[next] = address.clone();
+                    self.destinations[next] = *address;
                     next += 1;
                 }
                 Poll::Ready(None) => {}

@@ -41,9 +41,12 @@ impl Outbox {
         pending.len() == 1
     }
 
-    /// Sends everything queued: one `sendmmsg` while the send buffer has room, then each
-    /// remaining reply as a lone one would be (waiting up to [`SEND_WAIT`] for room).
+    /// Sends everything queued: one `sendmmsg` while the send buffer has room, then the rest
+    /// one at a time as room comes, for at most [`SEND_WAIT`] in all (the lot, not each: a
+    /// full buffer must not hold a hundred replies for 200 ms apiece); what is left then is
+    /// dropped, as a UDP server under overload drops.
     async fn flush(&self) {
+        let deadline = Instant::now() + SEND_WAIT;
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let (replies, destinations): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let mut sent = send_batch(
@@ -64,7 +67,7 @@ impl Outbox {
                 )
                 .map_err(io::Error::from)
             };
-            if let Err(error) = when_writable(send).await {
+            if let Err(error) = when_writable(send, deadline).await {
                 tracing::debug!(%error, "UDP send error");
             }
             sent += 1;
@@ -91,16 +94,17 @@ pub(super) async fn finish_miss(
     }
 }
 
-/// How long a reply waits for room in a full send buffer, in all: what Unbound waits
+/// How long a flush waits for room in a full send buffer, in all: what Unbound waits
 /// (`SEND_BLOCKED_WAIT_TIMEOUT`, 200 ms) before it drops a UDP reply.
 const SEND_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runs a non-blocking send until it does not find the send buffer full, checking again every
-/// millisecond, for at most [`SEND_WAIT`]. The socket is not in epoll (see
-/// [`super::worker::spawn`]), so its writability cannot be awaited; the send buffer is full
-/// only under overload.
-async fn when_writable<R>(mut send: impl FnMut() -> io::Result<R>) -> io::Result<R> {
-    let deadline = Instant::now() + SEND_WAIT;
+/// millisecond, until `deadline`. The socket is not in epoll (see [`super::worker::spawn`]), so
+/// its writability cannot be awaited; the send buffer is full only under overload.
+async fn when_writable<R>(
+    mut send: impl FnMut() -> io::Result<R>,
+    deadline: Instant,
+) -> io::Result<R> {
     loop {
         match send() {
             Err(error)
@@ -123,9 +127,9 @@ mod tests {
     use crate::chain::Validity;
     use crate::server::Reply;
 
-    /// Misses finishing in the same turn of the runtime are all sent, and in one flush: the
-    /// first queues and yields, the others only queue, and nothing queued is left behind, also
-    /// when a reply comes after the flush began (it starts a flush of its own).
+    /// Misses finishing in the same turn of the runtime are all sent: the first queues and
+    /// yields, the others only queue, and nothing queued is left behind, also when a reply
+    /// comes after the flush (it starts a flush of its own).
     #[tokio::test(flavor = "current_thread")]
     async fn replies_finished_together_are_all_sent() {
         let server = Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());

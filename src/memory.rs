@@ -29,3 +29,31 @@ pub fn release_after_load() {
         release();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    std::thread_local! {
+        /// Per thread: other tests' loads, on their own threads, also run the installed release
+        /// once it is installed, and must not move this test's count.
+        static RELEASED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn count() {
+        RELEASED.with(|released| released.set(released.get() + 1));
+    }
+
+    /// The installed release runs once per finished load, on the loading thread; a second
+    /// install does not replace it.
+    #[test]
+    fn a_load_runs_the_installed_release() {
+        set_release(count);
+        set_release(|| panic!("the first install wins"));
+        release_after_load();
+        release_after_load();
+        assert_eq!(RELEASED.with(Cell::get), 2);
+    }
+}

@@ -342,6 +342,14 @@ async fn ports_of_consecutive_queries(sockets: Arc<SocketPool>, count: usize) ->
     recording.await.unwrap()
 }
 
+/// The distinct ports among `seen`, and the lowest and highest of them.
+fn spread(seen: &[u16]) -> (HashSet<u16>, u16, u16) {
+    let distinct: HashSet<u16> = seen.iter().copied().collect();
+    let low = seen.iter().min().copied().unwrap_or(0);
+    let high = seen.iter().max().copied().unwrap_or(0);
+    (distinct, low, high)
+}
+
 /// Issue 14: "Over 1,000 consecutive queries to one upstream, at least 950 distinct source
 /// ports". Through the default pool, a query draws one of 16,384 slots: the first draw of a
 /// slot opens a socket on a port the kernel draws from `ip_local_port_range` (28,232 ports by
@@ -353,11 +361,7 @@ async fn consecutive_queries_come_from_nearly_all_different_ports() {
     for ports in [DEFAULT_PORTS, 0] {
         let sockets = pool(ports);
         let (seen, ids) = ports_of_consecutive_queries(Arc::clone(&sockets), 1000).await;
-        let distinct: HashSet<u16> = seen.iter().copied().collect();
-        let (low, high) = (
-            seen.iter().min().copied().unwrap_or(0),
-            seen.iter().max().copied().unwrap_or(0),
-        );
+        let (distinct, low, high) = spread(&seen);
         println!(
             "udp_ports = {ports}: 1,000 queries, {} distinct ports between {low} and {high}, \
              {ids} distinct IDs, {} sockets opened into the pool, {} reused, {} one-off",
@@ -396,11 +400,7 @@ async fn a_pool_spreads_queries_over_thousands_of_ports() {
     }
     let sockets = pool(ports);
     let (seen, _) = ports_of_consecutive_queries(Arc::clone(&sockets), 20_000).await;
-    let distinct: HashSet<u16> = seen.iter().copied().collect();
-    let (low, high) = (
-        seen.iter().min().copied().unwrap_or(0),
-        seen.iter().max().copied().unwrap_or(0),
-    );
+    let (distinct, low, high) = spread(&seen);
     println!(
         "20,000 queries through a pool of {ports}: {} distinct ports between {low} and {high}; \
          {} sockets opened, {} reused, {} one-off, {} open at the end",

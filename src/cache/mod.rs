@@ -320,18 +320,7 @@ impl Cache {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Miss;
             };
-            // Reusable until it expires, or until the point where a hit may ask for a prefetch,
-            // so that a reuse never hides the hit that keeps a popular entry fresh.
-            let reusable_for = if self.config.prefetch && entry.ttl >= 10 {
-                entry.ttl - entry.ttl / 10
-            } else {
-                entry.ttl
-            };
-            answer.validity = Validity::until(
-                entry.stored,
-                age_seconds,
-                entry.stored + Duration::from_secs(u64::from(reusable_for)),
-            );
+            answer.validity = self.reusable(entry.stored, age_seconds, entry.ttl);
             return Lookup::Fresh { answer, prefetch };
         }
         if age < Duration::from_secs(u64::from(entry.ttl)) + self.config.serve_stale {
@@ -344,6 +333,23 @@ impl Cache {
         Lookup::Miss
     }
 
+    /// How long an answer stored at `stored` for `ttl` seconds, encoded `age` seconds later,
+    /// may be reused from its encoded bytes (the UDP fast path): until it expires, or until
+    /// the point where a hit may ask for a prefetch, so that a reuse never hides the hit that
+    /// keeps a popular entry fresh.
+    fn reusable(&self, stored: Instant, age: u32, ttl: u32) -> Validity {
+        let reusable_for = if self.config.prefetch && ttl >= 10 {
+            ttl - ttl / 10
+        } else {
+            ttl
+        };
+        Validity::until(
+            stored,
+            age,
+            stored + Duration::from_secs(u64::from(reusable_for)),
+        )
+    }
+
     /// Stores `answer` for `key` if it may be cached; returns whether it was.
     pub fn insert(&self, key: CacheKey, answer: &Answer, now: Instant) -> bool {
         self.store(key, answer, now).is_some()
@@ -352,13 +358,19 @@ impl Cache {
     /// Stores `answer` for `key` if it may be cached, and returns it as stored: its TTLs
     /// clamped by `min_ttl`, `max_ttl` and `negative_max_ttl`. The first answer goes out so
     /// too, so a client never sees a TTL above `max_ttl` because it asked first.
+    ///
+    /// The answer returned is reusable as a hit on the new entry would be: its encoded reply
+    /// may go into the fast path's table at once. Without this, a name's first reuse always
+    /// took the general path, and a long tail asked twice (issue 16's hit-tail) never reached
+    /// the table on its second pass: the table saw each name stored once, as a scan.
     pub fn store(&self, key: CacheKey, answer: &Answer, now: Instant) -> Option<Answer> {
-        let (ttl, clamped) = self.cacheable(answer)?;
+        let (ttl, mut clamped) = self.cacheable(answer)?;
         let stored = WireAnswer::encode(&clamped)?;
         if stored.records.len() > MAX_ENTRY_BYTES {
             return None;
         }
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        clamped.validity = self.reusable(now, 0, ttl);
         self.entries.insert(
             key,
             Arc::new(Entry {

@@ -310,3 +310,26 @@ fn memory_is_bounded_in_bytes_and_a_huge_answer_is_not_cached() {
         "over 16 KiB of records"
     );
 }
+
+/// The answer `store` hands back (the one the first client gets) is reusable exactly as a hit
+/// on the entry it made: from the moment of storing to the prefetch point, so the fast path
+/// may keep its reply from the first answer on, and never past what a hit would allow.
+#[tokio::test(start_paused = true)]
+async fn a_stored_answer_is_reusable_as_a_hit_on_it_would_be() {
+    let cache = cache(CacheConfig::default());
+    let now = Instant::now();
+    let stored = cache
+        .store(key("www.example."), &positive(300), now)
+        .expect("cacheable");
+    let hit = match cache.get(&key("www.example."), now) {
+        Lookup::Fresh { answer, .. } => answer,
+        other => panic!("a fresh hit, not {other:?}"),
+    };
+    // 300 s with prefetch on: reusable for the first 270.
+    let expected = Validity::until(now, 0, now + Duration::from_secs(270));
+    assert_eq!(stored.validity, expected);
+    assert_eq!(hit.validity, expected);
+
+    // Not cacheable (no TTL at all): nothing is stored, and nothing is said to be reusable.
+    assert!(cache.store(key("zero.example."), &positive(0), now).is_none());
+}

@@ -72,6 +72,13 @@ pub trait SourceConfig: ComparableConfig + fmt::Debug + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The memory, in bytes, this configuration gives to answers the source keeps (the `dns`
+    /// source: `cache.max_bytes`); the fast path's default budget follows it
+    /// (`config::default_fast_path_memory`). None by default.
+    fn answer_memory(&self) -> u64 {
+        0
+    }
+
     /// Key facts for the startup log (`("upstreams", "[192.0.2.1:53]")`).
     fn describe(&self) -> Vec<(&'static str, String)> {
         Vec::new()

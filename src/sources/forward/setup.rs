@@ -418,6 +418,14 @@ impl SourceConfig for ForwardConfig {
         "dns"
     }
 
+    fn answer_memory(&self) -> u64 {
+        if self.cache.capacity == 0 {
+            0
+        } else {
+            self.cache.max_bytes
+        }
+    }
+
     fn build(
         &self,
         context: &BuildContext,

@@ -21,8 +21,8 @@
 # auth-tail (all 100,000 names of bench.test: Hearth, NSD, Knot), hosts-tail (a 100,000-line
 # hosts file: Hearth, dnsmasq), nx-tail (cluster-zone NXDOMAINs for 10,000 external names x 10
 # namespaces, as ndots:5 search paths make them: Hearth and the reflector), hit-tail (cache hits
-# over 1,000,000 cached names, from an NSD of their own: Hearth with the default fast-path memory
-# and with 512 MiB, Unbound). Each row notes the
+# over 1,000,000 cached names, from an NSD of their own: Hearth with the fast path held to 64 MiB
+# and as configured by default, its table following the cache; Unbound). Each row notes the
 # first (cold) pass's rate; then every server of the scenario is run again open-loop at half
 # of the scenario's lowest peak, for p50 and p99 at the same rate (the "latency" table).
 # churn, frontdoor, flood, miss-tcp, miss-tls, rotate, dnssec-hit and dnssec-miss run only when named. --servers keeps only the named rows of each

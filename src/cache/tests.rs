@@ -331,5 +331,7 @@ async fn a_stored_answer_is_reusable_as_a_hit_on_it_would_be() {
     assert_eq!(hit.validity, expected);
 
     // Not cacheable (no TTL at all): nothing is stored, and nothing is said to be reusable.
-    assert!(cache.store(key("zero.example."), &positive(0), now).is_none());
+    assert!(cache
+        .store(key("zero.example."), &positive(0), now)
+        .is_none());
 }

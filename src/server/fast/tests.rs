@@ -284,3 +284,67 @@ async fn the_table_grows_for_a_tail_asked_again_and_not_for_a_scan() {
     capped.set_max_memory(1 << 20);
     assert!(capped.weight() <= 1 << 20, "{}", capped.weight());
 }
+
+/// Upstream replies are stored from the first answer on, so a random-subdomain flood (every
+/// name new, each answered once) stores a reply per query. The table's S3-FIFO keeps the names
+/// that are asked again: the flood churns its probation queue, and the hot replies stay, even
+/// when the flood filled the table before they came.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_names_answered_once_leaves_the_hot_replies_in_the_table() {
+    let now = Instant::now();
+    let forwarded = Reply {
+        source: Some("dns"),
+        bytes: reply(1, 300),
+        validity: Validity::until(now, 0, now + Duration::from_secs(270)),
+    };
+    let admitted = admitted();
+    let hot: Vec<Vec<u8>> = (0..1_000)
+        .map(|index| query(1, &format!("hot{index}.example.")))
+        .collect();
+    let flood = |table: &FastTable, turn: usize| {
+        for index in 0..100 {
+            let name = format!("r{turn}x{index}.victim.example.");
+            table.store(&query(1, &name), &forwarded, &table.versions(), now);
+        }
+    };
+    // `asked`: whether the hot names are asked between two turns of the flood.
+    let hot_left = |asked: bool| {
+        let table = FastTable::growing(64 << 20, DataVersions::new());
+        let mut out = Vec::new();
+        // Each hot name is answered from the table, or (a miss) by the general path, which
+        // stores its reply again, as the fast path's worker does.
+        let mut ask = |table: &FastTable| {
+            for query in &hot {
+                if !table.answer(&admitted, query, now, &mut out) {
+                    table.store(query, &forwarded, &table.versions(), now);
+                }
+            }
+        };
+        let hits = |table: &FastTable| {
+            let mut out = Vec::new();
+            hot.iter()
+                .filter(|query| table.answer(&admitted, query, now, &mut out))
+                .count()
+        };
+        // The flood fills the table first: 20,000 replies, more than its 4 MiB holds.
+        for turn in 0..200 {
+            flood(&table, turn);
+        }
+        ask(&table);
+        for turn in 200..400 {
+            if asked {
+                ask(&table);
+            }
+            flood(&table, turn);
+        }
+        // None of the flood was asked again: alone, it does not grow the table. (The hot
+        // names stored again after an eviction are asked again: that may grow it.)
+        if !asked {
+            assert_eq!(table.capacity(), growth::INITIAL_BYTES);
+        }
+        hits(&table)
+    };
+    assert_eq!(hot_left(true), 1_000, "every hot reply is still there");
+    // What the hits are for: the same hot names, never asked, go with the flood.
+    assert!(hot_left(false) < 100, "{}", hot_left(false));
+}

@@ -401,6 +401,17 @@ impl FastTable {
         let (Some(key), Some(ttl_offsets)) = (key_of(query), ttl_offsets(&reply.bytes)) else {
             return;
         };
+        // A forwarded answer (it counts down) on its first sight leaves only a ghost
+        // ([`Growth::admits`]). Local data is stored at once: its answers are computed from
+        // data the operator gave, not fetched for whoever asks.
+        if countdown.is_some()
+            && self
+                .growth
+                .as_ref()
+                .is_some_and(|growth| !growth.admits(key))
+        {
+            return;
+        }
         self.stats.stored.fetch_add(1, Ordering::Relaxed);
         if let Some(grown) = self
             .growth

@@ -79,7 +79,10 @@ impl GhostSet {
     }
 
     pub fn remember(&self, key: &[u8]) {
-        let hash = self.hash(key);
+        self.remember_hash(self.hash(key));
+    }
+
+    fn remember_hash(&self, hash: u64) {
         let [first, second] = self.slots(hash);
         let (a, b) = (
             first.load(Ordering::Relaxed),
@@ -99,10 +102,23 @@ impl GhostSet {
 
     /// Whether `key` has a ghost now; unlike [`GhostSet::came_back`], it stays.
     pub fn seen(&self, key: &[u8]) -> bool {
-        let hash = self.hash(key);
+        self.seen_hash(self.hash(key))
+    }
+
+    fn seen_hash(&self, hash: u64) -> bool {
         self.slots(hash)
             .iter()
             .any(|slot| slot.load(Ordering::Relaxed) == hash)
+    }
+
+    /// Whether `key` has a ghost; if not, it gets one (the key hashed once for both).
+    pub fn seen_or_remember(&self, key: &[u8]) -> bool {
+        let hash = self.hash(key);
+        let seen = self.seen_hash(hash);
+        if !seen {
+            self.remember_hash(hash);
+        }
+        seen
     }
 
     /// Whether `key` was evicted recently; its ghost is forgotten, so it counts once.
@@ -169,11 +185,7 @@ impl Growth {
     /// back, which is what it is: the table saw it and did not keep it. So a long tail asked
     /// twice grows the table on its second turn, as it did when first answers were stored.
     pub fn admits(&self, key: &[u8]) -> bool {
-        if self.ghosts.seen(key) {
-            return true;
-        }
-        self.ghosts.remember(key);
-        false
+        self.ghosts.seen_or_remember(key)
     }
 
     /// Called as `key`'s reply is stored: whether a window just ended in which enough replies

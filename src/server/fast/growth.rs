@@ -19,7 +19,7 @@
 //! lower `server.fast_path_memory` on reload shrinks it at once).
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::Entry;
@@ -35,46 +35,56 @@ const WINDOW: u64 = 4096;
 /// A cyclic long tail that does not fit brings back most of them; a scan brings back none.
 const GROW_AT: u64 = WINDOW / 8;
 
-/// Hashes of evicted keys (and of forwarded answers seen once, [`Growth::admits`]), each in
-/// one of two slots its hash picks: a new ghost takes an empty one, or overwrites the one
-/// holding the smaller hash (an occupant as good as chosen at random). The set remembers
-/// roughly the last `slots` ghosts, in 8 bytes each, and never allocates after it is made.
+/// Fingerprints of evicted keys (and of forwarded answers seen once, [`Growth::admits`]),
+/// each in one of two slots its hash picks: a new ghost takes an empty one, or overwrites the
+/// one holding the smaller fingerprint (an occupant as good as chosen at random). It never
+/// allocates after it is made.
 ///
 /// Two slots rather than one: in a direct-mapped set, two keys that share a slot and are
 /// asked in turn overwrite each other's ghost every time, so the doorkeeper would never see
 /// either a second time and never admit them (a test of 1,000 hot names found 6 so shut
-/// out). With two slots, both of a key's must be taken between two of its sightings. A false
-/// "seen" (another key with the same 64-bit hash) only admits one reply early.
+/// out). With two slots, both of a key's must be taken between two of its sightings.
+///
+/// 32-bit fingerprints rather than whole hashes: twice the slots in the same memory. The
+/// doorkeeper must remember every name of a turn over the tail (hit-tail's 1,000,000), and
+/// with 2 M slots of 8 bytes about a tenth of them had lost their ghost by their second sight.
+/// A false "seen" (another key with the same slot and fingerprint, about one lookup in 2^31)
+/// only admits one reply early.
 pub struct GhostSet {
-    slots: Box<[AtomicU64]>,
+    slots: Box<[AtomicU32]>,
     mask: u64,
     /// Keyed per process: which queries collide is not predictable from outside.
     hasher: RandomState,
 }
 
 impl GhostSet {
-    /// Room for as many ghosts as replies of ~256 bytes fit in `max_bytes` (so a table at its
-    /// largest still sees a reply come back after a full turn), between 1,024 and 4 M slots.
+    /// Two slots for every reply of ~256 bytes that fits in `max_bytes` (so a table at its
+    /// largest still sees a reply come back after a full turn), between 2,048 and 8 M slots
+    /// (32 MiB).
     pub fn for_budget(max_bytes: u64) -> Self {
-        let slots = (max_bytes / 256).clamp(1024, 1 << 22).next_power_of_two();
+        let slots = (max_bytes / 128).clamp(2048, 1 << 23).next_power_of_two();
         Self {
-            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..slots).map(|_| AtomicU32::new(0)).collect(),
             mask: slots - 1,
             hasher: RandomState::new(),
         }
     }
 
-    /// Never 0, which marks an empty slot.
     fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key) | 1
+        self.hasher.hash_one(key)
     }
 
-    /// The two slots of a hash: from its low bits and from its high bits.
-    fn slots(&self, hash: u64) -> [&AtomicU64; 2] {
+    /// The fingerprint of a hash: its high half, never 0 (which marks an empty slot).
+    fn fingerprint(hash: u64) -> u32 {
+        (hash >> 32) as u32 | 1
+    }
+
+    /// The two slots of a hash: from its low bits and from its middle bits.
+    fn slots(&self, hash: u64) -> [&AtomicU32; 2] {
         // The mask keeps each index below the slice's length, a power of two.
         [
             &self.slots[(hash & self.mask) as usize],
-            &self.slots[((hash >> 32) & self.mask) as usize],
+            &self.slots[(hash.rotate_right(24) & self.mask) as usize],
         ]
     }
 
@@ -83,12 +93,13 @@ impl GhostSet {
     }
 
     fn remember_hash(&self, hash: u64) {
+        let print = Self::fingerprint(hash);
         let [first, second] = self.slots(hash);
         let (a, b) = (
             first.load(Ordering::Relaxed),
             second.load(Ordering::Relaxed),
         );
-        if a == hash || b == hash {
+        if a == print || b == print {
             return;
         }
         // Racing threads may overwrite each other's ghost: one is lost, as if evicted.
@@ -97,7 +108,7 @@ impl GhostSet {
         } else {
             second
         };
-        into.store(hash, Ordering::Relaxed);
+        into.store(print, Ordering::Relaxed);
     }
 
     /// Whether `key` has a ghost now; unlike [`GhostSet::came_back`], it stays.
@@ -106,9 +117,10 @@ impl GhostSet {
     }
 
     fn seen_hash(&self, hash: u64) -> bool {
+        let print = Self::fingerprint(hash);
         self.slots(hash)
             .iter()
-            .any(|slot| slot.load(Ordering::Relaxed) == hash)
+            .any(|slot| slot.load(Ordering::Relaxed) == print)
     }
 
     /// Whether `key` has a ghost; if not, it gets one (the key hashed once for both).
@@ -124,8 +136,9 @@ impl GhostSet {
     /// Whether `key` was evicted recently; its ghost is forgotten, so it counts once.
     pub fn came_back(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
+        let print = Self::fingerprint(hash);
         self.slots(hash).iter().any(|slot| {
-            slot.compare_exchange(hash, 0, Ordering::Relaxed, Ordering::Relaxed)
+            slot.compare_exchange(print, 0, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         })
     }

@@ -112,6 +112,7 @@ impl GhostSet {
     }
 
     /// Whether `key` has a ghost now; unlike [`GhostSet::came_back`], it stays.
+    #[cfg(test)]
     pub fn seen(&self, key: &[u8]) -> bool {
         self.seen_hash(self.hash(key))
     }

@@ -359,10 +359,10 @@ impl Cache {
     /// clamped by `min_ttl`, `max_ttl` and `negative_max_ttl`. The first answer goes out so
     /// too, so a client never sees a TTL above `max_ttl` because it asked first.
     ///
-    /// The answer returned is reusable as a hit on the new entry would be: its encoded reply
-    /// may go into the fast path's table at once. Without this, a name's first reuse always
-    /// took the general path, and a long tail asked twice (issue 16's hit-tail) never reached
-    /// the table on its second pass: the table saw each name stored once, as a scan.
+    /// The answer returned is reusable as a hit on the new entry would be, so the fast path
+    /// sees its reply (and admits it on the name's second sight, `server::fast::growth`).
+    /// Without this, a long tail asked twice (issue 16's hit-tail) never reached the table on
+    /// its second pass: the table saw each name once, as a scan, and never grew.
     pub fn store(&self, key: CacheKey, answer: &Answer, now: Instant) -> Option<Answer> {
         let (ttl, mut clamped) = self.cacheable(answer)?;
         let stored = WireAnswer::encode(&clamped)?;

@@ -33,7 +33,8 @@
 //! in another order of the RRset.
 //!
 //! Failures, truncated replies, stale answers and anything else the general path marks
-//! [`Validity::Never`] are never stored. A query in a case the table has not seen (0x20
+//! [`Validity::Never`] are never stored. A forwarded answer is stored on its query's second
+//! sight (`growth::Growth::admits`): a flood of names asked once leaves only ghosts. A query in a case the table has not seen (0x20
 //! randomization) is a miss and takes the general path: correct, only slower.
 //!
 //! No allocation per query on a hit: receive buffers, reply buffers and socket headers are

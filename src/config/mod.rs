@@ -247,7 +247,7 @@ impl Config {
     pub fn from_toml(text: &str, file: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
         let mut tables = Tables::parse(text, file)?;
         check_table_names(&tables)?;
-        let server = server(&tables, overrides)?;
+        let (mut server, fast_path_memory_set) = server(&tables, overrides)?;
         tables.set_listen(server.listen.clone());
         let admin = admin(&tables)?;
         let log: LogTable = tables.read_or_default("log")?;
@@ -258,9 +258,7 @@ impl Config {
             .iter()
             .map(|setup| setup.configure(&tables))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut server = server;
-        let server_table: ServerTable = tables.read_or_default("server")?;
-        if server_table.fast_path_memory.is_none() {
+        if !fast_path_memory_set {
             server.fast_path_memory = default_fast_path_memory(&sources);
         }
         Ok(Config {
@@ -349,8 +347,9 @@ fn admin(tables: &Tables<'_>) -> Result<Option<AdminConfig>, ConfigError> {
     }))
 }
 
-/// `[server]`, with the command line's listen addresses over the file's.
-fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, ConfigError> {
+/// `[server]`, with the command line's listen addresses over the file's; and whether the file
+/// sets `server.fast_path_memory` (unset, it follows the sources: [`default_fast_path_memory`]).
+fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<(ServerConfig, bool), ConfigError> {
     let server: ServerTable = tables.read_or_default("server")?;
     let listen: Vec<SocketAddr> = if overrides.listen.is_empty() {
         server
@@ -396,6 +395,7 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
             "must be at least 1 (a client that may not wait cannot be forwarded for)",
         ));
     }
+    let fast_path_memory_set = server.fast_path_memory.is_some();
     let fast_path_memory = server.fast_path_memory.unwrap_or(DEFAULT_FAST_PATH_MEMORY);
     if !(MIN_FAST_PATH_MEMORY..=MAX_FAST_PATH_MEMORY).contains(&fast_path_memory) {
         return Err(tables.invalid(
@@ -403,7 +403,7 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
             format!("must be between {MIN_FAST_PATH_MEMORY} and {MAX_FAST_PATH_MEMORY} bytes"),
         ));
     }
-    Ok(ServerConfig {
+    let config = ServerConfig {
         listen,
         tcp_idle_timeout: tables.bounded(
             server.tcp_idle_timeout,
@@ -432,7 +432,8 @@ fn server(tables: &Tables<'_>, overrides: &Overrides) -> Result<ServerConfig, Co
             }
             Some(HumanDuration(duration)) => duration,
         },
-    })
+    };
+    Ok((config, fast_path_memory_set))
 }
 
 /// `[resolve]`: the order, and how answers are shaped.

@@ -34,8 +34,9 @@
 //!
 //! Failures, truncated replies, stale answers and anything else the general path marks
 //! [`Validity::Never`] are never stored. A forwarded answer is stored on its query's second
-//! sight (`growth::Growth::admits`): a flood of names asked once leaves only ghosts. A query in a case the table has not seen (0x20
-//! randomization) is a miss and takes the general path: correct, only slower.
+//! sight (`growth::Growth::admits`): a flood of names asked once leaves only ghosts. A query
+//! in a case the table has not seen (0x20 randomization) is a miss and takes the general
+//! path: correct, only slower.
 //!
 //! No allocation per query on a hit: receive buffers, reply buffers and socket headers are
 //! allocated once per socket. (Misses copy the datagram for their task.)
@@ -399,12 +400,13 @@ impl FastTable {
                 )
             }
         };
-        let (Some(key), Some(ttl_offsets)) = (key_of(query), ttl_offsets(&reply.bytes)) else {
+        let Some(key) = key_of(query) else {
             return;
         };
         // A forwarded answer (it counts down) on its first sight leaves only a ghost
-        // ([`Growth::admits`]). Local data is stored at once: its answers are computed from
-        // data the operator gave, not fetched for whoever asks.
+        // ([`Growth::admits`]), before the reply is walked: most first answers of a flood end
+        // here. Local data is stored at once: its answers are computed from data the operator
+        // gave, not fetched for whoever asks.
         if countdown.is_some()
             && self
                 .growth
@@ -413,6 +415,9 @@ impl FastTable {
         {
             return;
         }
+        let Some(ttl_offsets) = ttl_offsets(&reply.bytes) else {
+            return;
+        };
         self.stats.stored.fetch_add(1, Ordering::Relaxed);
         if let Some(grown) = self
             .growth

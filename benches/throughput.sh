@@ -24,7 +24,10 @@
 # over 1,000,000 cached names, from an NSD of their own: Hearth with the fast path held to 64 MiB
 # and as configured by default, its table following the cache; Unbound). Each row notes the
 # first (cold) pass's rate; then every server of the scenario is run again open-loop at half
-# of the scenario's lowest peak, for p50 and p99 at the same rate (the "latency" table).
+# of the scenario's lowest peak, for p50 and p99 at the same rate (the "latency" table). Then
+# auth-tail, hosts-tail and nx-tail run once more in rounds, the servers interleaved (A B C A B C
+# ...), for ratios that a drifting machine does not tilt, and each server core's µs per answer
+# (the "in rounds" table).
 # churn, frontdoor, flood, miss-tcp, miss-tls, rotate, dnssec-hit and dnssec-miss run only when named. --servers keeps only the named rows of each
 # scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
@@ -790,6 +793,36 @@ tail_latency() {
     done
 }
 
+# tail_rounds SCENARIO QUERIES PROBE SERVER...: the servers again, interleaved in rounds (A B C,
+# A B C, ...), each round one fresh start per server, warmed as tail_run warms it, and one
+# measured run. tail_run measures each server's runs back to back, minutes away from its peer's;
+# this machine's rate drifts by as much as ±15% over minutes (BENCHMARKS.md), so a ratio of two
+# such peaks carries that drift. In rounds each server's run sits next to its peer's, and the
+# table gives the ratio of the sums and each round's own. It also gives the server core's time
+# per answer (busy % ÷ q/s, kernel included): what a server costs, whichever end of the loop was
+# the bottleneck.
+TAIL_ROUNDS="$WORK/tail-rounds.tsv"
+tail_rounds() {
+    local scen=$1 queries=$2 probe=$3 r s pid kv
+    shift 3
+    for r in $(seq "$ROUNDS"); do
+        for s in "$@"; do
+            picked "$s" || continue
+            log "$scen round $r: $s"
+            launch "$s" "$probe"
+            pid=$STARTED
+            tail_passes "$queries" "$OUTSTANDING" >/dev/null
+            measured "$pid" loadgen --queries "$queries" --duration "$DURATION" -q "$OUTSTANDING"
+            kv=$(cat "$WORK/measured.out")
+            stop_pid "$pid"
+            after_run
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$r" "$s" "$(field qps "$kv")" "$SRV_CPU" \
+                "$BUSY_NOTE" >>"$TAIL_ROUNDS"
+            log "  $s: $(field qps "$kv") q/s, server CPU ${SRV_CPU}%${BUSY_NOTE:+ ($BUSY_NOTE)}"
+        done
+    done
+}
+
 # loss SERVER QUERIES PROBE: 500 queries outstanding, the batched generator only.
 loss() {
     local server=$1 queries=$2 probe=$3 pid kv
@@ -1005,19 +1038,22 @@ for scen in ${ONLY//,/ }; do
         auth-tail) tail_data
             for s in hearth-zone nsd knot reflector; do
                 picked "$s" || continue; tail_run auth-tail "$s" "$WORK/cold.txt" "$WORK/probe-zone.txt" noerror; done
-            tail_latency auth-tail "$WORK/cold.txt" "$WORK/probe-zone.txt" hearth-zone nsd knot ;;
+            tail_latency auth-tail "$WORK/cold.txt" "$WORK/probe-zone.txt" hearth-zone nsd knot
+            tail_rounds auth-tail "$WORK/cold.txt" "$WORK/probe-zone.txt" hearth-zone nsd knot reflector ;;
         hosts-tail) tail_data
             for s in hearth-hosts-tail dnsmasq-hosts-tail; do
                 picked "$s" || continue
                 tail_run hosts-tail "$s" "$WORK/tail-hosts.txt" "$WORK/probe-hosts-tail.txt" noerror; done
-            tail_latency hosts-tail "$WORK/tail-hosts.txt" "$WORK/probe-hosts-tail.txt" hearth-hosts-tail dnsmasq-hosts-tail ;;
+            tail_latency hosts-tail "$WORK/tail-hosts.txt" "$WORK/probe-hosts-tail.txt" hearth-hosts-tail dnsmasq-hosts-tail
+            tail_rounds hosts-tail "$WORK/tail-hosts.txt" "$WORK/probe-hosts-tail.txt" hearth-hosts-tail dnsmasq-hosts-tail ;;
         nx-tail) tail_data
             # The reflector answers each query as it came (NOERROR, no records): the ceiling.
             for s in hearth-nx reflector; do
                 picked "$s" || continue
                 tail_run nx-tail "$s" "$WORK/tail-nx.txt" "$WORK/probe-nx.txt" \
                     "$([ "$s" = reflector ] && echo noerror || echo nxdomain)"; done
-            tail_latency nx-tail "$WORK/tail-nx.txt" "$WORK/probe-nx.txt" hearth-nx reflector ;;
+            tail_latency nx-tail "$WORK/tail-nx.txt" "$WORK/probe-nx.txt" hearth-nx reflector
+            tail_rounds nx-tail "$WORK/tail-nx.txt" "$WORK/probe-nx.txt" hearth-nx reflector ;;
         hit-tail) tail_upstream
             # hearth-hit-tail-64m: the fast path held to 64 MiB (about a fifth of the 1,000,000
             # replies): what the general path gives over the tail. hearth-hit-tail is as
@@ -1112,6 +1148,48 @@ if [ -s "$TAIL_LAT" ]; then
             print "|---|---|---:|---:|---:|---:|---:|---|"
         }
         { printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8 }' "$TAIL_LAT")
+fi
+# The long tail in rounds: each server's q/s per round, the sums, Hearth's ratio to each peer
+# (of the sums, and the lowest and highest of the rounds' own), and the server core's µs per
+# answer (median of the rounds).
+if [ -s "$TAIL_ROUNDS" ]; then
+    TABLE+=$'\n\n'$(awk -F'\t' -v rounds="$ROUNDS" '
+        BEGIN {
+            printf "| long tail, in rounds | server | "
+            for (r = 1; r <= rounds; r++) printf "round %d q/s | ", r
+            print "sum | Hearth ÷ this (sums) | rounds: lowest, highest | server core µs/answer | notes |"
+            printf "|---|---|"; for (r = 1; r <= rounds; r++) printf "---:|"; print "---:|---:|---|---:|---|"
+        }
+        # median of the n values in a[1..n]
+        function median(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        {
+            k = $1 SUBSEP $3
+            if (!(k in seen)) { seen[k] = 1; order[++n] = k; scen[n] = $1; srv[n] = $3 }
+            q[k, $2] = $4; sum[k] += $4; cnt[k]++
+            if ($4 > 0) cost[k, ++costs[k]] = $5 * 10000 / $4
+            if ($6 != "") note[k] = note[k] (note[k] == "" ? "" : "; ") "round " $2 ": " $6
+            if ($3 ~ /^hearth/) hearth[$1] = $3
+        }
+        END {
+            for (i = 1; i <= n; i++) {
+                k = order[i]; s = scen[i]; h = s SUBSEP hearth[s]
+                printf "| %s | %s | ", s, srv[i]
+                for (r = 1; r <= rounds; r++) printf "%s | ", ((k, r) in q) ? q[k, r] : "—"
+                ratio = ""; spread = ""
+                if ((s in hearth) && srv[i] != hearth[s] && sum[k] > 0 && cnt[k] == cnt[h]) {
+                    ratio = sprintf("%.2fx", sum[h] / sum[k]); lo = ""; hi = ""
+                    for (r = 1; r <= rounds; r++) if (((k, r) in q) && q[k, r] > 0 && ((h, r) in q)) {
+                        x = q[h, r] / q[k, r]; if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x }
+                    if (lo != "") spread = sprintf("%.2fx, %.2fx", lo, hi)
+                }
+                delete c; for (j = 1; j <= costs[k]; j++) c[j] = cost[k, j]
+                printf "%s | %s | %s | %s | %s |\n", sum[k], ratio, spread,
+                    costs[k] ? sprintf("%.2f", median(c, costs[k])) : "", note[k]
+            }
+        }' "$TAIL_ROUNDS")
 fi
 echo
 echo "$TABLE"

@@ -33,8 +33,9 @@
 //! in another order of the RRset.
 //!
 //! Failures, truncated replies, stale answers and anything else the general path marks
-//! [`Validity::Never`] are never stored. A forwarded answer is stored on its query's second
-//! sight (`growth::Growth::admits`): a flood of names asked once leaves only ghosts. A query
+//! [`Validity::Never`] are never stored. A reply is stored on its query's second sight
+//! (`growth::Growth::admits`), local data's as much as a forwarded one's: a flood of names
+//! asked once leaves only ghosts. A query
 //! in a case the table has not seen (0x20 randomization) is a miss and takes the general
 //! path: correct, only slower.
 //!
@@ -403,15 +404,14 @@ impl FastTable {
         let Some(key) = key_of(query) else {
             return;
         };
-        // A forwarded answer (it counts down) on its first sight leaves only a ghost
-        // ([`Growth::admits`]), before the reply is walked: most first answers of a flood end
-        // here. Local data is stored at once: its answers are computed from data the operator
-        // gave, not fetched for whoever asks.
-        if countdown.is_some()
-            && self
-                .growth
-                .as_ref()
-                .is_some_and(|growth| !growth.admits(key))
+        // A reply on its query's first sight leaves only a ghost ([`Growth::admits`]), before
+        // it is walked: most first answers of a flood end here. That holds for local data too:
+        // the data is the operator's, but the names are whoever asks, and a flood of random
+        // names under a served zone (NXDOMAINs from a zone or the cluster) is as much a flood.
+        if self
+            .growth
+            .as_ref()
+            .is_some_and(|growth| !growth.admits(key))
         {
             return;
         }

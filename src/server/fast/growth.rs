@@ -195,10 +195,12 @@ impl Growth {
     /// always is, but most first answers of a flood of random names are never asked again, and
     /// storing each cost a miss 4-5% of its time (an entry's allocations, an insert that
     /// evicts, the eviction's frees) and churned the table's probation queue. Over a served
-    /// zone larger than the table, asked in turn, the table's share was 8% of the core. A ghost costs a hash and a store into a slot
-    /// that is already there. The second sight stores the reply and counts as a reply that came
-    /// back, which is what it is: the table saw it and did not keep it. So a long tail asked
-    /// twice grows the table on its second turn, as it did when first answers were stored.
+    /// zone larger than the table, every name new, the table's share was 8.5% of the core, and
+    /// the pass ran a third slower than with ghosts (BENCHMARKS.md). A ghost costs a hash and a
+    /// store into a slot that is already there. The second sight stores the reply and counts as
+    /// a reply that came back, which is what it is: the table saw it and did not keep it. So a
+    /// long tail asked twice grows the table on its second turn, as it did when first answers
+    /// were stored.
     pub fn admits(&self, key: &[u8]) -> bool {
         self.ghosts.seen_or_remember(key)
     }

@@ -196,7 +196,7 @@ impl Growth {
     /// storing each cost a miss 4-5% of its time (an entry's allocations, an insert that
     /// evicts, the eviction's frees) and churned the table's probation queue. Over a served
     /// zone larger than the table, every name new, the table's share was 8.5% of the core, and
-    /// the pass ran a third slower than with ghosts (BENCHMARKS.md). A ghost costs a hash and a
+    /// the pass ran 34% faster with ghosts (BENCHMARKS.md). A ghost costs a hash and a
     /// store into a slot that is already there. The second sight stores the reply and counts as
     /// a reply that came back, which is what it is: the table saw it and did not keep it. So a
     /// long tail asked twice grows the table on its second turn, as it did when first answers

@@ -733,13 +733,14 @@ miss() {
     EXTRA_NOTE=""
 }
 
-# tail_passes QUERIES OUTSTANDING: two passes over every name of QUERIES on the server just
-# started; prints the first (cold) pass's key=value line. A pass may be 1,000,000 cache
-# misses (hit-tail), so the generator gets up to 10 minutes.
+# tail_passes SCENARIO QUERIES: two passes over every name of QUERIES on the server just
+# started; prints the first (cold) pass's key=value line. hit-tail's first pass is 1,000,000
+# cache misses: asked as the miss scenario asks them, and the generator gets up to 10 minutes.
 tail_passes() {
-    local first
-    first=$(LOADGEN_LIMIT=620 loadgen --queries "$1" --once -q "$2" --duration 600)
-    LOADGEN_LIMIT=620 loadgen --queries "$1" --once -q "$OUTSTANDING" --duration 600 >/dev/null
+    local first out=$OUTSTANDING
+    [ "$1" != hit-tail ] || out=$MISS_OUTSTANDING
+    first=$(LOADGEN_LIMIT=620 loadgen --queries "$2" --once -q "$out" --duration 600)
+    LOADGEN_LIMIT=620 loadgen --queries "$2" --once -q "$OUTSTANDING" --duration 600 >/dev/null
     echo "$first"
 }
 
@@ -749,13 +750,11 @@ tail_passes() {
 # The peak is kept for tail_latency.
 TAIL_PEAKS="$WORK/tail-peaks.tsv"
 tail_run() {
-    local scen=$1 server=$2 queries=$3 probe=$4 expect=$5 pid kv dp first out=$OUTSTANDING
+    local scen=$1 server=$2 queries=$3 probe=$4 expect=$5 pid kv dp first
     log "$scen: $server"
     launch "$server" "$probe"
     pid=$STARTED
-    # hit-tail's first pass is 1,000,000 cache misses: asked as the miss scenario asks them.
-    [ "$scen" != hit-tail ] || out=$MISS_OUTSTANDING
-    first=$(tail_passes "$queries" "$out")
+    first=$(tail_passes "$scen" "$queries")
     measured "$pid" loadgen_median --queries "$queries" --duration "$DURATION" -q "$OUTSTANDING"
     kv=$(cat "$WORK/measured.out")
     dp=$(dnsperf_run -d "$queries" -l "$DURATION" "${DNSPERF_ARGS[@]}" | cut -d' ' -f1)
@@ -770,7 +769,7 @@ tail_run() {
 # p50 and p99 compare at one rate that every server can carry.
 TAIL_LAT="$WORK/tail-latency.tsv"
 tail_latency() {
-    local scen=$1 queries=$2 probe=$3 rate s pid kv out
+    local scen=$1 queries=$2 probe=$3 rate s pid kv
     shift 3
     [ -s "$TAIL_PEAKS" ] || return 0
     rate=$(awk -F'\t' -v s="$scen" '$1 == s && $3 > 0 && (m == "" || $3 < m) { m = $3 } END { printf "%d", m / 2 }' "$TAIL_PEAKS")
@@ -780,9 +779,7 @@ tail_latency() {
         log "$scen latency at $rate q/s: $s"
         launch "$s" "$probe"
         pid=$STARTED
-        out=$OUTSTANDING
-        [ "$scen" != hit-tail ] || out=$MISS_OUTSTANDING
-        tail_passes "$queries" "$out" >/dev/null
+        tail_passes "$scen" "$queries" >/dev/null
         kv=$(loadgen --queries "$queries" --rate "$rate" -q 4096 --duration "$DURATION" --timeout 1)
         stop_pid "$pid"
         after_run
@@ -811,7 +808,7 @@ tail_rounds() {
             log "$scen round $r: $s"
             launch "$s" "$probe"
             pid=$STARTED
-            tail_passes "$queries" "$OUTSTANDING" >/dev/null
+            tail_passes "$scen" "$queries" >/dev/null
             measured "$pid" loadgen --queries "$queries" --duration "$DURATION" -q "$OUTSTANDING"
             kv=$(cat "$WORK/measured.out")
             stop_pid "$pid"

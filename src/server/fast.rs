@@ -35,9 +35,8 @@
 //! Failures, truncated replies, stale answers and anything else the general path marks
 //! [`Validity::Never`] are never stored. A reply is stored on its query's second sight
 //! (`growth::Growth::admits`), local data's as much as a forwarded one's: a flood of names
-//! asked once leaves only ghosts. A query
-//! in a case the table has not seen (0x20 randomization) is a miss and takes the general
-//! path: correct, only slower.
+//! asked once leaves only ghosts. A query in a case the table has not seen (0x20
+//! randomization) is a miss and takes the general path: correct, only slower.
 //!
 //! No allocation per query on a hit: receive buffers, reply buffers and socket headers are
 //! allocated once per socket. (Misses copy the datagram for their task.)

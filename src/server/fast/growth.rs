@@ -35,7 +35,7 @@ const WINDOW: u64 = 4096;
 /// A cyclic long tail that does not fit brings back most of them; a scan brings back none.
 const GROW_AT: u64 = WINDOW / 8;
 
-/// Fingerprints of evicted keys (and of forwarded answers seen once, [`Growth::admits`]),
+/// Fingerprints of evicted keys (and of replies seen once, [`Growth::admits`]),
 /// each in one of two slots its hash picks: a new ghost takes an empty one, or overwrites the
 /// one holding the smaller fingerprint (an occupant as good as chosen at random). It never
 /// allocates after it is made.

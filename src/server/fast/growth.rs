@@ -18,7 +18,7 @@
 //! again grows it until the tail fits or the memory runs out. It does not shrink by itself (a
 //! lower `server.fast_path_memory` on reload shrinks it at once).
 
-use std::hash::{BuildHasher, RandomState};
+use ahash::RandomState;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -53,7 +53,9 @@ const GROW_AT: u64 = WINDOW / 8;
 pub struct GhostSet {
     slots: Box<[AtomicU32]>,
     mask: u64,
-    /// Keyed per process: which queries collide is not predictable from outside.
+    /// Keyed per process: which queries collide is not predictable from outside. aHash, as
+    /// the table itself hashes: every reply stored is hashed here first, and every query of a
+    /// flood of names asked once.
     hasher: RandomState,
 }
 

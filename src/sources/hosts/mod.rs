@@ -28,7 +28,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::chain::{Answer, DataVersion, Failure, Outcome, Question, Source};
 use crate::sources::watch::{Fingerprint, Reload, ReloadStats};
-use crate::sources::wire::{self, key_in, push_text_name, same_wire_name, wire_name, NameKey};
+use crate::sources::wire::{self, key_in, push_text_name, same_wire_name, wire_name, KeyMap};
 use parse::LineProblem;
 
 /// The most names a PTR answer gives for one address. glibc's `gethostbyaddr` returns one line's
@@ -58,7 +58,7 @@ pub struct HostsTable {
     /// Every name in the files, and its number: where its addresses' [`Span`] is in `spans`.
     /// (A number is 4 bytes where a `Span` is 12, so a slot of the map is 24 bytes rather
     /// than 32, and the map is built once, not again once the spans are known.)
-    by_name: HashMap<NameKey, u32>,
+    by_name: KeyMap<u32>,
     spans: Vec<Span>,
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
@@ -118,10 +118,12 @@ impl HostsTable {
     fn lookup(&self, question: &Question, ttl: u32) -> Outcome {
         let record = |data: RData| Record::from_rdata(question.name.clone(), ttl, data);
         let mut buffer = [0; 256];
-        let key = key_in(&question.name, &mut buffer).unwrap_or_default();
-        let span = self
-            .by_name
-            .get(key)
+        // No key made when there are no names: `files` comes first in the default order, and
+        // with no hosts file every query would make one for nothing.
+        let span = (!self.by_name.is_empty())
+            .then(|| key_in(&question.name, &mut buffer))
+            .flatten()
+            .and_then(|key| self.by_name.get(key))
             .and_then(|&n| self.spans.get(n as usize));
         if let Some(span) = span {
             let want_v4 = matches!(question.record_type, RecordType::A | RecordType::ANY);

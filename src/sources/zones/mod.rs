@@ -34,6 +34,7 @@ use crate::chain::{DataVersion, Dependencies, Failure, Outcome, Question, Source
 use crate::sources::kubernetes::config::KubernetesConfig;
 use crate::sources::setup::Background;
 use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
+use crate::sources::wire::{key_in, key_of, KeyMap};
 use cluster::Cluster;
 use master::ZoneProblem;
 use zone::{Zone, ZoneLoader};
@@ -41,7 +42,10 @@ use zone::{Zone, ZoneLoader};
 /// The zones queries see: found by walking up from the question's name.
 #[derive(Debug, Default)]
 struct ZoneSet {
-    by_origin: HashMap<LowerName, Arc<Zone>>,
+    /// By the origin's key (`sources::wire::NameKey`): the walk up is then a slice of the
+    /// question's key for each label, where `LowerName::base_name` made a new name each time
+    /// (3% of the core on a random-subdomain flood).
+    by_origin: KeyMap<Arc<Zone>>,
     /// The directory could not be read and nothing was ever loaded from it.
     unreadable: Option<String>,
 }
@@ -52,15 +56,18 @@ impl ZoneSet {
         if self.by_origin.is_empty() {
             return None;
         }
-        let mut current = name.clone();
+        let mut buffer = [0; 256];
+        let mut key = key_in(name, &mut buffer)?;
         loop {
-            if let Some(zone) = self.by_origin.get(&current) {
+            if let Some(zone) = self.by_origin.get(key) {
                 return Some(zone);
             }
-            if current.is_root() {
+            // The parent's key is this one without its first label; the root's is `[0]`.
+            let length = usize::from(*key.first()?);
+            if length == 0 {
                 return None;
             }
-            current = current.base_name();
+            key = key.get(1 + length..)?;
         }
     }
 }
@@ -300,7 +307,7 @@ impl Zones {
                 self.reload_stats.record(false);
                 if first {
                     self.set.store(Arc::new(ZoneSet {
-                        by_origin: HashMap::new(),
+                        by_origin: KeyMap::default(),
                         unreadable: Some(problem.to_string()),
                     }));
                     self.versions.origins.bump();
@@ -313,17 +320,17 @@ impl Zones {
             tracing::warn!("{problem}");
         }
         self.reload_stats.record(load.failed.is_empty());
-        let mut by_origin = HashMap::new();
+        let mut by_origin = KeyMap::default();
         let mut last_good = HashMap::new();
         for (path, zone) in load.zones {
             tracing::info!(file = %path.display(), origin = %zone.origin(), names = zone.len(), "zone loaded");
             let zone = Arc::new(zone);
-            by_origin.insert(LowerName::new(zone.origin()), Arc::clone(&zone));
+            by_origin.insert(key_of(zone.origin()).into(), Arc::clone(&zone));
             last_good.insert(path, zone);
         }
         for path in &load.failed {
             if let Some(previous) = state.last_good.get(path) {
-                let origin = LowerName::new(previous.origin());
+                let origin = key_of(previous.origin()).into();
                 if let std::collections::hash_map::Entry::Vacant(slot) = by_origin.entry(origin) {
                     tracing::warn!(file = %path.display(), origin = %previous.origin(), "zone file has errors; its previous version keeps serving");
                     slot.insert(Arc::clone(previous));

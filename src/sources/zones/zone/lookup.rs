@@ -180,18 +180,23 @@ impl Zone {
 
     /// The closest encloser's wildcard for a name that does not exist (RFC 4592 §3.3.1).
     fn wildcard_for<'n>(&self, nodes: &'n impl Nodes, name: &Name) -> Option<(&'n Table, Span)> {
-        let key = key_of(name);
-        let mut encloser = parent(&key).unwrap_or(&key);
+        // Both keys on the stack: every NXDOMAIN asks this, and a random-subdomain flood is
+        // made of nothing else.
+        let mut buffer = [0; 256];
+        let key = key_in(name, &mut buffer)?;
+        let mut encloser = parent(key).unwrap_or(key);
         while nodes.node(encloser).is_none() {
             if !is_under(encloser, &self.origin_key) {
                 return None;
             }
             encloser = parent(encloser)?;
         }
-        let mut wildcard = Vec::with_capacity(encloser.len() + 2);
-        wildcard.extend_from_slice(&[1, b'*']);
-        wildcard.extend_from_slice(encloser);
-        nodes.node(&wildcard)
+        // `*.` and the encloser, a proper suffix of a name of at most 255 bytes.
+        let mut wildcard = [0; 258];
+        let length = 2 + encloser.len();
+        wildcard[..2].copy_from_slice(&[1, b'*']);
+        wildcard.get_mut(2..length)?.copy_from_slice(encloser);
+        nodes.node(&wildcard[..length])
     }
 
     /// Answers `name`/`record_type`, a name at or below the apex. `owner` is the name as the

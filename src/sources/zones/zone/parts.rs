@@ -12,7 +12,6 @@
 //! for in the part its key falls in (the zone's owner says which, by a function of the key),
 //! or else in the apex zone.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -22,7 +21,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use super::lookup::{Nodes, Zone};
 use super::storage::{Span, Table, TableBuilder};
 use crate::chain::Answer;
-use crate::sources::wire::{key_in, name_key, push_reverse_key, wire_name, NameKey};
+use crate::sources::wire::{key_in, name_key, push_reverse_key, wire_name, KeyMap, NameKey};
 
 /// How many shards a [`Shards`] map has. Why 1,024: a new version copies the 1,024 pointers
 /// (some 10 µs) and the shards it changes; at 10,000 services a shard holds some 10 parts, and
@@ -33,13 +32,13 @@ const SHARDS: usize = 1024;
 /// pointers, and changing it copies the shards changed (`Arc::make_mut`), not the rest.
 #[derive(Clone, Debug)]
 pub(in crate::sources::zones) struct Shards<V> {
-    shards: Vec<Arc<HashMap<NameKey, V>>>,
+    shards: Vec<Arc<KeyMap<V>>>,
 }
 
 impl<V: Clone> Default for Shards<V> {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Arc::new(KeyMap::default())).collect(),
         }
     }
 }

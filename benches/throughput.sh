@@ -27,7 +27,9 @@
 # of the scenario's lowest peak, for p50 and p99 at the same rate (the "latency" table). Then
 # auth-tail, hosts-tail and nx-tail run once more in rounds, the servers interleaved (A B C A B C
 # ...), for ratios that a drifting machine does not tilt, and each server core's µs per answer
-# (the "in rounds" table).
+# (the "in rounds" table). auth-flood (a random-subdomain flood against bench.test: 1,000,000
+# distinct names that do not exist, each asked once, one pass on a fresh server, in rounds:
+# Hearth, NSD, Knot; what no table of earlier replies can answer).
 # churn, frontdoor, flood, miss-tcp, miss-tls, rotate, dnssec-hit and dnssec-miss run only when named. --servers keeps only the named rows of each
 # scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
 #
@@ -43,7 +45,7 @@ usage() {
 }
 
 QUICK=0
-ONLY="hit,hosts,auth,miss,loss,crosscheck,auth-tail,hosts-tail,nx-tail,hit-tail"
+ONLY="hit,hosts,auth,miss,loss,crosscheck,auth-tail,hosts-tail,nx-tail,hit-tail,auth-flood"
 SERVERS=""
 OUT=""
 KEEP=0
@@ -65,7 +67,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for s in ${ONLY//,/ }; do
-    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate|dnssec-hit|dnssec-miss|auth-tail|hosts-tail|nx-tail|hit-tail) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate|dnssec-hit|dnssec-miss|auth-tail|hosts-tail|nx-tail|hit-tail|auth-flood) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
 # frontdoor: rounds of its three configs, interleaved (--repeat, else 3); elsewhere, runs per cell.
 ROUNDS=${REPEAT:-3}
@@ -820,6 +822,44 @@ tail_rounds() {
     done
 }
 
+# auth_flood SERVER...: a random-subdomain flood against bench.test, the "water torture" an
+# authoritative server meets: 1,000,000 distinct names that do not exist, each asked once, so
+# that no server answers any from a table of earlier replies (Hearth's fast path stores a reply
+# only on its query's second sight): every answer is the general path's. In rounds as
+# tail_rounds runs them, each round one fresh start per server and one pass, into the "in
+# rounds" table; each server's median pass also goes in the main table.
+auth_flood() {
+    local r s pid kv rss
+    [ -s "$WORK/flood-nx.txt" ] || awk 'BEGIN { srand(16); for (i = 0; i < 1000000; i++)
+        printf "r%d-%06x.bench.test A\n", i, int(rand() * 16777216) }' >"$WORK/flood-nx.txt"
+    for r in $(seq "$ROUNDS"); do
+        for s in "$@"; do
+            picked "$s" || continue
+            log "auth-flood round $r: $s"
+            launch "$s" "$WORK/probe-zone.txt"
+            pid=$STARTED
+            measured "$pid" loadgen --queries "$WORK/flood-nx.txt" --once -q "$OUTSTANDING" --duration 120
+            kv=$(cat "$WORK/measured.out")
+            rss=$(rss_kb "$pid")
+            stop_pid "$pid"
+            after_run
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' auth-flood "$r" "$s" "$(field qps "$kv")" "$SRV_CPU" \
+                "$BUSY_NOTE" >>"$TAIL_ROUNDS"
+            echo "$kv srv_cpu=$SRV_CPU gen_cpu=$GEN_CPU rss=$rss" >>"$WORK/auth-flood-$s.runs"
+            log "  $s: $(field qps "$kv") q/s, server CPU ${SRV_CPU}%${BUSY_NOTE:+ ($BUSY_NOTE)}"
+        done
+    done
+    for s in "$@"; do
+        [ -s "$WORK/auth-flood-$s.runs" ] || continue
+        kv=$(REPEAT=$ROUNDS median_line <"$WORK/auth-flood-$s.runs")
+        SRV_CPU=$(field srv_cpu "$kv")
+        GEN_CPU=$(field gen_cpu "$kv")
+        EXTRA_NOTE="one pass of 1,000,000 names asked once, on a fresh server: the median of $ROUNDS"
+        record auth-flood "$s" "$kv" "" "$(field rss "$kv")" nxdomain
+        EXTRA_NOTE=""
+    done
+}
+
 # loss SERVER QUERIES PROBE: 500 queries outstanding, the batched generator only.
 loss() {
     local server=$1 queries=$2 probe=$3 pid kv
@@ -1060,6 +1100,7 @@ for scen in ${ONLY//,/ }; do
                 picked "$s" || continue
                 tail_run hit-tail "$s" "$WORK/tail-hit.txt" "$WORK/probe-tail.txt" noerror; done
             tail_latency hit-tail "$WORK/tail-hit.txt" "$WORK/probe-tail.txt" hearth-hit-tail-64m hearth-hit-tail unbound-hit-tail ;;
+        auth-flood) auth_flood hearth-zone nsd knot ;;
         loss) for s in hearth unbound dnsdist dnsmasq hearth-zone nsd; do
                   picked "$s" || continue; loss "$s" "${HIT[@]}"; done ;;
         crosscheck) for s in dnsmasq hearth; do picked "$s" || continue; crosscheck "$s"; done ;;

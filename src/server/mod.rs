@@ -25,6 +25,7 @@
 
 pub mod admission;
 pub mod cookies;
+mod encode;
 pub mod fast;
 pub mod quick_reply;
 pub mod rate_limit;
@@ -612,19 +613,28 @@ fn encode_answer(request: &Request, answer: Answer, transport: Transport) -> Vec
     // RFC 6840 §5.8: AD only for a client that showed it understands it (AD or DO set).
     metadata.authentic_data =
         answer.authentic_data && (request.metadata.authentic_data || request.dnssec_ok());
+    let edns = reply_edns_with(
+        request.edns.as_ref(),
+        request.cookie.as_ref(),
+        answer.extended_error.as_ref(),
+    );
+    let limit = size_limit(transport, request.edns.as_ref());
+    let sections = [
+        answer.answers.as_slice(),
+        &answer.authorities,
+        &answer.additionals,
+    ];
+    if let Some(bytes) = encode::reply(&metadata, &request.query, sections, edns.as_ref(), limit) {
+        return bytes;
+    }
     let mut message = Message::new(metadata.id, MessageType::Response, metadata.op_code);
     message.metadata = metadata;
     message.queries.push(request.query.clone());
     message.answers = answer.answers;
     message.authorities = answer.authorities;
     message.additionals = answer.additionals;
-    message.edns = reply_edns_with(
-        request.edns.as_ref(),
-        request.cookie.as_ref(),
-        answer.extended_error.as_ref(),
-    );
+    message.edns = edns;
 
-    let limit = size_limit(transport, request.edns.as_ref());
     match message.to_vec() {
         Ok(bytes) if bytes.len() <= limit => bytes,
         Ok(_) => {

@@ -30,9 +30,15 @@ use hickory_proto::rr::{Name, RData, Record};
 const POINTER_LIMIT: usize = 0x4000;
 
 /// Labels remembered for compression; names after that are still compressed against them, but
-/// not remembered themselves. A reply of local data names a handful. (hickory keeps more, so
-/// in a very large reply the two may compress differently; both are correct.)
+/// not remembered themselves. A reply of local data names a handful. hickory's limit too
+/// (though it counts offsets a little differently past 16 KiB, so in a very large reply the
+/// two may compress differently; both are correct).
 const REMEMBERED: usize = 64;
+
+/// Names compressed at most in one reply; later ones are written in full. hickory's limit,
+/// which it took from Unbound's fix for CVE-2024-8508 (a reply of many names made name
+/// compression the cost of answering).
+const COMPRESSED_NAMES: usize = 120;
 
 /// Labels of a name written here; a longer name (up to 127 labels) goes to hickory.
 const MAX_LABELS: usize = 32;
@@ -96,6 +102,8 @@ struct Writer {
     /// pointed at (the rest of that name, through any pointer that ends it).
     labels: [u16; REMEMBERED],
     remembered: usize,
+    /// Names written with compression so far.
+    compressed: usize,
 }
 
 impl Writer {
@@ -105,6 +113,7 @@ impl Writer {
             out: Vec::with_capacity(512),
             labels: [0; REMEMBERED],
             remembered: 0,
+            compressed: 0,
         }
     }
 
@@ -156,6 +165,10 @@ impl Writer {
             count += 1;
         }
         let labels = &labels[..count];
+        // Past COMPRESSED_NAMES names, no more searching: a reply of thousands of records
+        // (over TCP) would otherwise cost a search each (Unbound's CVE-2024-8508).
+        let compress = compress && self.compressed < COMPRESSED_NAMES;
+        self.compressed += usize::from(compress);
         let found = if compress {
             (0..labels.len()).find_map(|first| {
                 self.written_at(&labels[first..])

@@ -243,3 +243,22 @@ fn a_name_is_never_pointed_at_a_different_case() {
     assert_eq!(decoded.queries[0].name().to_string(), "x.EXAMPLE.test.");
 }
 
+
+#[test]
+fn a_reply_of_many_names_stops_compressing_where_hickory_does() {
+    // 300 CNAMEs of one owner (over TCP): past 120 names both write names in full.
+    let query = Query::query(name("big.example.test."), RecordType::CNAME);
+    let answers: Vec<Record> = (0..300)
+        .map(|i| {
+            record(
+                "big.example.test.",
+                60,
+                RData::CNAME(CNAME(name(&format!("t{i}.example.test.")))),
+            )
+        })
+        .collect();
+    let metadata = metadata(ResponseCode::NoError);
+    let sections = [answers.as_slice(), &[], &[]];
+    let ours = reply(&metadata, &query, sections, None, 65_535).expect("written here");
+    assert_eq!(ours, hickory(&metadata, &query, sections, None));
+}

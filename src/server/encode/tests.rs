@@ -82,7 +82,13 @@ fn corpus() -> Vec<(Query, [Vec<Record>; 3])> {
             query("WwW.Example.test.", RecordType::A),
             [
                 (1..=4)
-                    .map(|i| record("WwW.Example.test.", 60, RData::A(A(Ipv4Addr::new(10, 0, 0, i)))))
+                    .map(|i| {
+                        record(
+                            "WwW.Example.test.",
+                            60,
+                            RData::A(A(Ipv4Addr::new(10, 0, 0, i))),
+                        )
+                    })
                     .collect(),
                 vec![],
                 vec![],
@@ -91,7 +97,11 @@ fn corpus() -> Vec<(Query, [Vec<Record>; 3])> {
         (
             query("v6.example.test.", RecordType::AAAA),
             [
-                vec![record("v6.example.test.", 60, RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)))],
+                vec![record(
+                    "v6.example.test.",
+                    60,
+                    RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
+                )],
                 vec![],
                 vec![],
             ],
@@ -101,9 +111,21 @@ fn corpus() -> Vec<(Query, [Vec<Record>; 3])> {
             query("alias.example.test.", RecordType::A),
             [
                 vec![
-                    record("alias.example.test.", 300, RData::CNAME(CNAME(name("www.example.test.")))),
-                    record("www.example.test.", 300, RData::CNAME(CNAME(name("cdn.other.test.")))),
-                    record("cdn.other.test.", 30, RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))),
+                    record(
+                        "alias.example.test.",
+                        300,
+                        RData::CNAME(CNAME(name("www.example.test."))),
+                    ),
+                    record(
+                        "www.example.test.",
+                        300,
+                        RData::CNAME(CNAME(name("cdn.other.test."))),
+                    ),
+                    record(
+                        "cdn.other.test.",
+                        30,
+                        RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+                    ),
                 ],
                 vec![],
                 vec![],
@@ -115,10 +137,22 @@ fn corpus() -> Vec<(Query, [Vec<Record>; 3])> {
             [
                 vec![],
                 vec![
-                    record("sub.example.test.", 3600, RData::NS(NS(name("ns1.sub.example.test.")))),
-                    record("sub.example.test.", 3600, RData::NS(NS(name("ns.elsewhere.test.")))),
+                    record(
+                        "sub.example.test.",
+                        3600,
+                        RData::NS(NS(name("ns1.sub.example.test."))),
+                    ),
+                    record(
+                        "sub.example.test.",
+                        3600,
+                        RData::NS(NS(name("ns.elsewhere.test."))),
+                    ),
                 ],
-                vec![record("ns1.sub.example.test.", 3600, RData::A(A(Ipv4Addr::new(192, 0, 2, 53))))],
+                vec![record(
+                    "ns1.sub.example.test.",
+                    3600,
+                    RData::A(A(Ipv4Addr::new(192, 0, 2, 53))),
+                )],
             ],
         ),
         // SRV (target in full), PTR, a cluster-zone shape.
@@ -131,7 +165,11 @@ fn corpus() -> Vec<(Query, [Vec<Record>; 3])> {
                     RData::SRV(SRV::new(0, 100, 80, name("web.ns0.svc.cluster.local."))),
                 )],
                 vec![],
-                vec![record("web.ns0.svc.cluster.local.", 5, RData::A(A(Ipv4Addr::new(10, 97, 0, 1))))],
+                vec![record(
+                    "web.ns0.svc.cluster.local.",
+                    5,
+                    RData::A(A(Ipv4Addr::new(10, 97, 0, 1))),
+                )],
             ],
         ),
         // An SRV target not in the question, then its address: the owner points at the
@@ -142,7 +180,12 @@ fn corpus() -> Vec<(Query, [Vec<Record>; 3])> {
                 vec![record(
                     "_dns._udp.cluster.local.",
                     5,
-                    RData::SRV(SRV::new(0, 100, 53, name("kube-dns.kube-system.svc.cluster.local."))),
+                    RData::SRV(SRV::new(
+                        0,
+                        100,
+                        53,
+                        name("kube-dns.kube-system.svc.cluster.local."),
+                    )),
                 )],
                 vec![],
                 vec![record(
@@ -165,7 +208,10 @@ fn corpus() -> Vec<(Query, [Vec<Record>; 3])> {
             ],
         ),
         // NODATA at the apex, and the root's own question.
-        (query("example.test.", RecordType::AAAA), [vec![], vec![soa()], vec![]]),
+        (
+            query("example.test.", RecordType::AAAA),
+            [vec![], vec![soa()], vec![]],
+        ),
         (query(".", RecordType::NS), [vec![], vec![], vec![]]),
     ]
 }
@@ -193,7 +239,13 @@ fn the_hand_encoder_writes_the_message_hickory_writes() {
 fn a_reply_too_large_for_its_transport_is_the_question_with_tc() {
     let query = Query::query(name("many.example.test."), RecordType::A);
     let answers: Vec<Record> = (0..100u8)
-        .map(|i| record("many.example.test.", 60, RData::A(A(Ipv4Addr::new(10, 1, 0, i)))))
+        .map(|i| {
+            record(
+                "many.example.test.",
+                60,
+                RData::A(A(Ipv4Addr::new(10, 1, 0, i))),
+            )
+        })
         .collect();
     let metadata = metadata(ResponseCode::NoError);
     let sections = [answers.as_slice(), &[], &[]];
@@ -215,9 +267,17 @@ fn a_reply_too_large_for_its_transport_is_the_question_with_tc() {
 fn what_is_not_written_here_is_left_to_hickory() {
     let query = Query::query(name("example.test."), RecordType::MX);
     let plain = metadata(ResponseCode::NoError);
-    let mx = [record("example.test.", 60, RData::MX(MX::new(10, name("mail.example.test."))))];
+    let mx = [record(
+        "example.test.",
+        60,
+        RData::MX(MX::new(10, name("mail.example.test."))),
+    )];
     assert!(reply(&plain, &query, [&mx, &[], &[]], None, 65_535).is_none());
-    let txt = [record("example.test.", 60, RData::TXT(TXT::new(vec!["v=spf1 -all".into()])))];
+    let txt = [record(
+        "example.test.",
+        60,
+        RData::TXT(TXT::new(vec!["v=spf1 -all".into()])),
+    )];
     assert!(reply(&plain, &query, [&txt, &[], &[]], None, 65_535).is_none());
     // An OPT record with an option (a COOKIE, an Extended DNS Error): hickory writes it.
     let mut with_option = edns(false);
@@ -227,7 +287,14 @@ fn what_is_not_written_here_is_left_to_hickory() {
     assert!(reply(&plain, &query, [&[], &[], &[]], Some(&with_option), 65_535).is_none());
     // An extended RCODE lives in the OPT record: hickory writes it.
     let bad_version = metadata(ResponseCode::BADVERS);
-    assert!(reply(&bad_version, &query, [&[], &[], &[]], Some(&edns(false)), 65_535).is_none());
+    assert!(reply(
+        &bad_version,
+        &query,
+        [&[], &[], &[]],
+        Some(&edns(false)),
+        65_535
+    )
+    .is_none());
 }
 
 #[test]
@@ -242,7 +309,6 @@ fn a_name_is_never_pointed_at_a_different_case() {
     assert_eq!(decoded.authorities[0].name.to_string(), "Example.test.");
     assert_eq!(decoded.queries[0].name().to_string(), "x.EXAMPLE.test.");
 }
-
 
 #[test]
 fn a_reply_of_many_names_stops_compressing_where_hickory_does() {

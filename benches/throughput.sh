@@ -802,7 +802,7 @@ tail_latency() {
 # the bottleneck.
 TAIL_ROUNDS="$WORK/tail-rounds.tsv"
 tail_rounds() {
-    local scen=$1 queries=$2 probe=$3 r s pid kv
+    local scen=$1 queries=$2 probe=$3 r s pid
     shift 3
     for r in $(seq "$ROUNDS"); do
         for s in "$@"; do
@@ -812,14 +812,21 @@ tail_rounds() {
             pid=$STARTED
             tail_passes "$scen" "$queries" >/dev/null
             measured "$pid" loadgen --queries "$queries" --duration "$DURATION" -q "$OUTSTANDING"
-            kv=$(cat "$WORK/measured.out")
-            stop_pid "$pid"
-            after_run
-            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$r" "$s" "$(field qps "$kv")" "$SRV_CPU" \
-                "$BUSY_NOTE" >>"$TAIL_ROUNDS"
-            log "  $s: $(field qps "$kv") q/s, server CPU ${SRV_CPU}%${BUSY_NOTE:+ ($BUSY_NOTE)}"
+            round_done "$scen" "$r" "$s" "$pid"
         done
     done
+}
+
+# round_done SCENARIO ROUND SERVER PID: after a measured run in rounds, stops the server and
+# adds the run to the "in rounds" table; the run's key=value line is left in $ROUND_KV.
+ROUND_KV=""
+round_done() {
+    ROUND_KV=$(cat "$WORK/measured.out")
+    stop_pid "$4"
+    after_run
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(field qps "$ROUND_KV")" "$SRV_CPU" \
+        "$BUSY_NOTE" >>"$TAIL_ROUNDS"
+    log "  $3: $(field qps "$ROUND_KV") q/s, server CPU ${SRV_CPU}%${BUSY_NOTE:+ ($BUSY_NOTE)}"
 }
 
 # auth_flood SERVER...: a random-subdomain flood against bench.test, the "water torture" an
@@ -839,14 +846,9 @@ auth_flood() {
             launch "$s" "$WORK/probe-zone.txt"
             pid=$STARTED
             measured "$pid" loadgen --queries "$WORK/flood-nx.txt" --once -q "$OUTSTANDING" --duration 120
-            kv=$(cat "$WORK/measured.out")
             rss=$(rss_kb "$pid")
-            stop_pid "$pid"
-            after_run
-            printf '%s\t%s\t%s\t%s\t%s\t%s\n' auth-flood "$r" "$s" "$(field qps "$kv")" "$SRV_CPU" \
-                "$BUSY_NOTE" >>"$TAIL_ROUNDS"
-            echo "$kv srv_cpu=$SRV_CPU gen_cpu=$GEN_CPU rss=$rss" >>"$WORK/auth-flood-$s.runs"
-            log "  $s: $(field qps "$kv") q/s, server CPU ${SRV_CPU}%${BUSY_NOTE:+ ($BUSY_NOTE)}"
+            round_done auth-flood "$r" "$s" "$pid"
+            echo "$ROUND_KV srv_cpu=$SRV_CPU gen_cpu=$GEN_CPU rss=$rss" >>"$WORK/auth-flood-$s.runs"
         done
     done
     for s in "$@"; do

@@ -848,7 +848,7 @@ auth_flood() {
             measured "$pid" loadgen --queries "$WORK/flood-nx.txt" --once -q "$OUTSTANDING" --duration 120
             rss=$(rss_kb "$pid")
             round_done auth-flood "$r" "$s" "$pid"
-            echo "$ROUND_KV srv_cpu=$SRV_CPU gen_cpu=$GEN_CPU rss=$rss" >>"$WORK/auth-flood-$s.runs"
+            echo "$ROUND_KV srv_cpu=$SRV_CPU gen_cpu=$GEN_CPU rss=$rss busy=${BUSY_NOTE:+1}" >>"$WORK/auth-flood-$s.runs"
         done
     done
     for s in "$@"; do
@@ -856,6 +856,8 @@ auth_flood() {
         kv=$(REPEAT=$ROUNDS median_line <"$WORK/auth-flood-$s.runs")
         SRV_CPU=$(field srv_cpu "$kv")
         GEN_CPU=$(field gen_cpu "$kv")
+        # Busy if any of this server's rounds was (the last run's note is no one else's).
+        BUSY_NOTE=$(awk '/ busy=1/ { n++ } END { if (n) print "machine busy in " n " of the rounds" }' "$WORK/auth-flood-$s.runs")
         EXTRA_NOTE="one pass of 1,000,000 names asked once, on a fresh server: the median of $ROUNDS"
         record auth-flood "$s" "$kv" "" "$(field rss "$kv")" nxdomain
         EXTRA_NOTE=""

@@ -136,14 +136,18 @@ pub fn pod_name_address(name: &Name, settings: &ClusterSettings) -> Option<IpAdd
     if settings.pods != PodMode::Insecure || !settings.domain.zone_of(name) {
         return None;
     }
-    let labels: Vec<&[u8]> = name.iter().collect();
-    let domain_labels = settings.domain.iter().count();
-    if labels.len() != domain_labels + 3 || !labels[2].eq_ignore_ascii_case(b"pod") {
+    // `<address>.<namespace>.pod.<domain>`: counted and read without collecting the labels,
+    // since every query in the cluster domain asks this first.
+    if name.iter().count() != settings.domain.iter().count() + 3 {
         return None;
     }
-    std::str::from_utf8(labels[1]).ok().and_then(label)?;
-    let address = std::str::from_utf8(labels[0]).ok()?;
-    undashed(address)
+    let mut labels = name.iter();
+    let (address, namespace, pod) = (labels.next()?, labels.next()?, labels.next()?);
+    if !pod.eq_ignore_ascii_case(b"pod") {
+        return None;
+    }
+    std::str::from_utf8(namespace).ok().and_then(label)?;
+    undashed(std::str::from_utf8(address).ok()?)
 }
 
 /// The address a dashed label stands for: `10-0-0-3` or `2001-db8--1`. The way CoreDNS tells

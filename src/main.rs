@@ -61,6 +61,31 @@ fn tune_allocator() {
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
     }
     hearth::memory::set_release(release_freed);
+    hearth::memory::set_huge_pages(advise_huge_pages);
+}
+
+/// `madvise(MADV_HUGEPAGE)` on the whole huge pages inside `[address, address + length)`
+/// (see [`hearth::memory::advise_huge_pages`]). A refusal is only logged: the range keeps small
+/// pages.
+fn advise_huge_pages(address: usize, length: usize) {
+    use hearth::memory::HUGE_PAGE;
+    let start = address.next_multiple_of(HUGE_PAGE);
+    let end = address.saturating_add(length) / HUGE_PAGE * HUGE_PAGE;
+    let Some(whole) = end.checked_sub(start).filter(|&whole| whole > 0) else {
+        return;
+    };
+    let Some(pointer) = std::ptr::NonNull::new(start as *mut std::ffi::c_void) else {
+        return;
+    };
+    // SAFETY: MADV_HUGEPAGE only sets which page size the kernel backs the range with; it never
+    // changes the range's contents or whether it is mapped, so no memory the program uses can
+    // change under it. A range that is not mapped is refused (ENOMEM).
+    let advised = unsafe {
+        nix::sys::mman::madvise(pointer, whole, nix::sys::mman::MmapAdvise::MADV_HUGEPAGE)
+    };
+    if let Err(error) = advised {
+        tracing::debug!(%error, "madvise(MADV_HUGEPAGE) refused; the table keeps small pages");
+    }
 }
 
 /// Gives back what this thread freed and every purgeable page of mimalloc's shared arenas now,

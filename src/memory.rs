@@ -1,8 +1,10 @@
-//! Giving the memory a load freed back to the system.
+//! Two calls about memory that only the binary can make: giving the memory a load freed back to
+//! the system, and asking for huge pages under a large table read at random.
 //!
 //! The allocator is the binary's choice (`src/main.rs` picks mimalloc), and this library
-//! forbids `unsafe`, so the binary installs the one call that does it ([`set_release`]) and the
-//! library calls [`release_after_load`] where a large load has just finished.
+//! forbids `unsafe`, so the binary installs the calls that do it ([`set_release`],
+//! [`set_huge_pages`]) and the library calls [`release_after_load`] where a large load has just
+//! finished and [`advise_huge_pages`] where it makes such a table.
 //!
 //! Why it is needed: mimalloc purges a freed page (gives it back with `madvise`) only after a
 //! delay, and only when the thread that freed it calls the allocator again. The query threads
@@ -27,6 +29,31 @@ pub fn set_release(release: fn()) {
 pub fn release_after_load() {
     if let Some(release) = RELEASE.get() {
         release();
+    }
+}
+
+/// The size of a transparent huge page on x86-64 (and on arm64 with 4 KiB pages).
+pub const HUGE_PAGE: usize = 2 << 20;
+
+static HUGE_PAGES: OnceLock<fn(usize, usize)> = OnceLock::new();
+
+/// Installs the call that asks the kernel for transparent huge pages over a range of memory
+/// (`madvise(MADV_HUGEPAGE)` on the whole 2 MiB pages in it); the first call wins.
+pub fn set_huge_pages(advise: fn(address: usize, length: usize)) {
+    let _ = HUGE_PAGES.set(advise);
+}
+
+/// Asks for huge pages under `region`, before it is first written: a no-op unless the binary
+/// installed the call, or when the region holds no whole huge page. The kernel may say no
+/// (THP `never`, or no free huge page): then the region keeps small pages and works the same.
+///
+/// Why: a table of tens of megabytes read at random (the fast table's ghosts) costs a TLB miss
+/// on almost every read as well as a cache miss, and in a virtual machine a TLB miss walks two
+/// page tables. The binary's allocator does not ask for huge pages itself (`no_thp`, for the
+/// small heap's RSS, `src/main.rs`), so the few tables that want them ask here.
+pub fn advise_huge_pages<T>(region: &[T]) {
+    if let Some(advise) = HUGE_PAGES.get() {
+        advise(region.as_ptr() as usize, std::mem::size_of_val(region));
     }
 }
 

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::Entry;
+use crate::memory::HUGE_PAGE;
 
 /// The budget a growing table starts with: the hot set of a busy resolver (about 13,000
 /// typical replies).
@@ -35,23 +36,33 @@ const WINDOW: u64 = 4096;
 /// A cyclic long tail that does not fit brings back most of them; a scan brings back none.
 const GROW_AT: u64 = WINDOW / 8;
 
-/// Fingerprints of evicted keys (and of replies seen once, [`Growth::admits`]),
-/// each in one of two slots its hash picks: a new ghost takes an empty one, or overwrites the
-/// one holding the smaller fingerprint (an occupant as good as chosen at random). It never
-/// allocates after it is made.
+/// Fingerprints of evicted keys (and of replies seen once, [`Growth::admits`]), kept in
+/// lines of one cache line each: a key's hash picks its line, and a new ghost takes the
+/// line's next slot in turn, so a ghost lasts for the next [`LINE_SLOTS`] ghosts of its line
+/// (first in, first out). It never allocates after it is made.
 ///
-/// Two slots rather than one: in a direct-mapped set, two keys that share a slot and are
+/// One line per key, not slots scattered over the set: the set is tens of megabytes (it must
+/// remember a whole turn over a long tail), so each slot read is a cache miss, and the
+/// doorkeeper reads the set for every reply on the general path. With two slots anywhere, that
+/// was two misses per reply and 10% of the server's cycles on a random-subdomain flood
+/// (`perf`, BENCHMARKS.md); one line is one miss.
+///
+/// Several slots per key, not one: in a direct-mapped set, two keys that share a slot and are
 /// asked in turn overwrite each other's ghost every time, so the doorkeeper would never see
 /// either a second time and never admit them (a test of 1,000 hot names found 6 so shut
-/// out). With two slots, both of a key's must be taken between two of its sightings.
+/// out). In a line, [`LINE_SLOTS`] other ghosts must land in it between two sightings.
+/// First in, first out rather than "overwrite the smaller fingerprint": over 15 slots that
+/// rule would keep the largest fingerprints for ever and churn one slot.
 ///
 /// 32-bit fingerprints rather than whole hashes: twice the slots in the same memory. The
 /// doorkeeper must remember every name of a turn over the tail (hit-tail's 1,000,000), and
 /// with 2 M slots of 8 bytes about a tenth of them had lost their ghost by their second sight.
-/// A false "seen" (another key with the same slot and fingerprint, about one lookup in 2^31)
-/// only admits one reply early.
+/// A false "seen" (another key of the same line with the same fingerprint, about one lookup
+/// in 2^27) only admits one reply early.
 pub struct GhostSet {
-    slots: Box<[AtomicU32]>,
+    /// The set's lines are `lines[offset..]` ([`GhostSet::lines`]).
+    lines: Vec<Line>,
+    offset: usize,
     mask: u64,
     /// Keyed per process: which queries collide is not predictable from outside. aHash, as
     /// the table itself hashes: every reply stored is hashed here first, and every query of a
@@ -59,17 +70,63 @@ pub struct GhostSet {
     hasher: RandomState,
 }
 
+/// Ghost slots in a line; the line's first word is the slot the next ghost takes.
+pub const LINE_SLOTS: usize = 15;
+
+/// One cache line: a cursor and [`LINE_SLOTS`] fingerprints (0 is an empty slot).
+#[repr(C, align(64))]
+struct Line {
+    next: AtomicU32,
+    slots: [AtomicU32; LINE_SLOTS],
+}
+
+impl Line {
+    fn new() -> Self {
+        Self {
+            next: AtomicU32::new(0),
+            slots: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
 impl GhostSet {
     /// Two slots for every reply of ~256 bytes that fits in `max_bytes` (so a table at its
     /// largest still sees a reply come back after a full turn), between 2,048 and 8 M slots
-    /// (32 MiB).
+    /// (32 MiB), in lines of 16 words.
     pub fn for_budget(max_bytes: u64) -> Self {
-        let slots = (max_bytes / 128).clamp(2048, 1 << 23).next_power_of_two();
+        let words = (max_bytes / 128).clamp(2048, 1 << 23).next_power_of_two();
+        let count = words as usize / 16;
+        let (lines, offset) = Self::lines(count);
         Self {
-            slots: (0..slots).map(|_| AtomicU32::new(0)).collect(),
-            mask: slots - 1,
+            lines,
+            offset,
+            mask: count as u64 - 1,
             hasher: RandomState::new(),
         }
+    }
+
+    /// `count` lines, from the returned offset on, on huge pages when there are enough of
+    /// them to fill one.
+    ///
+    /// Why huge pages: every read here is at random over up to 32 MiB, and with 4 KiB pages
+    /// each was a TLB miss as well as a cache miss. On a random-subdomain flood the
+    /// doorkeeper's read cost 347 cycles a reply, and 156 with huge pages (`perf`,
+    /// BENCHMARKS.md). They are asked for before the lines are first written, so that the
+    /// first touch faults them in. The kernel backs only whole, aligned huge pages, and the
+    /// allocator's block need not start on one: the lines start at the first boundary in a
+    /// block one huge page longer. The lines before it are written (a `Vec` is filled from its
+    /// start), so up to a huge page of small pages is spent to have the rest on huge ones.
+    fn lines(count: usize) -> (Vec<Line>, usize) {
+        let line_size = std::mem::size_of::<Line>();
+        if count * line_size < HUGE_PAGE {
+            return ((0..count).map(|_| Line::new()).collect(), 0);
+        }
+        let mut lines: Vec<Line> = Vec::with_capacity(count + HUGE_PAGE / line_size);
+        crate::memory::advise_huge_pages(lines.spare_capacity_mut());
+        let start = lines.as_ptr() as usize;
+        let offset = (start.next_multiple_of(HUGE_PAGE) - start) / line_size;
+        lines.extend((0..offset + count).map(|_| Line::new()));
+        (lines, offset)
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -81,13 +138,10 @@ impl GhostSet {
         (hash >> 32) as u32 | 1
     }
 
-    /// The two slots of a hash: from its low bits and from its middle bits.
-    fn slots(&self, hash: u64) -> [&AtomicU32; 2] {
-        // The mask keeps each index below the slice's length, a power of two.
-        [
-            &self.slots[(hash & self.mask) as usize],
-            &self.slots[(hash.rotate_right(24) & self.mask) as usize],
-        ]
+    /// The line of a hash, from its low bits (the fingerprint is the high half).
+    fn line(&self, hash: u64) -> &Line {
+        // The mask keeps the index below the slice's length, a power of two.
+        &self.lines[self.offset + (hash & self.mask) as usize]
     }
 
     pub fn remember(&self, key: &[u8]) {
@@ -96,21 +150,19 @@ impl GhostSet {
 
     fn remember_hash(&self, hash: u64) {
         let print = Self::fingerprint(hash);
-        let [first, second] = self.slots(hash);
-        let (a, b) = (
-            first.load(Ordering::Relaxed),
-            second.load(Ordering::Relaxed),
-        );
-        if a == print || b == print {
+        let line = self.line(hash);
+        if line
+            .slots
+            .iter()
+            .any(|slot| slot.load(Ordering::Relaxed) == print)
+        {
             return;
         }
-        // Racing threads may overwrite each other's ghost: one is lost, as if evicted.
-        let into = if a == 0 || (b != 0 && a < b) {
-            first
-        } else {
-            second
-        };
-        into.store(print, Ordering::Relaxed);
+        // Racing threads may take the same slot: one ghost is lost, as if evicted.
+        let next = line.next.load(Ordering::Relaxed) as usize % LINE_SLOTS;
+        line.slots[next].store(print, Ordering::Relaxed);
+        line.next
+            .store(((next + 1) % LINE_SLOTS) as u32, Ordering::Relaxed);
     }
 
     /// Whether `key` has a ghost now; unlike [`GhostSet::came_back`], it stays.
@@ -121,7 +173,8 @@ impl GhostSet {
 
     fn seen_hash(&self, hash: u64) -> bool {
         let print = Self::fingerprint(hash);
-        self.slots(hash)
+        self.line(hash)
+            .slots
             .iter()
             .any(|slot| slot.load(Ordering::Relaxed) == print)
     }
@@ -140,7 +193,7 @@ impl GhostSet {
     pub fn came_back(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
         let print = Self::fingerprint(hash);
-        self.slots(hash).iter().any(|slot| {
+        self.line(hash).slots.iter().any(|slot| {
             slot.compare_exchange(print, 0, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         })
@@ -237,6 +290,52 @@ mod tests {
         ghosts.remember(b"evicted");
         assert!(ghosts.came_back(b"evicted"));
         assert!(!ghosts.came_back(b"evicted"), "counted once");
+    }
+
+    #[test]
+    fn a_ghost_lasts_for_its_lines_next_fifteen() {
+        let ghosts = GhostSet::for_budget(1 << 20);
+        // Hashes with the same low bits share a line; the high half (odd, as a fingerprint is) tells them apart.
+        let in_line = |n: u64| (2 * n + 1) << 32;
+        ghosts.remember_hash(in_line(0));
+        for n in 1..LINE_SLOTS as u64 {
+            ghosts.remember_hash(in_line(n));
+            assert!(ghosts.seen_hash(in_line(0)), "after {n} others");
+        }
+        // A ghost already there takes no slot.
+        ghosts.remember_hash(in_line(3));
+        assert!(ghosts.seen_hash(in_line(0)));
+        ghosts.remember_hash(in_line(LINE_SLOTS as u64));
+        assert!(!ghosts.seen_hash(in_line(0)), "the oldest goes first");
+        assert!(ghosts.seen_hash(in_line(1)));
+        // Another line is untouched.
+        assert!(!ghosts.seen_hash(in_line(1) | 1));
+    }
+
+    #[test]
+    fn a_turn_over_names_that_fit_admits_every_one() {
+        // 100,000 names asked in turn, in a set with room for about 4 ghosts each: none is
+        // shut out by others of its line.
+        let growth = Growth::new(64 << 20);
+        let names: Vec<String> = (0..100_000).map(|n| format!("name{n}.test")).collect();
+        for name in &names {
+            assert!(!growth.admits(name.as_bytes()));
+        }
+        let admitted = names.iter().filter(|n| growth.admits(n.as_bytes())).count();
+        assert_eq!(admitted, names.len());
+    }
+
+    #[test]
+    fn a_large_set_starts_on_a_huge_page() {
+        // 64 MiB of budget: 2 MiB of lines, one huge page.
+        let ghosts = GhostSet::for_budget(64 << 20);
+        let lines = &ghosts.lines[ghosts.offset..];
+        assert_eq!(std::mem::size_of_val(lines), HUGE_PAGE);
+        assert_eq!(lines.as_ptr() as usize % HUGE_PAGE, 0);
+        assert!(ghosts.offset < HUGE_PAGE / std::mem::size_of::<Line>());
+        // A small one is not padded.
+        let small = GhostSet::for_budget(1 << 20);
+        assert_eq!((small.offset, small.lines.len()), (0, 512));
     }
 
     #[test]

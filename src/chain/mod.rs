@@ -461,10 +461,15 @@ impl Chain {
     /// across sources ends the chase with what has been found so far.
     async fn resolve_chased(&self, question: &Question) -> Resolution {
         let mut resolution = self.resolve_once(question).await;
-        let mut seen = vec![question.lower_name.clone()];
+        // The names followed so far, after the question's own; made only when there is a CNAME
+        // to follow (most answers have none, and this was an allocation per query).
+        let mut seen: Vec<LowerName> = Vec::new();
         while let Some(target) = resolution.answer.chase.take() {
             let lower = LowerName::new(&target);
-            if seen.contains(&lower) || seen.len() > MAX_CNAME_CHAIN {
+            if lower == question.lower_name
+                || seen.contains(&lower)
+                || seen.len() >= MAX_CNAME_CHAIN
+            {
                 tracing::debug!(name = %question.name, %target, "CNAME chain loops or is too long");
                 break;
             }
@@ -663,6 +668,50 @@ mod tests {
             let got = run(order, *files, *dns).await;
             assert_eq!(got, *expected, "order {order:?}, files {files}, dns {dns}");
         }
+    }
+
+    /// A source whose every name is a CNAME it hands on to the chain: `n<i>.` to `n<i+1>.`,
+    /// or, with `back_to_first`, every name to `n0.`.
+    struct Handing {
+        back_to_first: bool,
+        asked: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Source for Handing {
+        fn name(&self) -> &'static str {
+            "zones"
+        }
+        async fn lookup(&self, question: &Question) -> Outcome {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            let label = question.name.iter().next().unwrap_or_default();
+            let n: usize = std::str::from_utf8(&label[1..]).unwrap().parse().unwrap();
+            let next = if self.back_to_first { 0 } else { n + 1 };
+            Outcome::Success(Answer {
+                chase: Some(Name::from_ascii(format!("n{next}.")).unwrap()),
+                ..Answer::default()
+            })
+        }
+    }
+
+    async fn chase(back_to_first: bool) -> usize {
+        let source = Arc::new(Handing {
+            back_to_first,
+            asked: AtomicUsize::new(0),
+        });
+        let sources: Vec<Arc<dyn Source>> = vec![source.clone()];
+        let chain = Chain::new(&[order::parse_entry("zones").unwrap()], &sources);
+        let question = Question::new(Name::from_ascii("n0.").unwrap(), RecordType::A);
+        chain.resolve(&question).await;
+        source.asked.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_chase_stops_at_a_loop_and_at_the_limit() {
+        // n0 -> n0: the question's own name ends it at once.
+        assert_eq!(chase(true).await, 1);
+        // n0 -> n1 -> ...: the question, then MAX_CNAME_CHAIN names followed.
+        assert_eq!(chase(false).await, 1 + MAX_CNAME_CHAIN);
     }
 
     #[test]

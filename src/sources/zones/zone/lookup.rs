@@ -178,12 +178,11 @@ impl Zone {
         glue
     }
 
-    /// The closest encloser's wildcard for a name that does not exist (RFC 4592 §3.3.1).
-    fn wildcard_for<'n>(&self, nodes: &'n impl Nodes, name: &Name) -> Option<(&'n Table, Span)> {
-        // Both keys on the stack: every NXDOMAIN asks this, and a random-subdomain flood is
-        // made of nothing else.
-        let mut buffer = [0; 256];
-        let key = key_in(name, &mut buffer)?;
+    /// The closest encloser's wildcard for a name that does not exist, keyed `key` (RFC 4592
+    /// §3.3.1).
+    fn wildcard_for<'n>(&self, nodes: &'n impl Nodes, key: &[u8]) -> Option<(&'n Table, Span)> {
+        // Both keys on the stack, and the name's the one its lookup made: every NXDOMAIN asks
+        // this, and a random-subdomain flood is made of nothing else.
         let mut encloser = parent(key).unwrap_or(key);
         while nodes.node(encloser).is_none() {
             if !is_under(encloser, &self.origin_key) {
@@ -233,10 +232,15 @@ impl Zone {
                 answer.authorities = name_servers;
                 return answer;
             }
-            let node = match Self::node(nodes, &current) {
-                Some(node) => Some(node),
-                None => self.wildcard_for(nodes, &current),
-            };
+            // The name's key made once, for its node and, if it has none, for its wildcard.
+            let mut buffer = [0; 256];
+            let node = key_in(&current, &mut buffer).and_then(|key| {
+                current
+                    .is_fqdn()
+                    .then(|| nodes.node(key))
+                    .flatten()
+                    .or_else(|| self.wildcard_for(nodes, key))
+            });
             let Some((table, node)) = node else {
                 answer.response_code = ResponseCode::NXDomain;
                 answer.authorities = vec![self.negative_soa()];

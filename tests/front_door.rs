@@ -650,7 +650,7 @@ async fn failures_and_stale_answers_say_why() {
     let reply = udp_from(
         Ipv4Addr::LOCALHOST,
         server,
-        &&ask("short.example.net.", Some(1232)),
+        &ask("short.example.net.", Some(1232)),
         Duration::from_secs(1),
     )
     .await

@@ -157,9 +157,10 @@ impl Dependencies {
 }
 
 /// How long an answer stays the answer to its question.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Validity {
-    /// Not reusable: a failure, a stale answer, a computed one.
+    /// Not reusable: a failure, a stale answer, a computed one. The default.
+    #[default]
     Never,
     /// Until one of the local data it was read from changes.
     UntilChanged(Dependencies),
@@ -172,12 +173,6 @@ pub enum Validity {
         encoded_age: u32,
         until: tokio::time::Instant,
     },
-}
-
-impl Default for Validity {
-    fn default() -> Self {
-        Self::Never
-    }
 }
 
 impl Validity {

@@ -420,7 +420,7 @@ impl Zones {
 /// Whether `name` is under `arpa.`, where reverse names live (RFC 1035 §3.5, RFC 3596 §2.5).
 fn is_reverse(name: &hickory_proto::rr::Name) -> bool {
     name.iter()
-        .last()
+        .next_back()
         .is_some_and(|top| top.eq_ignore_ascii_case(b"arpa"))
 }
 

@@ -41,11 +41,12 @@ const GROW_AT: u64 = WINDOW / 8;
 /// line's next slot in turn, so a ghost lasts for the next [`LINE_SLOTS`] ghosts of its line
 /// (first in, first out). It never allocates after it is made.
 ///
-/// One line per key, not slots scattered over the set: the set is tens of megabytes (it must
-/// remember a whole turn over a long tail), so each slot read is a cache miss, and the
-/// doorkeeper reads the set for every reply on the general path. With two slots anywhere, that
-/// was two misses per reply and 10% of the server's cycles on a random-subdomain flood
-/// (`perf`, BENCHMARKS.md); one line is one miss.
+/// One line per key, not slots scattered over the set: the set is up to tens of megabytes (it
+/// must remember a whole turn over a long tail), so each read is a cache miss, and the
+/// doorkeeper reads the set for every reply on the general path. Two slots anywhere were two
+/// misses and two pages a lookup, a line is one of each. (On small pages the two misses
+/// overlapped, so the line alone measured no faster; what cut the read from 240-362 cycles a
+/// reply on a random-subdomain flood to 156-176 was the huge pages of [`GhostSet::lines`].)
 ///
 /// Several slots per key, not one: in a direct-mapped set, two keys that share a slot and are
 /// asked in turn overwrite each other's ghost every time, so the doorkeeper would never see
@@ -91,8 +92,8 @@ impl Line {
 
 impl GhostSet {
     /// Two slots for every reply of ~256 bytes that fits in `max_bytes` (so a table at its
-    /// largest still sees a reply come back after a full turn), between 2,048 and 8 M slots
-    /// (32 MiB), in lines of 16 words.
+    /// largest still sees a reply come back after a full turn), between 2,048 and 8 M words
+    /// (32 MiB), in lines of 16 words (15 slots and a cursor).
     pub fn for_budget(max_bytes: u64) -> Self {
         let words = (max_bytes / 128).clamp(2048, 1 << 23).next_power_of_two();
         let count = words as usize / 16;

@@ -45,6 +45,14 @@ pub(crate) fn key_of(name: &Name) -> Vec<u8> {
     key
 }
 
+/// The key of a name's parent: its key without the first label; `None` for the root's (`[0]`).
+pub(crate) fn parent_key(key: &[u8]) -> Option<&[u8]> {
+    match key.first() {
+        Some(&length) if length > 0 => key.get(1 + usize::from(length)..),
+        _ => None,
+    }
+}
+
 /// `name`'s key (see [`NameKey`]) written into `buffer`, for a lookup without an allocation. A
 /// name's wire form is at most 255 bytes (RFC 1035 §3.1), so it fits; `None` if it did not.
 pub(crate) fn key_in<'b>(name: &Name, buffer: &'b mut [u8; 256]) -> Option<&'b [u8]> {

@@ -34,7 +34,7 @@ use crate::chain::{DataVersion, Dependencies, Failure, Outcome, Question, Source
 use crate::sources::kubernetes::config::KubernetesConfig;
 use crate::sources::setup::Background;
 use crate::sources::watch::{self, Reload, ReloadStats, Snapshot};
-use crate::sources::wire::{key_in, key_of, KeyMap};
+use crate::sources::wire::{key_in, key_of, parent_key, KeyMap};
 use cluster::Cluster;
 use master::ZoneProblem;
 use zone::{Zone, ZoneLoader};
@@ -62,12 +62,7 @@ impl ZoneSet {
             if let Some(zone) = self.by_origin.get(key) {
                 return Some(zone);
             }
-            // The parent's key is this one without its first label; the root's is `[0]`.
-            let length = usize::from(*key.first()?);
-            if length == 0 {
-                return None;
-            }
-            key = key.get(1 + length..)?;
+            key = parent_key(key)?;
         }
     }
 }

@@ -4,9 +4,9 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use super::storage::{is_under, parent, Span, Table};
+use super::storage::{is_under, Span, Table};
 use crate::chain::{Answer, MAX_CNAME_CHAIN};
-use crate::sources::wire::{key_in, key_of, NameKey};
+use crate::sources::wire::{key_in, key_of, parent_key, NameKey};
 
 /// Where the names of a zone are found: the zone's own table, or a zone kept in parts
 /// (`parts.rs`, the cluster zone), whose every change replaces one part rather than the whole.
@@ -131,7 +131,7 @@ impl Zone {
         let key = key_of(name);
         // `name` itself only if fully qualified: its parents always are (`Name::base_name`).
         let mut current = if record_type == RecordType::DS || !name.is_fqdn() {
-            parent(&key)
+            parent_key(&key)
         } else {
             Some(key.as_slice())
         };
@@ -141,7 +141,7 @@ impl Zone {
                 break;
             }
             ancestors.push(ancestor);
-            current = parent(ancestor);
+            current = parent_key(ancestor);
         }
         // From the top down: the highest cut wins.
         ancestors.into_iter().rev().find_map(|ancestor| {
@@ -183,12 +183,12 @@ impl Zone {
     fn wildcard_for<'n>(&self, nodes: &'n impl Nodes, key: &[u8]) -> Option<(&'n Table, Span)> {
         // Both keys on the stack, and the name's the one its lookup made: every NXDOMAIN asks
         // this, and a random-subdomain flood is made of nothing else.
-        let mut encloser = parent(key).unwrap_or(key);
+        let mut encloser = parent_key(key).unwrap_or(key);
         while nodes.node(encloser).is_none() {
             if !is_under(encloser, &self.origin_key) {
                 return None;
             }
-            encloser = parent(encloser)?;
+            encloser = parent_key(encloser)?;
         }
         // `*.` and the encloser, a proper suffix of a name of at most 255 bytes.
         let mut wildcard = [0; 258];

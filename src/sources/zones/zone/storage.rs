@@ -16,15 +16,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use crate::sources::wire::{name_key, push_wire_name, same_wire_name, wire_name, KeyMap, NameKey};
-
-/// The key of the parent name; None for the root.
-pub(super) fn parent(key: &[u8]) -> Option<&[u8]> {
-    match key.first() {
-        Some(&length) if length > 0 => key.get(1 + usize::from(length)..),
-        _ => None,
-    }
-}
+use crate::sources::wire::{
+    name_key, parent_key, push_wire_name, same_wire_name, wire_name, KeyMap, NameKey,
+};
 
 /// Whether the name keyed `key` is at or below the one keyed `origin` (`Name::zone_of`).
 pub(super) fn is_under(key: &[u8], origin: &[u8]) -> bool {
@@ -279,13 +273,13 @@ impl Table {
     pub(super) fn add_ancestors(&mut self, origin: &[u8]) {
         let mut missing: Vec<NameKey> = Vec::new();
         for owner in self.names.keys() {
-            let mut name = parent(owner);
+            let mut name = parent_key(owner);
             while let Some(key) = name.filter(|key| is_under(key, origin)) {
                 if self.names.contains_key(key) {
                     break;
                 }
                 missing.push(key.into());
-                name = parent(key);
+                name = parent_key(key);
             }
         }
         for key in missing {

@@ -66,7 +66,7 @@ use super::Reply;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use crate::chain::validity::VersionSnapshot;
-use crate::chain::{DataVersions, Dependencies, Validity};
+use crate::chain::{DataVersions, Validity};
 use crate::metrics::{load, Encoder, MetricDoc};
 
 /// Datagrams per recvmmsg/sendmmsg: PEERS.md's generator uses 32; larger batches gain little
@@ -77,46 +77,10 @@ const BATCH: usize = 32;
 /// than this is dropped (BAD-INPUTS: "a 65,000-byte datagram: FORMERR or drop").
 const RECEIVE_BUFFER: usize = 4096;
 
-/// A stored reply.
-#[derive(Debug)]
-struct Entry {
-    reply: Box<[u8]>,
-    /// The local data the answer read, and the sum of their versions before it was computed.
-    dependencies: Dependencies,
-    stamp: u64,
-    countdown: Option<Countdown>,
-    /// Where each record's TTL is in `reply` (the OPT record's "TTL" field is not one).
-    ttl_offsets: Box<[u16]>,
-    /// The source that gave the answer, for the query log.
-    source: Option<&'static str>,
-    /// The runs of A or AAAA records `resolve.rotate` turns, in `reply`.
-    runs: Box<[AddressRun]>,
-}
-
-/// Consecutive A (or AAAA) records of one owner, each encoded in the same number of bytes
-/// (same owner bytes, same RDATA length): rotating the records' bytes as a whole is rotating
-/// the RRset, which is what the general path does to the records (`chain::shape`). TTLs move
-/// with their records, already counted down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct AddressRun {
-    start: u16,
-    record_length: u16,
-    count: u16,
-}
-
 std::thread_local! {
     /// Each fast-path thread's rotation turn: a counter per thread costs nothing shared on a
     /// hit, and successive answers from one socket still turn.
     static TURN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// For a reply from the cache: when its TTLs were full, how old they were when encoded, and
-/// until when it may be reused.
-#[derive(Clone, Copy, Debug)]
-struct Countdown {
-    origin: Instant,
-    encoded_age: u32,
-    until: Instant,
 }
 
 /// Counters, read by the metrics.
@@ -169,29 +133,18 @@ enum Weight {
     Bytes,
 }
 
-/// What one entry costs besides its key, reply and TTL offsets, counted: the `Arc`'d [`Entry`]
-/// (128 with malloc's rounding), three more allocations' headers (48), quick_cache's slot and
-/// index (48).
-const ENTRY_OVERHEAD: u64 = 224;
-
-impl quick_cache::Weighter<Box<[u8]>, Arc<Entry>> for Weight {
-    fn weight(&self, key: &Box<[u8]>, entry: &Arc<Entry>) -> u64 {
+impl quick_cache::Weighter<Packed, Entry> for Weight {
+    fn weight(&self, _key: &Packed, entry: &Entry) -> u64 {
         match self {
             Self::Unit => 1,
-            Self::Bytes => {
-                (key.len()
-                    + entry.reply.len()
-                    + 2 * entry.ttl_offsets.len()
-                    + std::mem::size_of::<AddressRun>() * entry.runs.len()) as u64
-                    + ENTRY_OVERHEAD
-            }
+            Self::Bytes => entry.packed_length() as u64 + ENTRY_OVERHEAD,
         }
     }
 }
 
 /// The encoded replies, keyed by the query's bytes after its ID.
 pub struct FastTable {
-    entries: QuickCache<Box<[u8]>, Arc<Entry>, Weight, quick_cache::DefaultHashBuilder, Ghosts>,
+    entries: QuickCache<Packed, Entry, Weight, quick_cache::DefaultHashBuilder, Ghosts>,
     /// For a table whose budget follows the working set ([`growth`]); `None`: fixed.
     growth: Option<Growth>,
     versions: Arc<DataVersions>,
@@ -335,14 +288,14 @@ impl FastTable {
             return None;
         }
         out.clear();
-        out.extend_from_slice(&entry.reply);
+        out.extend_from_slice(entry.reply());
         out[..2].copy_from_slice(&query[..2]);
         if let Some(countdown) = entry.countdown {
             let age = u32::try_from(now.saturating_duration_since(countdown.origin).as_secs())
                 .unwrap_or(u32::MAX);
             let elapsed = age.saturating_sub(countdown.encoded_age);
             if elapsed > 0 {
-                for offset in entry.ttl_offsets.iter().map(|o| usize::from(*o)) {
+                for offset in entry.ttl_offsets() {
                     let ttl = u32::from_be_bytes([
                         out[offset],
                         out[offset + 1],
@@ -354,14 +307,14 @@ impl FastTable {
                 }
             }
         }
-        if !entry.runs.is_empty() && self.rotate.load(Ordering::Relaxed) {
+        if entry.has_runs() && self.rotate.load(Ordering::Relaxed) {
             // Turned by at least one: the first hit must not repeat the general path's order.
             let turn = TURN.with(|turn| {
                 let next = turn.get().wrapping_add(1);
                 turn.set(next);
                 next
             });
-            for run in entry.runs.iter() {
+            for run in entry.runs() {
                 let start = usize::from(run.start);
                 let length = usize::from(run.record_length);
                 let count = usize::from(run.count);
@@ -431,18 +384,16 @@ impl FastTable {
             );
             self.entries.set_capacity(grown);
         }
-        self.entries.insert(
-            key.into(),
-            Arc::new(Entry {
-                reply: reply.bytes.clone().into_boxed_slice(),
-                dependencies,
-                stamp: before.stamp(dependencies),
-                countdown,
-                ttl_offsets: ttl_offsets.into_boxed_slice(),
-                source: reply.source,
-                runs: address_runs(&reply.bytes).into_boxed_slice(),
-            }),
-        );
+        let metadata = Metadata {
+            dependencies,
+            stamp: before.stamp(dependencies),
+            countdown,
+            source: reply.source,
+        };
+        let runs = address_runs(&reply.bytes);
+        if let Some((key, entry)) = pack(key, &reply.bytes, &ttl_offsets, &runs, metadata) {
+            self.entries.insert(key, entry);
+        }
     }
 }
 
@@ -563,11 +514,13 @@ fn address_runs(message: &[u8]) -> Vec<AddressRun> {
     walk().unwrap_or_default()
 }
 
+mod entry;
 mod growth;
 mod outbox;
 #[cfg(test)]
 mod tests;
 mod worker;
 
+use entry::{pack, AddressRun, Countdown, Entry, Metadata, Packed, ENTRY_OVERHEAD};
 use growth::{Ghosts, Growth};
 pub use worker::spawn;

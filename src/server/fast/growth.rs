@@ -22,7 +22,7 @@ use ahash::RandomState;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::Entry;
+use super::{Entry, Packed};
 use crate::memory::HUGE_PAGE;
 
 /// The budget a growing table starts with: the hot set of a busy resolver (about 13,000
@@ -205,14 +205,14 @@ impl GhostSet {
 #[derive(Clone, Default)]
 pub struct Ghosts(pub Option<Arc<GhostSet>>);
 
-impl quick_cache::Lifecycle<Box<[u8]>, Arc<Entry>> for Ghosts {
+impl quick_cache::Lifecycle<Packed, Entry> for Ghosts {
     type RequestState = ();
 
     fn begin_request(&self) -> Self::RequestState {}
 
-    fn on_evict(&self, _state: &mut Self::RequestState, key: Box<[u8]>, _entry: Arc<Entry>) {
+    fn on_evict(&self, _state: &mut Self::RequestState, key: Packed, _entry: Entry) {
         if let Some(ghosts) = &self.0 {
-            ghosts.remember(&key);
+            ghosts.remember(key.key());
         }
     }
 }

@@ -10,6 +10,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::time::Instant;
 
 use super::*;
+use crate::chain::Dependencies;
 
 /// What the front door gives a UDP client it admits.
 fn admitted() -> crate::server::admission::Admitted {

@@ -45,7 +45,7 @@ const GROW_AT: u64 = WINDOW / 8;
 /// must remember a whole turn over a long tail), so each read is a cache miss, and the
 /// doorkeeper reads the set for every reply on the general path. Two slots anywhere were two
 /// misses and two pages a lookup, a line is one of each. (On small pages the two misses
-/// overlapped, so the line alone measured no faster; what cut the read from 240-362 cycles a
+/// overlapped, so the line alone measured no faster; what cut the read from 240-362 ns of CPU a
 /// reply on a random-subdomain flood to 156-176 was the huge pages of [`GhostSet::lines`].)
 ///
 /// Several slots per key, not one: in a direct-mapped set, two keys that share a slot and are
@@ -111,7 +111,7 @@ impl GhostSet {
     ///
     /// Why huge pages: every read here is at random over up to 32 MiB, and with 4 KiB pages
     /// each was a TLB miss as well as a cache miss. On a random-subdomain flood the
-    /// doorkeeper's read cost 347 cycles a reply, and 156 with huge pages (`perf`,
+    /// doorkeeper's read cost 347 ns of CPU a reply, and 156 with huge pages (`perf`,
     /// BENCHMARKS.md). They are asked for before the lines are first written, so that the
     /// first touch faults them in. The kernel backs only whole, aligned huge pages, and the
     /// allocator's block need not start on one: the lines start at the first boundary in a

@@ -8,14 +8,12 @@
 //!            [ key: query after its ID | reply | TTL offsets (u16 BE) | address runs (3 × u16 BE) ]
 //! ```
 //!
-//! Why: on a table larger than the CPU's caches (issue 16's hit-tail: a million replies, half a
-//! gigabyte), a hit costs its chain of cache misses, and in a virtual machine each is a TLB
-//! miss that walks two page tables as well. quick_cache's index leads to its slot; from there a
-//! hit used to follow the key's box (to compare it), then the `Arc`'d entry, then the reply's
-//! and the TTL offsets' boxes: four allocations, three of them one after another. Now the slot
-//! holds the metadata, and one pointer leads to the key, with the reply and its offsets right
-//! behind it in the same cache lines. It also takes three allocations' headers and roundings
-//! out of every entry, so a budget holds more replies.
+//! Why: a stored reply used to be four allocations (the key's box, an `Arc`'d entry, the
+//! reply's box and the TTL offsets' box), each with its allocator header and rounding, and
+//! on a table larger than the CPU's caches (issue 16's hit-tail: a million replies) a hit
+//! followed the slot to the key, then the entry, then the reply and the offsets. Now the slot
+//! holds the metadata and one pointer leads to the key, with the reply and its offsets right
+//! behind it. The memory is what this gained; the time of a hit was already spent elsewhere:
 //!
 //! Measured on hit-tail (a million replies, a 512 MiB budget, server on one core; BENCHMARKS.md,
 //! 2026-12-07): RSS fell from 596 MB to 511 MB. The time of a hit did not move beyond the

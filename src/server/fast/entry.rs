@@ -213,6 +213,15 @@ pub(super) const ENTRY_OVERHEAD: u64 = (std::mem::size_of::<Packed>()
 mod tests {
     use super::*;
 
+    fn no_metadata() -> Metadata {
+        Metadata {
+            dependencies: Dependencies::NONE,
+            stamp: 0,
+            countdown: None,
+            source: None,
+        }
+    }
+
     /// Whatever is packed reads back, and the key compares and hashes as its bytes alone.
     #[test]
     fn what_is_packed_reads_back() {
@@ -248,19 +257,8 @@ mod tests {
         };
         let slice: &[u8] = b"query-key";
         assert_eq!(hash(&|h| key.hash(h)), hash(&|h| slice.hash(h)));
-        let (other, other_entry) = pack(
-            b"query-key",
-            b"another reply",
-            &[],
-            &[],
-            Metadata {
-                dependencies: Dependencies::NONE,
-                stamp: 0,
-                countdown: None,
-                source: None,
-            },
-        )
-        .expect("small enough");
+        let (other, other_entry) =
+            pack(b"query-key", b"another reply", &[], &[], no_metadata()).expect("small enough");
         assert_eq!(key, other);
         assert_eq!(other_entry.ttl_offsets().count(), 0);
         assert!(!other_entry.has_runs());
@@ -270,18 +268,7 @@ mod tests {
     #[test]
     fn an_oversized_reply_is_not_packed() {
         let reply = vec![0u8; 70_000];
-        let packed = pack(
-            b"k",
-            &reply,
-            &[],
-            &[],
-            Metadata {
-                dependencies: Dependencies::NONE,
-                stamp: 0,
-                countdown: None,
-                source: None,
-            },
-        );
+        let packed = pack(b"k", &reply, &[], &[], no_metadata());
         assert!(packed.is_none());
     }
 }

@@ -22,8 +22,9 @@
 //! is byte for byte the general path's (a test compares them over a corpus). What the general
 //! path's answer depends on besides the bytes, its [`Validity`], is checked on every hit:
 //! - local data (hosts files, zones, cluster objects): the version of each kind of data the
-//!   answer read ([`Dependencies`]) must be the one it was computed under, so a change to one
-//!   kind evicts only the answers that read it (`chain::validity` explains the stamp);
+//!   answer read ([`Dependencies`](crate::chain::Dependencies)) must be the one it was
+//!   computed under, so a change to one kind evicts only the answers that read it
+//!   (`chain::validity` explains the stamp);
 //! - cached forwarded answers: the entry must not have reached its expiry (or its prefetch
 //!   point, so that prefetch still sees the hits it needs); TTLs are patched to count down as
 //!   the cache would count them.

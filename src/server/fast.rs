@@ -280,8 +280,9 @@ impl FastTable {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let fresh = entry.stamp == self.versions.stamp(entry.dependencies)
+        let fresh = entry.metadata.stamp == self.versions.stamp(entry.metadata.dependencies)
             && entry
+                .metadata
                 .countdown
                 .is_none_or(|countdown| now < countdown.until);
         if !fresh {
@@ -291,7 +292,7 @@ impl FastTable {
         out.clear();
         out.extend_from_slice(entry.reply());
         out[..2].copy_from_slice(&query[..2]);
-        if let Some(countdown) = entry.countdown {
+        if let Some(countdown) = entry.metadata.countdown {
             let age = u32::try_from(now.saturating_duration_since(countdown.origin).as_secs())
                 .unwrap_or(u32::MAX);
             let elapsed = age.saturating_sub(countdown.encoded_age);
@@ -324,8 +325,8 @@ impl FastTable {
         }
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
         Some(Hit {
-            source: entry.source,
-            from_cache: entry.countdown.is_some(),
+            source: entry.metadata.source,
+            from_cache: entry.metadata.countdown.is_some(),
         })
     }
 

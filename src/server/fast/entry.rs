@@ -73,12 +73,7 @@ pub(super) struct Entry {
     key_length: u16,
     reply_length: u16,
     ttl_count: u16,
-    /// The local data the answer read, and the sum of their versions before it was computed.
-    pub dependencies: Dependencies,
-    pub stamp: u64,
-    pub countdown: Option<Countdown>,
-    /// The source that gave the answer, for the query log.
-    pub source: Option<&'static str>,
+    pub metadata: Metadata,
 }
 
 /// Consecutive A (or AAAA) records of one owner, each encoded in the same number of bytes
@@ -102,10 +97,13 @@ pub(super) struct Countdown {
 }
 
 /// What the table needs to know of a reply besides its bytes.
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Metadata {
+    /// The local data the answer read, and the sum of their versions before it was computed.
     pub dependencies: Dependencies,
     pub stamp: u64,
     pub countdown: Option<Countdown>,
+    /// The source that gave the answer, for the query log.
     pub source: Option<&'static str>,
 }
 
@@ -134,12 +132,6 @@ pub(super) fn pack(
         packed.extend_from_slice(&run.count.to_be_bytes());
     }
     let bytes: Arc<[u8]> = Arc::from(packed);
-    let Metadata {
-        dependencies,
-        stamp,
-        countdown,
-        source,
-    } = metadata;
     Some((
         Packed {
             bytes: Arc::clone(&bytes),
@@ -150,10 +142,7 @@ pub(super) fn pack(
             key_length,
             reply_length,
             ttl_count,
-            dependencies,
-            stamp,
-            countdown,
-            source,
+            metadata,
         },
     ))
 }

@@ -84,11 +84,16 @@ impl Zone {
 
     /// The records of `name`, if it exists; names in a zone are fully qualified.
     fn node<'n>(nodes: &'n impl Nodes, name: &Name) -> Option<(&'n Table, Span)> {
+        let mut buffer = [0; 256];
+        Self::node_keyed(nodes, name, key_in(name, &mut buffer)?)
+    }
+
+    /// [`Zone::node`] for a name whose key the caller has made already (`key`).
+    fn node_keyed<'n>(nodes: &'n impl Nodes, name: &Name, key: &[u8]) -> Option<(&'n Table, Span)> {
         if !name.is_fqdn() {
             return None;
         }
-        let mut buffer = [0; 256];
-        nodes.node(key_in(name, &mut buffer)?)
+        nodes.node(key)
     }
 
     /// Whether `name` exists in the zone (with records, or as an empty non-terminal).
@@ -235,11 +240,7 @@ impl Zone {
             // The name's key made once, for its node and, if it has none, for its wildcard.
             let mut buffer = [0; 256];
             let node = key_in(&current, &mut buffer).and_then(|key| {
-                current
-                    .is_fqdn()
-                    .then(|| nodes.node(key))
-                    .flatten()
-                    .or_else(|| self.wildcard_for(nodes, key))
+                Self::node_keyed(nodes, &current, key).or_else(|| self.wildcard_for(nodes, key))
             });
             let Some((table, node)) = node else {
                 answer.response_code = ResponseCode::NXDomain;

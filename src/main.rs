@@ -62,6 +62,21 @@ fn tune_allocator() {
     }
     hearth::memory::set_release(release_freed);
     hearth::memory::set_huge_pages(advise_huge_pages);
+    hearth::memory::set_prefetch(prefetch);
+}
+
+/// A prefetch of the cache line at `address` into every level of the cache (see
+/// [`hearth::memory::prefetch`]); nothing on other architectures.
+fn prefetch(address: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it reads nothing into a register, never faults (an address
+    // that is not mapped is ignored) and writes nothing, so any address is sound.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(address as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 /// `madvise(MADV_HUGEPAGE)` on the whole huge pages inside `[address, address + length)`

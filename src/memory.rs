@@ -1,10 +1,12 @@
-//! Two calls about memory that only the binary can make: giving the memory a load freed back to
-//! the system, and asking for huge pages under a large table read at random.
+//! Three calls about memory that only the binary can make: giving the memory a load freed back
+//! to the system, asking for huge pages under a large table read at random, and starting to
+//! read a cache line of such a table before it is needed.
 //!
 //! The allocator is the binary's choice (`src/main.rs` picks mimalloc), and this library
 //! forbids `unsafe`, so the binary installs the calls that do it ([`set_release`],
-//! [`set_huge_pages`]) and the library calls [`release_after_load`] where a large load has just
-//! finished and [`advise_huge_pages`] where it makes such a table.
+//! [`set_huge_pages`], [`set_prefetch`]) and the library calls [`release_after_load`] where a
+//! large load has just finished, [`advise_huge_pages`] where it makes such a table and
+//! [`prefetch`] where it knows ahead which line of it a query will read.
 //!
 //! Why it is needed: mimalloc purges a freed page (gives it back with `madvise`) only after a
 //! delay, and only when the thread that freed it calls the allocator again. The query threads
@@ -57,6 +59,27 @@ pub fn advise_huge_pages<T>(region: &[T]) {
     }
 }
 
+static PREFETCH: OnceLock<fn(usize)> = OnceLock::new();
+
+/// Installs the call that starts reading the cache line at an address (a prefetch hint, which
+/// never faults and changes nothing the program can see); the first call wins.
+pub fn set_prefetch(prefetch: fn(address: usize)) {
+    let _ = PREFETCH.set(prefetch);
+}
+
+/// Starts reading `item`'s cache line into the cache, so that a use of it a few hundred
+/// nanoseconds later does not wait on memory: a no-op unless the binary installed the call.
+///
+/// Why: a line read at random from a table of tens of megabytes is a miss of about 100 ns,
+/// and the CPU cannot start it early by itself when the address is only known after other
+/// work (a hash of the query) and the read sits behind a lot of unrelated work.
+#[inline]
+pub fn prefetch<T>(item: &T) {
+    if let Some(prefetch) = PREFETCH.get() {
+        prefetch(std::ptr::from_ref(item) as usize);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -82,5 +105,22 @@ mod tests {
         release_after_load();
         release_after_load();
         assert_eq!(RELEASED.with(Cell::get), 2);
+    }
+
+    std::thread_local! {
+        /// The addresses this thread's prefetches were given, per thread as above.
+        static PREFETCHED: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// The installed prefetch is given the address of the item itself, not of a copy.
+    #[test]
+    fn a_prefetch_is_given_the_items_address() {
+        set_prefetch(|address| PREFETCHED.with(|last| last.set(Some(address))));
+        let lines = [[0u64; 8]; 4];
+        prefetch(&lines[3]);
+        assert_eq!(
+            PREFETCHED.with(Cell::get),
+            Some(std::ptr::from_ref(&lines[3]) as usize)
+        );
     }
 }

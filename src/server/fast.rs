@@ -330,6 +330,15 @@ impl FastTable {
         })
     }
 
+    /// Starts reading what [`FastTable::store`] will read first for `query`'s reply, the
+    /// doorkeeper's line for it, while the general path computes that reply: on a flood of
+    /// names asked once the line is a cache miss for every query.
+    pub fn prefetch_store(&self, query: &[u8]) {
+        if let (Some(growth), Some(key)) = (&self.growth, key_of(query)) {
+            growth.ghosts.prefetch(key);
+        }
+    }
+
     /// Stores `reply` as the answer to `query` if its validity allows; `before` is the
     /// versions taken before the reply was computed.
     pub fn store(&self, query: &[u8], reply: &Reply, before: &VersionSnapshot, now: Instant) {

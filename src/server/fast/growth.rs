@@ -180,6 +180,12 @@ impl GhostSet {
             .any(|slot| slot.load(Ordering::Relaxed) == print)
     }
 
+    /// Starts reading `key`'s line, which [`GhostSet::seen_or_remember`] will read and write
+    /// when the key's reply is stored ([`crate::memory::prefetch`]).
+    pub fn prefetch(&self, key: &[u8]) {
+        crate::memory::prefetch(self.line(self.hash(key)));
+    }
+
     /// Whether `key` has a ghost; if not, it gets one (the key hashed once for both).
     pub fn seen_or_remember(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);

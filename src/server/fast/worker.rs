@@ -261,7 +261,11 @@ impl Worker {
                 continue;
             }
             match Arc::clone(&self.in_flight).try_acquire_owned() {
-                Ok(permit) => self.general.push((index, admitted, permit)),
+                Ok(permit) => {
+                    // Read while the hits are sent and the misses before it are answered.
+                    self.table.prefetch_store(query);
+                    self.general.push((index, admitted, permit));
+                }
                 // At the limit of misses in flight: shed this one at once rather than stop
                 // reading, so the hits behind it are still answered.
                 Err(_) => {

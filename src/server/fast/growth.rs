@@ -43,7 +43,8 @@ const GROW_AT: u64 = WINDOW / 8;
 ///
 /// One line per key, not slots scattered over the set: the set is up to tens of megabytes (it
 /// must remember a whole turn over a long tail), so each read is a cache miss, and the
-/// doorkeeper reads the set for every reply on the general path. Two slots anywhere were two
+/// doorkeeper reads the set for every reply on the general path (the UDP thread prefetches the
+/// line when it finds the miss, [`GhostSet::prefetch`]). Two slots anywhere were two
 /// misses and two pages a lookup, a line is one of each. (On small pages the two misses
 /// overlapped, so the line alone measured no faster; what cut the read from 240-362 ns of CPU a
 /// reply on a random-subdomain flood to 156-176 was the huge pages of [`GhostSet::lines`].)

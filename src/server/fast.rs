@@ -332,7 +332,9 @@ impl FastTable {
 
     /// Starts reading what [`FastTable::store`] will read first for `query`'s reply, the
     /// doorkeeper's line for it, while the general path computes that reply: on a flood of
-    /// names asked once the line is a cache miss for every query.
+    /// names asked once the line is a cache miss for every query. The store hashes the key
+    /// again (a few ns, `GhostSet::hash` read 0.13% of the core before and 0.17% after), which
+    /// is cheaper to keep than a hash carried through the general path's future.
     pub fn prefetch_store(&self, query: &[u8]) {
         if let (Some(growth), Some(key)) = (&self.growth, key_of(query)) {
             growth.ghosts.prefetch(key);

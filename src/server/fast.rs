@@ -337,7 +337,7 @@ impl FastTable {
     /// is cheaper to keep than a hash carried through the general path's future.
     pub fn prefetch_store(&self, query: &[u8]) {
         if let (Some(growth), Some(key)) = (&self.growth, key_of(query)) {
-            growth.ghosts.prefetch(key);
+            growth.prefetch_admits(key);
         }
     }
 

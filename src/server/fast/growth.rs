@@ -44,7 +44,7 @@ const GROW_AT: u64 = WINDOW / 8;
 /// One line per key, not slots scattered over the set: the set is up to tens of megabytes (it
 /// must remember a whole turn over a long tail), so each read is a cache miss, and the
 /// doorkeeper reads the set for every reply on the general path (the UDP thread prefetches the
-/// line when it finds the miss, [`GhostSet::prefetch`]). Two slots anywhere were two
+/// line when it finds the miss, [`Growth::prefetch_admits`]). Two slots anywhere were two
 /// misses and two pages a lookup, a line is one of each. (On small pages the two misses
 /// overlapped, so the line alone measured no faster; what cut the read from 240-362 ns of CPU a
 /// reply on a random-subdomain flood to 156-176 was the huge pages of [`GhostSet::lines`].)
@@ -183,7 +183,7 @@ impl GhostSet {
 
     /// Starts reading `key`'s line, which [`GhostSet::seen_or_remember`] will read and write
     /// when the key's reply is stored ([`crate::memory::prefetch`]).
-    pub fn prefetch(&self, key: &[u8]) {
+    fn prefetch(&self, key: &[u8]) {
         crate::memory::prefetch(self.line(self.hash(key)));
     }
 
@@ -266,6 +266,11 @@ impl Growth {
     /// were stored.
     pub fn admits(&self, key: &[u8]) -> bool {
         self.ghosts.seen_or_remember(key)
+    }
+
+    /// Starts reading what [`Growth::admits`] will read for `key`.
+    pub fn prefetch_admits(&self, key: &[u8]) {
+        self.ghosts.prefetch(key);
     }
 
     /// Called as `key`'s reply is stored: whether a window just ended in which enough replies

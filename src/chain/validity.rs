@@ -141,6 +141,16 @@ impl Dependencies {
         Dependencies(self.0 | other.0)
     }
 
+    /// The set as bits, for a table that keeps it in bytes (the fast table's entries).
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The set [`Dependencies::bits`] gave.
+    pub fn from_bits(bits: u16) -> Dependencies {
+        Dependencies(bits)
+    }
+
     /// The slots in the set, lowest first: one step per member, not per possible slot (this
     /// runs on every fast-path hit).
     fn slots(self) -> impl Iterator<Item = usize> {

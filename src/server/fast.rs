@@ -55,7 +55,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use quick_cache::sync::Cache as QuickCache;
 use tokio::time::Instant;
 
 use hickory_proto::rr::Name;
@@ -125,33 +124,18 @@ impl FastStats {
     }
 }
 
-/// How the table's size is counted.
-#[derive(Clone)]
-enum Weight {
-    /// Each reply counts 1: the capacity is a number of replies.
-    Unit,
-    /// Each reply counts its bytes and the table's own structure: the capacity is memory.
-    Bytes,
-}
-
-impl quick_cache::Weighter<Packed, Entry> for Weight {
-    fn weight(&self, _key: &Packed, entry: &Entry) -> u64 {
-        match self {
-            Self::Unit => 1,
-            Self::Bytes => entry.packed_length() as u64 + ENTRY_OVERHEAD,
-        }
-    }
-}
-
 /// The encoded replies, keyed by the query's bytes after its ID.
 pub struct FastTable {
-    entries: QuickCache<Packed, Entry, Weight, quick_cache::DefaultHashBuilder, Ghosts>,
+    entries: Slots,
     /// For a table whose budget follows the working set ([`growth`]); `None`: fixed.
     growth: Option<Growth>,
     versions: Arc<DataVersions>,
     stats: FastStats,
     /// `resolve.rotate`, changed by a reload.
     rotate: std::sync::atomic::AtomicBool,
+    /// What entries' instants are counted from ([`entry::Countdown`]).
+    epoch: Instant,
+    sources: Sources,
 }
 
 impl FastTable {
@@ -192,20 +176,15 @@ impl FastTable {
         versions: Arc<DataVersions>,
         growth: Option<Growth>,
     ) -> Self {
-        let ghosts = Ghosts(growth.as_ref().map(|g| Arc::clone(&g.ghosts)));
-        let options = quick_cache::OptionsBuilder::new()
-            .estimated_items_capacity(estimated)
-            .weight_capacity(capacity)
-            .build()
-            // It refuses only options left unset, and both are set.
-            .expect("both of the table's options are set");
-        let entries = QuickCache::with_options(options, weight, Default::default(), ghosts);
+        let ghosts = growth.as_ref().map(|g| Arc::clone(&g.ghosts));
         Self {
-            entries,
+            entries: Slots::new(estimated, capacity, weight, ghosts),
             growth,
             versions,
             stats: FastStats::default(),
             rotate: std::sync::atomic::AtomicBool::new(false),
+            epoch: Instant::now(),
+            sources: Sources::new(),
         }
     }
 
@@ -220,7 +199,7 @@ impl FastTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// What the table holds, in its capacity's unit (replies, or bytes).
@@ -271,33 +250,57 @@ impl FastTable {
     /// admit.
     pub fn answer_hit(
         &self,
-        _admitted: &Admitted,
+        admitted: &Admitted,
         query: &[u8],
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Option<Hit> {
-        let Some(entry) = key_of(query).and_then(|key| self.entries.get(key)) else {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        let fresh = entry.metadata.stamp == self.versions.stamp(entry.metadata.dependencies)
-            && entry
-                .metadata
+        let mut lookups = self.lookups(now);
+        let probe = lookups.start(query);
+        let probe = lookups.locate(probe);
+        lookups.answer(admitted, probe, query, out)
+    }
+
+    /// Lookups for a batch of queries received at `now`, in stages ([`Lookups`]).
+    pub fn lookups(&self, now: Instant) -> Lookups<'_> {
+        Lookups {
+            table: self,
+            reader: Reader::new(&self.entries),
+            now: self.offset(now),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// `instant` in signed nanoseconds from the table's epoch, as entries keep instants.
+    fn offset(&self, instant: Instant) -> i64 {
+        match instant.checked_duration_since(self.epoch) {
+            Some(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+            None => i64::try_from(self.epoch.duration_since(instant).as_nanos())
+                .map_or(i64::MIN, |before| -before),
+        }
+    }
+
+    /// The reply of `stored` for `query`, written to `out`, if it is still valid at `now` (in
+    /// [`FastTable::offset`]'s nanoseconds).
+    fn reuse(&self, stored: &Stored, query: &[u8], now: i64, out: &mut Vec<u8>) -> Option<Hit> {
+        let metadata = stored.metadata();
+        let fresh = metadata.stamp == self.versions.stamp(metadata.dependencies)
+            && metadata
                 .countdown
                 .is_none_or(|countdown| now < countdown.until);
         if !fresh {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         out.clear();
-        out.extend_from_slice(entry.reply());
+        out.extend_from_slice(stored.reply());
         out[..2].copy_from_slice(&query[..2]);
-        if let Some(countdown) = entry.metadata.countdown {
-            let age = u32::try_from(now.saturating_duration_since(countdown.origin).as_secs())
+        if let Some(countdown) = metadata.countdown {
+            let age = u32::try_from(now.saturating_sub(countdown.origin).max(0) / 1_000_000_000)
                 .unwrap_or(u32::MAX);
             let elapsed = age.saturating_sub(countdown.encoded_age);
             if elapsed > 0 {
-                for offset in entry.ttl_offsets() {
+                for offset in stored.ttl_offsets() {
                     let ttl = u32::from_be_bytes([
                         out[offset],
                         out[offset + 1],
@@ -309,24 +312,23 @@ impl FastTable {
                 }
             }
         }
-        if entry.has_runs() && self.rotate.load(Ordering::Relaxed) {
+        if stored.has_runs() && self.rotate.load(Ordering::Relaxed) {
             // Turned by at least one: the first hit must not repeat the general path's order.
             let turn = TURN.with(|turn| {
                 let next = turn.get().wrapping_add(1);
                 turn.set(next);
                 next
             });
-            for run in entry.runs() {
+            for run in stored.runs() {
                 let start = usize::from(run.start);
                 let length = usize::from(run.record_length);
                 let count = usize::from(run.count);
                 out[start..start + length * count].rotate_left(turn % count * length);
             }
         }
-        self.stats.hits.fetch_add(1, Ordering::Relaxed);
         Some(Hit {
-            source: entry.metadata.source,
-            from_cache: entry.metadata.countdown.is_some(),
+            source: self.sources.name(metadata.source),
+            from_cache: metadata.countdown.is_some(),
         })
     }
 
@@ -359,9 +361,9 @@ impl FastTable {
                 (
                     dependencies,
                     Some(Countdown {
-                        origin,
+                        origin: self.offset(origin),
                         encoded_age,
-                        until,
+                        until: self.offset(until),
                     }),
                 )
             }
@@ -401,11 +403,78 @@ impl FastTable {
             dependencies,
             stamp: before.stamp(dependencies),
             countdown,
-            source: reply.source,
+            source: self.sources.index(reply.source),
         };
         let runs = address_runs(&reply.bytes);
-        if let Some((key, entry)) = pack(key, &reply.bytes, &ttl_offsets, &runs, metadata) {
-            self.entries.insert(key, entry);
+        if let Some(stored) = pack(key, &reply.bytes, &ttl_offsets, &runs, metadata) {
+            self.entries.insert(stored);
+        }
+    }
+}
+
+/// A batch's lookups in the table, in three stages, each run over the whole batch before the
+/// next ([`slots`] says why): [`Lookups::start`] hashes a query's key and starts reading its
+/// bucket, [`Lookups::locate`] reads the bucket and starts reading the entry, and
+/// [`Lookups::answer`] checks and copies it. It holds the read locks of the table's shards it
+/// touched until it is dropped: drop it before storing in the table.
+pub struct Lookups<'t> {
+    table: &'t FastTable,
+    reader: Reader<'t>,
+    now: i64,
+    /// Counted here and added to the table's counters once, when the batch is done.
+    hits: u64,
+    misses: u64,
+}
+
+/// One query's lookup between stages: the hash of its key, `None` once it is known to miss
+/// (or has no key).
+#[derive(Clone, Copy, Debug)]
+pub struct Probe(Option<u64>);
+
+impl Lookups<'_> {
+    /// Stage 1.
+    pub fn start(&mut self, query: &[u8]) -> Probe {
+        let hash = key_of(query).map(|key| self.reader.hash(key));
+        if let Some(hash) = hash {
+            self.reader.prefetch(hash);
+        }
+        Probe(hash)
+    }
+
+    /// Stage 2.
+    pub fn locate(&mut self, probe: Probe) -> Probe {
+        Probe(probe.0.filter(|&hash| self.reader.locate(hash)))
+    }
+
+    /// Stage 3: writes the reply to the admitted `query` into `out` if the table has a valid
+    /// one.
+    pub fn answer(
+        &mut self,
+        _admitted: &Admitted,
+        probe: Probe,
+        query: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<Hit> {
+        let hit = probe.0.zip(key_of(query)).and_then(|(hash, key)| {
+            let stored = self.reader.get(hash, key)?;
+            self.table.reuse(stored, query, self.now, out)
+        });
+        match hit {
+            Some(_) => self.hits += 1,
+            None => self.misses += 1,
+        }
+        hit
+    }
+}
+
+impl Drop for Lookups<'_> {
+    fn drop(&mut self) {
+        let stats = &self.table.stats;
+        if self.hits > 0 {
+            stats.hits.fetch_add(self.hits, Ordering::Relaxed);
+        }
+        if self.misses > 0 {
+            stats.misses.fetch_add(self.misses, Ordering::Relaxed);
         }
     }
 }
@@ -530,10 +599,12 @@ fn address_runs(message: &[u8]) -> Vec<AddressRun> {
 mod entry;
 mod growth;
 mod outbox;
+mod slots;
 #[cfg(test)]
 mod tests;
 mod worker;
 
-use entry::{pack, AddressRun, Countdown, Entry, Metadata, Packed, ENTRY_OVERHEAD};
-use growth::{Ghosts, Growth};
+use entry::{pack, AddressRun, Countdown, Metadata, Sources, Stored};
+use growth::Growth;
+use slots::{Reader, Slots, Weight};
 pub use worker::spawn;

@@ -22,7 +22,6 @@ use ahash::RandomState;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{Entry, Packed};
 use crate::memory::HUGE_PAGE;
 
 /// The budget a growing table starts with: the hot set of a busy resolver (about 13,000
@@ -205,22 +204,6 @@ impl GhostSet {
             slot.compare_exchange(print, 0, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         })
-    }
-}
-
-/// The table's eviction hook: each evicted key leaves its ghost (none for a fixed table).
-#[derive(Clone, Default)]
-pub struct Ghosts(pub Option<Arc<GhostSet>>);
-
-impl quick_cache::Lifecycle<Packed, Entry> for Ghosts {
-    type RequestState = ();
-
-    fn begin_request(&self) -> Self::RequestState {}
-
-    fn on_evict(&self, _state: &mut Self::RequestState, key: Packed, _entry: Entry) {
-        if let Some(ghosts) = &self.0 {
-            ghosts.remember(key.key());
-        }
     }
 }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::outbox::{finish_miss, Outbox};
-use super::{query_name, query_type, FastTable, Hit, BATCH, RECEIVE_BUFFER};
+use super::{query_name, query_type, FastTable, Hit, Probe, BATCH, RECEIVE_BUFFER};
 use crate::metrics::BatchItem;
 use crate::server::admission::{Admitted, Verdict};
 use crate::server::{log_query, Client, Engine, Reply, Transport};
@@ -136,6 +136,9 @@ struct Worker {
     /// `buffers`, and its source. (Rejections, between them in `replies`, are counted by
     /// [`Engine::reject`].)
     answered: Vec<(usize, usize, Hit)>,
+    /// The batch's datagrams the front door admitted, between the table's stages: the
+    /// datagram's index, its admitted sender, its lookup.
+    admitted: Vec<(usize, Admitted, Probe)>,
     /// The batch's misses the front door admitted, to be polled once after the hits are
     /// sent: the datagram's index, its admitted sender, its place in flight.
     general: Vec<(usize, Admitted, OwnedSemaphorePermit)>,
@@ -169,6 +172,7 @@ impl Worker {
             replies: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
             destinations: vec![None; BATCH],
             answered: Vec::with_capacity(BATCH),
+            admitted: Vec::with_capacity(BATCH),
             general: Vec::with_capacity(BATCH),
             misses: Vec::with_capacity(BATCH),
         }
@@ -223,11 +227,18 @@ impl Worker {
 
     /// Asks the front door about each datagram of the batch, answers the admitted hits and the
     /// rejections with one `sendmmsg`, and spawns the misses.
+    ///
+    /// The table is asked in three passes over the batch ([`super::Lookups`]): every admitted
+    /// query's bucket is read, then every matching entry, then the hits are copied. On a table
+    /// larger than the CPU's caches each read is a cache miss, and this way the batch's misses
+    /// wait on memory together rather than one after another.
     fn answer_batch(&mut self) {
         let now = Instant::now();
         let mut ready = 0;
         self.answered.clear();
-        // One policy for the whole batch: one load, then a decision per datagram.
+        let mut lookups = self.table.lookups(now);
+        // One policy for the whole batch: one load, then a decision per datagram. The front
+        // door decides before the table is asked.
         let policy = self.engine.admission().policy();
         for (index, (length, address, truncated)) in self.received.iter().enumerate() {
             let (Some(address), false) = (address, *truncated) else {
@@ -238,8 +249,11 @@ impl Worker {
             };
             let query = &self.buffers[index][..*length];
             let client = Client::new(peer, Transport::Udp);
-            let admitted = match policy.decide(&client, query, now) {
-                Verdict::Admit(admitted) => admitted,
+            match policy.decide(&client, query, now) {
+                Verdict::Admit(admitted) => {
+                    let probe = lookups.start(query);
+                    self.admitted.push((index, admitted, probe));
+                }
                 Verdict::Reject(decision) => {
                     if self
                         .engine
@@ -248,14 +262,18 @@ impl Worker {
                         self.destinations[ready] = Some(*address);
                         ready += 1;
                     }
-                    continue;
                 }
-            };
-            if let Some(hit) =
-                self.table
-                    .answer_hit(&admitted, query, now, &mut self.replies[ready])
-            {
-                self.destinations[ready] = Some(*address);
+            }
+        }
+        drop(policy);
+        for (_, _, probe) in &mut self.admitted {
+            *probe = lookups.locate(*probe);
+        }
+        for (index, admitted, probe) in self.admitted.drain(..) {
+            let (length, address, _) = &self.received[index];
+            let query = &self.buffers[index][..*length];
+            if let Some(hit) = lookups.answer(&admitted, probe, query, &mut self.replies[ready]) {
+                self.destinations[ready] = *address;
                 self.answered.push((ready, index, hit));
                 ready += 1;
                 continue;
@@ -269,14 +287,16 @@ impl Worker {
                 // At the limit of misses in flight: shed this one at once rather than stop
                 // reading, so the hits behind it are still answered.
                 Err(_) => {
-                    if self.engine.shed(query, &client, &mut self.replies[ready]) {
-                        self.destinations[ready] = Some(*address);
+                    let client = admitted.client();
+                    if self.engine.shed(query, client, &mut self.replies[ready]) {
+                        self.destinations[ready] = *address;
                         ready += 1;
                     }
                 }
             }
         }
-        drop(policy);
+        // The table's read locks go before the misses' replies are stored.
+        drop(lookups);
         // The hits (and rejections) go out first: they do not wait for the misses' work.
         if ready > 0 {
             send_batch(

@@ -249,6 +249,12 @@ pub(crate) fn push_reverse_key(key: &mut Vec<u8>, address: IpAddr) {
 /// and the 32-nibble `ip6.arpa.` name an IPv6 address (RFC 1035 §3.5, RFC 3596 §2.5). Shorter
 /// names (networks) are not addresses, and neither is any spelling but the canonical one.
 pub(crate) fn reverse_address(name: &Name) -> Option<IpAddr> {
+    // Only these lengths can name an address (4 octets or 32 nibbles, then `in-addr.arpa.` or
+    // `ip6.arpa.`): every other name, nearly all a server is asked, skips hickory's parse,
+    // which read 0.23% of the core on a random-subdomain flood, where no name is reverse.
+    if !matches!(name.num_labels(), 6 | 34) {
+        return None;
+    }
     let network = name.parse_arpa_name().ok()?;
     if network.prefix_len() != network.max_prefix_len() {
         return None;

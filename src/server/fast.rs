@@ -257,6 +257,7 @@ impl FastTable {
     ) -> Option<Hit> {
         let mut lookups = self.lookups(now);
         let probe = lookups.start(query);
+        lookups.prefetch(probe);
         let probe = lookups.locate(probe);
         lookups.answer(admitted, probe, query, out)
     }
@@ -267,6 +268,7 @@ impl FastTable {
             table: self,
             reader: Reader::new(&self.entries),
             now: self.offset(now),
+            locked: false,
             hits: 0,
             misses: 0,
         }
@@ -412,15 +414,17 @@ impl FastTable {
     }
 }
 
-/// A batch's lookups in the table, in three stages, each run over the whole batch before the
-/// next ([`slots`] says why): [`Lookups::start`] hashes a query's key and starts reading its
-/// bucket, [`Lookups::locate`] reads the bucket and starts reading the entry, and
-/// [`Lookups::answer`] checks and copies it. It holds the read locks of the table's shards it
-/// touched until it is dropped: drop it before storing in the table.
+/// A batch's lookups in the table, in stages, each run over the whole batch before the next
+/// ([`slots`] says why): [`Lookups::start`] hashes a query's key; [`Lookups::prefetch`] takes
+/// the read locks of the shards the batch needs (the first call, in ascending order) and starts
+/// reading the query's bucket; [`Lookups::locate`] reads the bucket and starts reading the
+/// entry; [`Lookups::answer`] checks and copies it. It holds the read locks until it is
+/// dropped: drop it before storing in the table.
 pub struct Lookups<'t> {
     table: &'t FastTable,
     reader: Reader<'t>,
     now: i64,
+    locked: bool,
     /// Counted here and added to the table's counters once, when the batch is done.
     hits: u64,
     misses: u64,
@@ -434,19 +438,26 @@ pub struct Probe(Option<u64>);
 impl Lookups<'_> {
     /// Stage 1.
     pub fn start(&mut self, query: &[u8]) -> Probe {
-        let hash = key_of(query).map(|key| self.reader.hash(key));
-        if let Some(hash) = hash {
-            self.reader.prefetch(hash);
-        }
-        Probe(hash)
+        Probe(key_of(query).map(|key| self.reader.want(key)))
     }
 
     /// Stage 2.
+    pub fn prefetch(&mut self, probe: Probe) {
+        if !self.locked {
+            self.reader.lock();
+            self.locked = true;
+        }
+        if let Some(hash) = probe.0 {
+            self.reader.prefetch(hash);
+        }
+    }
+
+    /// Stage 3.
     pub fn locate(&mut self, probe: Probe) -> Probe {
         Probe(probe.0.filter(|&hash| self.reader.locate(hash)))
     }
 
-    /// Stage 3: writes the reply to the admitted `query` into `out` if the table has a valid
+    /// Stage 4: writes the reply to the admitted `query` into `out` if the table has a valid
     /// one.
     pub fn answer(
         &mut self,

@@ -36,9 +36,13 @@
 //! worth of buckets.
 //!
 //! **Locks**: a batch takes the read lock of each shard it touches once and holds it for the
-//! batch's hits (a few microseconds); a store takes one shard's write lock. A writer never
-//! holds two locks, and a batch takes no write lock while it holds read locks, so they cannot
-//! deadlock.
+//! batch's hits (a few microseconds); a store takes one shard's write lock and no other. A
+//! reader waits for a lock only while it holds none above it ([`Reader::lock`] takes a batch's
+//! locks in ascending order; a lookup outside that order first lets go of those above). That
+//! order is what keeps two UDP threads from deadlocking: std's `RwLock` holds a new reader back
+//! while a writer waits, so a thread holding shard 3 and waiting for shard 5 behind a store,
+//! while another holds 5 and waits for 3 behind another store, would wait for ever. Waiting
+//! only upwards, every chain of waits ends.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
@@ -396,11 +400,14 @@ impl Slots {
     }
 }
 
-/// A batch's reads of the index, in stages ([`Reader::prefetch`], [`Reader::locate`],
-/// [`Reader::get`]), holding the read lock of each shard it touched until it is dropped.
+/// A batch's reads of the index, in stages ([`Reader::want`] and [`Reader::lock`], then
+/// [`Reader::prefetch`], [`Reader::locate`], [`Reader::get`]), holding the read lock of each
+/// shard it touched until it is dropped.
 pub(super) struct Reader<'a> {
     slots: &'a Slots,
     guards: [Option<RwLockReadGuard<'a, Shard>>; MAX_SHARDS],
+    /// The shards the batch will read, one bit each ([`Reader::want`]).
+    wanted: u32,
 }
 
 impl<'a> Reader<'a> {
@@ -408,16 +415,36 @@ impl<'a> Reader<'a> {
         Self {
             slots,
             guards: std::array::from_fn(|_| None),
+            wanted: 0,
         }
     }
 
-    pub(super) fn hash(&self, key: &[u8]) -> u64 {
-        self.slots.hash(key)
+    /// The hash of `key`, whose shard the batch will read.
+    pub(super) fn want(&mut self, key: &[u8]) -> u64 {
+        let hash = self.slots.hash(key);
+        self.wanted |= 1 << self.slots.shard_of(hash);
+        hash
     }
 
-    fn shard(&mut self, hash: u64) -> &Shard {
+    /// Takes the read lock of every wanted shard not held yet, in ascending order.
+    pub(super) fn lock(&mut self) {
+        let mut wanted = std::mem::take(&mut self.wanted);
+        while wanted != 0 {
+            let index = wanted.trailing_zeros() as usize;
+            wanted &= wanted - 1;
+            self.acquire(index);
+        }
+    }
+
+    /// Shard `index`'s read lock, taken if not held: first letting go of any above it, so
+    /// that the thread never waits while holding a lock above the one it waits for.
+    fn acquire(&mut self, index: usize) -> &Shard {
         let slots = self.slots;
-        let index = slots.shard_of(hash);
+        if self.guards[index].is_none() {
+            for above in &mut self.guards[index + 1..] {
+                *above = None;
+            }
+        }
         self.guards[index].get_or_insert_with(|| {
             slots.shards[index]
                 .0
@@ -426,7 +453,12 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Stage 1: starts reading the home bucket of `hash`, both of its lines.
+    fn shard(&mut self, hash: u64) -> &Shard {
+        let index = self.slots.shard_of(hash);
+        self.acquire(index)
+    }
+
+    /// Starts reading the home bucket of `hash`, both of its lines.
     pub(super) fn prefetch(&mut self, hash: u64) {
         let shard = self.shard(hash);
         let bucket = &shard.buckets[shard.bucket_of(hash)];
@@ -434,7 +466,7 @@ impl<'a> Reader<'a> {
         crate::memory::prefetch(&bucket.entries[WAYS - 1]);
     }
 
-    /// Stage 2: reads the tags and starts reading the first entry whose tag matches, if any;
+    /// Reads the tags and starts reading the first entry whose tag matches, if any;
     /// `false` is a miss (no entry is tagged so).
     pub(super) fn locate(&mut self, hash: u64) -> bool {
         let tag = tag_of(hash);
@@ -450,8 +482,7 @@ impl<'a> Reader<'a> {
         found.is_some()
     }
 
-    /// Stage 3: the entry for `key` (whose hash is `hash`), if held; a hit marks it
-    /// referenced.
+    /// The entry for `key` (whose hash is `hash`), if held; a hit marks it referenced.
     pub(super) fn get(&mut self, hash: u64, key: &[u8]) -> Option<&Stored> {
         let shard = self.shard(hash);
         let (index, way) = shard.find(hash, key)?;
@@ -466,7 +497,8 @@ impl<'a> Reader<'a> {
     /// The three stages at once, for a single lookup.
     #[cfg(test)]
     pub(super) fn lookup(&mut self, key: &[u8]) -> Option<&Stored> {
-        let hash = self.hash(key);
+        let hash = self.want(key);
+        self.lock();
         if !self.locate(hash) {
             return None;
         }
@@ -557,6 +589,38 @@ mod tests {
             .collect::<Vec<_>>();
         assert!(gone.len() > 100, "{}", gone.len());
         assert!(gone.iter().all(|key| ghosts.seen(key.as_bytes())));
+    }
+
+    /// A batch's locks are taken in ascending order, and a shard asked for out of order first
+    /// lets go of those above it.
+    #[test]
+    fn a_reader_waits_only_upwards() {
+        let slots = Slots::new(1 << 16, 1 << 16, Weight::Unit, None);
+        assert_eq!(slots.shards.len(), MAX_SHARDS);
+        let keys: Vec<String> = (0..200).map(|n| format!("key{n}")).collect();
+        let mut reader = Reader::new(&slots);
+        let hashes: Vec<u64> = keys.iter().map(|k| reader.want(k.as_bytes())).collect();
+        reader.lock();
+        let held = |reader: &Reader<'_>| reader.guards.iter().filter(|g| g.is_some()).count();
+        assert_eq!(held(&reader), MAX_SHARDS, "200 keys touch every shard");
+        // Asking for a held shard changes nothing.
+        reader.locate(hashes[0]);
+        assert_eq!(held(&reader), MAX_SHARDS);
+        drop(reader);
+        // Out of order: shard 0 asked for after the last is held.
+        let mut reader = Reader::new(&slots);
+        let last = hashes.iter().copied().find(|&h| slots.shard_of(h) == MAX_SHARDS - 1);
+        let first = hashes.iter().copied().find(|&h| slots.shard_of(h) == 0);
+        let (Some(last), Some(first)) = (last, first) else {
+            panic!("200 keys touch every shard");
+        };
+        reader.locate(last);
+        reader.locate(first);
+        assert!(reader.guards[0].is_some());
+        assert!(reader.guards[MAX_SHARDS - 1].is_none(), "let go of before waiting below");
+        // A writer is not shut out by a reader that has let go.
+        drop(reader);
+        slots.insert(stored("after", 1));
     }
 
     #[test]

@@ -228,8 +228,8 @@ impl Worker {
     /// Asks the front door about each datagram of the batch, answers the admitted hits and the
     /// rejections with one `sendmmsg`, and spawns the misses.
     ///
-    /// The table is asked in three passes over the batch ([`super::Lookups`]): every admitted
-    /// query's bucket is read, then every matching entry, then the hits are copied. On a table
+    /// The table is asked in passes over the batch ([`super::Lookups`]): every admitted query's
+    /// key is hashed, then its bucket read, then every matching entry, then the hits are copied. On a table
     /// larger than the CPU's caches each read is a cache miss, and this way the batch's misses
     /// wait on memory together rather than one after another.
     fn answer_batch(&mut self) {
@@ -266,6 +266,9 @@ impl Worker {
             }
         }
         drop(policy);
+        for &(_, _, probe) in &self.admitted {
+            lookups.prefetch(probe);
+        }
         for (_, _, probe) in &mut self.admitted {
             *probe = lookups.locate(*probe);
         }

@@ -580,7 +580,9 @@ mod tests {
             slots.insert(stored(&format!("scan{n}"), 10));
         }
         assert!(slots.len() <= 1_000);
-        let kept = (0..300).filter(|n| held(&slots, &format!("hot{n}"))).count();
+        let kept = (0..300)
+            .filter(|n| held(&slots, &format!("hot{n}")))
+            .count();
         assert!(kept > 290, "{kept} of the 300 asked kept");
         // What left, left a ghost.
         let gone = (300..600)
@@ -609,7 +611,10 @@ mod tests {
         drop(reader);
         // Out of order: shard 0 asked for after the last is held.
         let mut reader = Reader::new(&slots);
-        let last = hashes.iter().copied().find(|&h| slots.shard_of(h) == MAX_SHARDS - 1);
+        let last = hashes
+            .iter()
+            .copied()
+            .find(|&h| slots.shard_of(h) == MAX_SHARDS - 1);
         let first = hashes.iter().copied().find(|&h| slots.shard_of(h) == 0);
         let (Some(last), Some(first)) = (last, first) else {
             panic!("200 keys touch every shard");
@@ -617,7 +622,10 @@ mod tests {
         reader.locate(last);
         reader.locate(first);
         assert!(reader.guards[0].is_some());
-        assert!(reader.guards[MAX_SHARDS - 1].is_none(), "let go of before waiting below");
+        assert!(
+            reader.guards[MAX_SHARDS - 1].is_none(),
+            "let go of before waiting below"
+        );
         // A writer is not shut out by a reader that has let go.
         drop(reader);
         slots.insert(stored("after", 1));

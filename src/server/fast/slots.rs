@@ -631,6 +631,82 @@ mod tests {
         slots.insert(stored("after", 1));
     }
 
+    /// Two threads reading in batches (some in order, some out of order) and two storing, on
+    /// one small table that evicts and grows all the while: every thread finishes, and every
+    /// entry found is the one stored for its key. A deadlock would hang the threads; the
+    /// watchdog turns that into a failure instead of a hung test run (it is a hang detector,
+    /// generous by two orders of magnitude, not a measure of speed).
+    #[test]
+    fn readers_and_writers_at_once_neither_deadlock_nor_mix_entries() {
+        let slots = Arc::new(Slots::new(1 << 13, 1 << 12, Weight::Unit, None));
+        let readers_left = Arc::new(AtomicU64::new(2));
+        let key = |n: u64| format!("key{}", n % 20_000);
+        let (done, finished) = std::sync::mpsc::channel();
+        let mut threads = Vec::new();
+        for thread in 0..4u64 {
+            let (slots, done) = (Arc::clone(&slots), done.clone());
+            let readers_left = Arc::clone(&readers_left);
+            threads.push(std::thread::spawn(move || {
+                let mut n = thread.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                let mut next = || {
+                    n ^= n << 13;
+                    n ^= n >> 7;
+                    n ^= n << 17;
+                    n
+                };
+                if thread < 2 {
+                    for round in 0..2_000 {
+                        let keys: Vec<String> = (0..32).map(|_| key(next())).collect();
+                        let mut reader = Reader::new(&slots);
+                        let hashes: Vec<u64> =
+                            keys.iter().map(|k| reader.want(k.as_bytes())).collect();
+                        // Half the batches skip the ordered lock and ask in query order.
+                        if round % 2 == 0 {
+                            reader.lock();
+                        }
+                        for (k, &hash) in keys.iter().zip(&hashes) {
+                            // Holding the batch's locks while the others run: the window in
+                            // which writers queue behind them.
+                            std::thread::yield_now();
+                            if reader.locate(hash) {
+                                if let Some(stored) = reader.get(hash, k.as_bytes()) {
+                                    assert_eq!(stored.key(), k.as_bytes());
+                                    assert_eq!(stored.reply(), k.as_bytes());
+                                }
+                            }
+                        }
+                    }
+                    readers_left.fetch_sub(1, Ordering::Relaxed);
+                } else {
+                    // The writers store until both readers are done.
+                    while readers_left.load(Ordering::Relaxed) > 0 {
+                        let k = key(next());
+                        let metadata = Metadata {
+                            dependencies: Dependencies::NONE,
+                            stamp: 0,
+                            countdown: None,
+                            source: 0,
+                        };
+                        let entry =
+                            pack(k.as_bytes(), k.as_bytes(), &[], &[], metadata).expect("small");
+                        slots.insert(entry);
+                    }
+                }
+                let _ = done.send(thread);
+            }));
+        }
+        drop(done);
+        for _ in 0..4 {
+            finished
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("a thread is stuck: the table deadlocked");
+        }
+        for thread in threads {
+            thread.join().expect("no thread panicked");
+        }
+        assert!(slots.len() <= 1 << 12);
+    }
+
     #[test]
     fn a_byte_budget_bounds_the_weight_and_a_lower_one_evicts() {
         let slots = Slots::new(256, 64 << 10, Weight::Bytes, None);

@@ -268,7 +268,6 @@ impl FastTable {
             table: self,
             reader: Reader::new(&self.entries),
             now: self.offset(now),
-            locked: false,
             hits: 0,
             misses: 0,
         }
@@ -415,7 +414,7 @@ impl FastTable {
 }
 
 /// A batch's lookups in the table, in stages, each run over the whole batch before the next
-/// ([`slots`] says why): [`Lookups::start`] hashes a query's key; [`Lookups::prefetch`] takes
+/// (the `slots` module says why): [`Lookups::start`] hashes a query's key; [`Lookups::prefetch`] takes
 /// the read locks of the shards the batch needs (the first call, in ascending order) and starts
 /// reading the query's bucket; [`Lookups::locate`] reads the bucket and starts reading the
 /// entry; [`Lookups::answer`] checks and copies it. It holds the read locks until it is
@@ -424,7 +423,6 @@ pub struct Lookups<'t> {
     table: &'t FastTable,
     reader: Reader<'t>,
     now: i64,
-    locked: bool,
     /// Counted here and added to the table's counters once, when the batch is done.
     hits: u64,
     misses: u64,
@@ -443,10 +441,8 @@ impl Lookups<'_> {
 
     /// Stage 2.
     pub fn prefetch(&mut self, probe: Probe) {
-        if !self.locked {
-            self.reader.lock();
-            self.locked = true;
-        }
+        // Takes the batch's locks on the first call; nothing is left to take on the others.
+        self.reader.lock();
         if let Some(hash) = probe.0 {
             self.reader.prefetch(hash);
         }

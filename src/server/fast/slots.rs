@@ -355,6 +355,8 @@ impl Slots {
             let old = shard.buckets[index].entries[way].replace(stored);
             let old_weight = old.as_ref().map_or(0, |old| self.weigh.of(old));
             shard.weight = shard.weight - old_weight + weight;
+            // A heavier reply may take the shard past its share.
+            shard.make_room(0, capacity, self);
             return;
         }
         shard.make_room(weight, capacity, self);

@@ -229,9 +229,9 @@ impl Worker {
     /// rejections with one `sendmmsg`, and spawns the misses.
     ///
     /// The table is asked in passes over the batch ([`super::Lookups`]): every admitted query's
-    /// key is hashed, then its bucket read, then every matching entry, then the hits are copied. On a table
-    /// larger than the CPU's caches each read is a cache miss, and this way the batch's misses
-    /// wait on memory together rather than one after another.
+    /// key is hashed, then its bucket read, then every matching entry, then the hits are
+    /// copied. On a table larger than the CPU's caches each read is a cache miss, and this way
+    /// the batch's misses wait on memory together rather than one after another.
     fn answer_batch(&mut self) {
         let now = Instant::now();
         let mut ready = 0;

@@ -414,11 +414,11 @@ impl FastTable {
 }
 
 /// A batch's lookups in the table, in stages, each run over the whole batch before the next
-/// (the `slots` module says why): [`Lookups::start`] hashes a query's key; [`Lookups::prefetch`] takes
-/// the read locks of the shards the batch needs (the first call, in ascending order) and starts
-/// reading the query's bucket; [`Lookups::locate`] reads the bucket and starts reading the
-/// entry; [`Lookups::answer`] checks and copies it. It holds the read locks until it is
-/// dropped: drop it before storing in the table.
+/// (the `slots` module says why): [`Lookups::start`] hashes a query's key;
+/// [`Lookups::prefetch`] takes the read locks of the shards the batch needs (the first call,
+/// in ascending order) and starts reading the query's bucket; [`Lookups::locate`] reads the
+/// bucket and starts reading the entry; [`Lookups::answer`] checks and copies it. It holds the
+/// read locks until it is dropped: drop it before storing in the table.
 pub struct Lookups<'t> {
     table: &'t FastTable,
     reader: Reader<'t>,

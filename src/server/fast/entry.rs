@@ -3,7 +3,8 @@
 //! table points to ([`super::slots`]).
 //!
 //! ```text
-//!  bucket way ──► [ header (40 bytes) | key: query after its ID | reply | TTL offsets (u16 BE) | address runs (3 × u16 BE) ]
+//!  bucket way ──► [ header (40 bytes) | key: query after its ID | reply
+//!                   | TTL offsets (u16 BE) | address runs (3 × u16 BE) ]
 //! ```
 //!
 //! Why one allocation with the header in it: on a table larger than the CPU's caches (issue

@@ -234,7 +234,9 @@ impl FastTable {
         self.versions.snapshot()
     }
 
-    /// Writes the reply to an admitted `query` into `out` if the table has a valid one.
+    /// Writes the reply to an admitted `query` into `out` if the table has a valid one: one
+    /// query's [`Lookups`], its stages run back to back. The [`Admitted`] is the front door's
+    /// proof: no stored reply goes to a request it did not admit.
     pub fn answer(
         &self,
         admitted: &Admitted,
@@ -242,24 +244,11 @@ impl FastTable {
         now: Instant,
         out: &mut Vec<u8>,
     ) -> bool {
-        self.answer_hit(admitted, query, now, out).is_some()
-    }
-
-    /// [`FastTable::answer`], telling on a hit which source the stored answer came from. The
-    /// [`Admitted`] is the front door's proof: no stored reply goes to a request it did not
-    /// admit.
-    pub fn answer_hit(
-        &self,
-        admitted: &Admitted,
-        query: &[u8],
-        now: Instant,
-        out: &mut Vec<u8>,
-    ) -> Option<Hit> {
         let mut lookups = self.lookups(now);
         let probe = lookups.start(query);
         lookups.prefetch(probe);
         let probe = lookups.locate(probe);
-        lookups.answer(admitted, probe, query, out)
+        lookups.answer(admitted, probe, query, out).is_some()
     }
 
     /// Lookups for a batch of queries received at `now`, in stages ([`Lookups`]).

@@ -180,14 +180,12 @@ impl Shard {
         };
         self.len -= 1;
         self.weight -= slots.weigh.of(&stored);
-        let mask = self.buckets.len() - 1;
-        let mut index = self.bucket_of(slots.hash(stored.key()));
-        while index != bucket {
-            let passed = &mut self.buckets[index];
+        let home = self.bucket_of(slots.hash(stored.key()));
+        for passed in self.passed(home, bucket) {
+            let passed = &mut self.buckets[passed];
             if passed.overflow < u8::MAX {
                 passed.overflow = passed.overflow.saturating_sub(1);
             }
-            index = (index + 1) & mask;
         }
         if let Some(ghosts) = slots.ghosts.as_deref() {
             ghosts.remember(stored.key());
@@ -225,14 +223,11 @@ impl Shard {
     /// one not referenced if there is one, starting from a way the hash picks.
     fn place(&mut self, hash: u64, stored: Stored, slots: &Slots) {
         let home = self.bucket_of(hash);
-        let mask = self.buckets.len() - 1;
         let (index, way) = match self.free_way(hash) {
             Some((index, way)) => {
-                let mut passed = home;
-                while passed != index {
+                for passed in self.passed(home, index) {
                     let bucket = &mut self.buckets[passed];
                     bucket.overflow = bucket.overflow.saturating_add(1);
-                    passed = (passed + 1) & mask;
                 }
                 (index, way)
             }
@@ -252,6 +247,13 @@ impl Shard {
         let bucket = &mut self.buckets[index];
         bucket.tags[way] = tag_of(hash);
         bucket.entries[way] = Some(stored);
+    }
+
+    /// The buckets an entry placed in `bucket` passed on the way from its `home`, whose
+    /// overflow counts its placement added: `home` up to `bucket`, not `bucket` itself.
+    fn passed(&self, home: usize, bucket: usize) -> impl Iterator<Item = usize> {
+        let mask = self.buckets.len() - 1;
+        (0..bucket.wrapping_sub(home) & mask).map(move |step| (home + step) & mask)
     }
 
     /// The first empty way from the home of `hash` on, within [`PROBES`] buckets.

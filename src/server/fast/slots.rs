@@ -587,13 +587,17 @@ mod tests {
         let kept = (0..300)
             .filter(|n| held(&slots, &format!("hot{n}")))
             .count();
-        assert!(kept > 290, "{kept} of the 300 asked kept");
+        // The keyed hash places keys differently in every run, and CLOCK spares an asked entry
+        // for one turn of the hand only, so a shard that draws more keys than its share may
+        // lose a few. Over 100 runs the asked kept 284-300 and the others 189-206 (an eviction
+        // that ignored the hits would keep both halves alike, about 65% each).
+        assert!(kept > 270, "{kept} of the 300 asked kept");
         // What left, left a ghost.
         let gone = (300..600)
             .map(|n| format!("hot{n}"))
             .filter(|key| !held(&slots, key))
             .collect::<Vec<_>>();
-        assert!(gone.len() > 100, "{}", gone.len());
+        assert!(gone.len() > 50, "{}", gone.len());
         assert!(gone.iter().all(|key| ghosts.seen(key.as_bytes())));
     }
 
@@ -603,12 +607,14 @@ mod tests {
     fn a_reader_waits_only_upwards() {
         let slots = Slots::new(1 << 16, 1 << 16, Weight::Unit, None);
         assert_eq!(slots.shards.len(), MAX_SHARDS);
-        let keys: Vec<String> = (0..200).map(|n| format!("key{n}")).collect();
+        // Enough keys that every shard gets some whatever the keyed hash: with 200, one of the
+        // 32 shards went without about one run in eighteen.
+        let keys: Vec<String> = (0..2_000).map(|n| format!("key{n}")).collect();
         let mut reader = Reader::new(&slots);
         let hashes: Vec<u64> = keys.iter().map(|k| reader.want(k.as_bytes())).collect();
         reader.lock();
         let held = |reader: &Reader<'_>| reader.guards.iter().filter(|g| g.is_some()).count();
-        assert_eq!(held(&reader), MAX_SHARDS, "200 keys touch every shard");
+        assert_eq!(held(&reader), MAX_SHARDS, "2,000 keys touch every shard");
         // Asking for a held shard changes nothing.
         reader.locate(hashes[0]);
         assert_eq!(held(&reader), MAX_SHARDS);
@@ -621,7 +627,7 @@ mod tests {
             .find(|&h| slots.shard_of(h) == MAX_SHARDS - 1);
         let first = hashes.iter().copied().find(|&h| slots.shard_of(h) == 0);
         let (Some(last), Some(first)) = (last, first) else {
-            panic!("200 keys touch every shard");
+            panic!("2,000 keys touch every shard");
         };
         reader.locate(last);
         reader.locate(first);

@@ -582,9 +582,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     } else {
         1
     };
+    // SO_REUSEPORT only when there are several sockets to share the address. A lone socket
+    // gains nothing from it and pays twice: the kernel runs its reuseport selection (a hash
+    // of the 4-tuple) for every datagram it delivers, about 1% of the sender's core on a
+    // loopback benchmark, and another process of the same user could bind the port beside
+    // it and take a share of the queries.
+    let shared = fast && per_address > 1;
     let mut sockets = Vec::new();
     for address in &config.server.listen {
-        sockets.push(bind_pair(*address, &config.origin, fast, per_address)?);
+        sockets.push(bind_pair(*address, &config.origin, shared, per_address)?);
     }
     let admin_listener =
         match &config.admin {

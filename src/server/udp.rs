@@ -47,9 +47,50 @@ pub fn bind(address: SocketAddr, shared: bool) -> io::Result<std::net::UdpSocket
         socket.set_reuse_port(true)?;
     }
     set_buffers(&socket);
+    dont_fragment(&socket, address);
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     Ok(socket.into())
+}
+
+/// Sends every reply with the IPv4 Don't Fragment bit set (over IPv6, never with a fragment
+/// header), whatever path MTU the kernel has learned.
+///
+/// RFC 9715 §3.1 recommends that UDP responders send their replies with `IP_DONTFRAG`
+/// (`IPV6_DONTFRAG`), so that no reply is ever split into fragments: a later fragment carries
+/// no UDP header, so an off-path attacker who guesses the IP ID can forge one (the cache
+/// poisoning that RFC cites) without knowing the query's port or ID. Linux's default
+/// (`IP_PMTUDISC_WANT`) sets DF too, but follows the path MTU it learns and fragments a reply
+/// larger than that itself; and a spoofed ICMP "fragmentation needed" lowers it, to 552 bytes
+/// on IPv4. `IP_PMTUDISC_PROBE` sets DF and ignores the learned path MTU. That is safe here
+/// because no UDP reply is larger than [`super::UDP_PAYLOAD`], 1232 bytes, which with its
+/// headers fits IPv6's 1280-byte minimum MTU and every real interface; a datagram larger than
+/// its interface's MTU would fail to send (`EMSGSIZE`) rather than go out in pieces.
+///
+/// It also spares the kernel a hashed IP ID per reply. A datagram that may be fragmented takes
+/// `__ip_select_ident`'s keyed hash and a shared counter; one that may not, sent from an
+/// unconnected socket, gets ID 0 (RFC 6864: an atomic datagram's ID is never used). Checked on
+/// the wire by sniffing loopback: ID 0 and DF with this, a random ID and DF without.
+///
+/// BIND sets the same option since its DNS Flag Day 2020 changes. A kernel that refuses it
+/// leaves the socket as it was, and the replies still go out.
+fn dont_fragment(socket: &Socket, address: SocketAddr) {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::net::sockopt::{
+            set_ip_mtu_discover, set_ipv6_mtu_discover, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery,
+        };
+        let result = if address.is_ipv6() {
+            set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::PROBE)
+        } else {
+            set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::PROBE)
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "could not set Don't Fragment on the UDP socket");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (socket, address);
 }
 
 /// Asks for large buffers; falls back to what the kernel allows, never fails the bind.
@@ -123,5 +164,42 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The socket the fast path serves: DF on every reply (RFC 9715), and SO_REUSEPORT only
+    /// when asked for.
+    #[test]
+    fn replies_are_never_fragmented_and_a_lone_socket_is_not_shared() {
+        let lone = bind("127.0.0.1:0".parse().expect("address"), false).expect("bind");
+        let shared = bind("127.0.0.1:0".parse().expect("address"), true).expect("bind");
+        assert!(!socket2::SockRef::from(&lone)
+            .reuse_port()
+            .expect("getsockopt"));
+        assert!(socket2::SockRef::from(&shared)
+            .reuse_port()
+            .expect("getsockopt"));
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::net::sockopt::{ip_mtu_discover, Ipv4PathMtuDiscovery};
+            for socket in [&lone, &shared] {
+                assert_eq!(
+                    ip_mtu_discover(socket).expect("getsockopt"),
+                    Ipv4PathMtuDiscovery::PROBE
+                );
+            }
+            // IPv6 where the machine has it (a container may not).
+            if let Ok(v6) = bind("[::1]:0".parse().expect("address"), false) {
+                use rustix::net::sockopt::{ipv6_mtu_discover, Ipv6PathMtuDiscovery};
+                assert_eq!(
+                    ipv6_mtu_discover(&v6).expect("getsockopt"),
+                    Ipv6PathMtuDiscovery::PROBE
+                );
+            }
+        }
     }
 }

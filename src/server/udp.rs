@@ -172,9 +172,9 @@ mod tests {
     use super::*;
 
     /// The socket the fast path serves: DF on every reply (RFC 9715), and SO_REUSEPORT only
-    /// when asked for.
+    /// when asked for (`app::start` asks when it binds more than one socket per address).
     #[test]
-    fn replies_are_never_fragmented_and_a_lone_socket_is_not_shared() {
+    fn replies_are_never_fragmented_and_reuseport_is_set_only_when_shared() {
         let lone = bind("127.0.0.1:0".parse().expect("address"), false).expect("bind");
         let shared = bind("127.0.0.1:0".parse().expect("address"), true).expect("bind");
         assert!(!socket2::SockRef::from(&lone)

@@ -42,7 +42,12 @@
 //! receive buffer was full (this generator's own socket has a large buffer, so on an otherwise
 //! idle machine they are the server's drops). `cpu_pct` is the generator's own CPU time over
 //! the run, in percent of one core: near 100, the generator rather than the server may be
-//! what limits the rate.
+//! what limits the rate. With `--busy-cpu N` the line also has `busy_cpu_pct`: how busy CPU N
+//! (the server's) was over the same run, interrupts and softirqs included, from
+//! `/proc/stat`. Measured here, not around the generator's process, because reading a query
+//! file takes time (a second for a million names) in which the server idles, and a busy
+//! share over that longer window would understate the server's cost per answer, the faster
+//! server's the more.
 //!
 //! With `--sources N` the queries come from N source addresses in 127.0.0.0/8 (a flood from
 //! many clients, for a rate limiter), from the same sockets: they are bound to 0.0.0.0 and not
@@ -138,6 +143,9 @@ struct Args {
     /// seconds.
     #[arg(long, conflicts_with_all = ["queries", "once"])]
     reflect: bool,
+    /// Also report how busy this CPU (the server's) was over the run, in percent.
+    #[arg(long)]
+    busy_cpu: Option<usize>,
 }
 
 /// One query of the file, encoded once with ID 0; `question_end` is where its question ends.
@@ -317,6 +325,8 @@ struct Counters {
     unsent: u64,
     /// Queries sent per second, from the first send to the last.
     offered_qps: f64,
+    /// `--busy-cpu`: how busy that CPU was over the run, in percent.
+    busy_cpu_pct: Option<f64>,
     /// `--sources`: how many distinct sources got at least one reply.
     sources_replied: Option<u64>,
 }
@@ -372,6 +382,29 @@ fn cpu_ns() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU `cpu`'s idle and total jiffies, from its line of /proc/stat (idle and iowait are idle).
+fn cpu_ticks(cpu: usize) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let label = format!("cpu{cpu}");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(label.as_str()))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap_or(0))
+        .collect();
+    let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
+    Some((idle, ticks.iter().sum()))
+}
+
+/// How busy a CPU was between two [`cpu_ticks`] readings, in percent.
+fn busy_pct(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let total = after.1.checked_sub(before.1).filter(|t| *t > 0)?;
+    let idle = after.0.saturating_sub(before.0);
+    Some(100.0 * (1.0 - idle as f64 / total as f64))
 }
 
 /// `RcvbufErrors` of the `Udp:` line of /proc/net/snmp (0 if unreadable).
@@ -482,6 +515,7 @@ fn run(args: &Args) -> Result<(), String> {
     let timeout = Duration::from_secs_f64(args.timeout);
     let rcvbuf_before = udp_rcvbuf_errors();
     let cpu_before = cpu_ns();
+    let busy_before = args.busy_cpu.and_then(cpu_ticks);
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
     let mut last_reply = start;
@@ -729,6 +763,9 @@ fn run(args: &Args) -> Result<(), String> {
     c.rcvbuf_errors = udp_rcvbuf_errors().saturating_sub(rcvbuf_before);
     c.cpu_pct =
         cpu_ns().saturating_sub(cpu_before) as f64 / start.elapsed().as_nanos() as f64 * 100.0;
+    c.busy_cpu_pct = busy_before
+        .zip(args.busy_cpu.and_then(cpu_ticks))
+        .and_then(|(before, after)| busy_pct(before, after));
     c.offered_qps = c.sent as f64 / last_send.duration_since(start).as_secs_f64().max(1e-9);
     c.sources_replied = sourced.then(|| replied.iter().map(|w| u64::from(w.count_ones())).sum());
     report(&c, &hist, last_reply.duration_since(start));
@@ -858,6 +895,8 @@ fn report(c: &Counters, hist: &Histogram, elapsed: Duration) {
         c.unsent,
         c.sources_replied
             .map_or(String::new(), |n| format!(" sources_replied={n}"))
+            + &c.busy_cpu_pct
+                .map_or(String::new(), |b| format!(" busy_cpu_pct={b:.0}"))
     );
 }
 

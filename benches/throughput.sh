@@ -545,11 +545,12 @@ start() {
 # field KEY LINE: the value of KEY in a key=value line.
 field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
 
-# loadgen ARGS...: runs the generator pinned to the client CPU, bounded; prints its key=value line.
+# loadgen ARGS...: runs the generator pinned to the client CPU, bounded; prints its key=value line
+# (with busy_cpu_pct: how busy the server CPU was over the generator's own run).
 loadgen() {
     local out
     out=$(timeout -k 5 "${LOADGEN_LIMIT:-$((DURATION * 2 + 150))}" taskset -c "$CLIENT_CPU" "$LOADGEN" \
-        --server "127.0.0.1:$PORT" "$@") || die "hearth-loadgen failed: $out"
+        --server "127.0.0.1:$PORT" --busy-cpu "$SERVER_CPU" "$@") || die "hearth-loadgen failed: $out"
     echo "$out" >>"$WORK/loadgen.log"
     grep '^sent=' <<<"$out"
 }
@@ -618,17 +619,33 @@ core_ticks() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t +=
 # measured PID CMD...: runs CMD (output in $WORK/measured.out), leaving in $SRV_CPU and $GEN_CPU
 # how busy the server's and the generators' CPUs were meanwhile, in percent, softirq and
 # interrupt time included (with loopback traffic much of the work is done there, outside the
-# processes' own threads). The generators' CPU also runs the upstream NSD.
+# processes' own threads). The generators' CPU also runs the upstream NSD. The server's is the
+# generator's own reading (busy_cpu_pct) when CMD's line has it: that covers the run alone,
+# not the generator's reading of its query file before it (a second for a million names, in
+# which the server idles; measured around the process, the auth-flood rows understated every
+# server's cost per answer by a fifth, the faster server's the more).
 SRV_CPU=""
 GEN_CPU=""
 busy_pct() { echo "$1 $2" | awk '{ d = $4 - $2; printf "%.0f", (d > 0 ? 100 * (1 - ($3 - $1) / d) : 0) }'; }
 measured() {
-    local s0 g0
+    local pid=$1 s0 g0 p t cpus
     shift
     s0=$(core_ticks "$SERVER_CPU"); g0=$(core_ticks "$CLIENT_CPU")
     "$@" >"$WORK/measured.out"
-    SRV_CPU=$(busy_pct "$s0" "$(core_ticks "$SERVER_CPU")")
+    SRV_CPU=$(field busy_cpu_pct "$(cat "$WORK/measured.out")")
+    [ -n "$SRV_CPU" ] || SRV_CPU=$(busy_pct "$s0" "$(core_ticks "$SERVER_CPU")")
     GEN_CPU=$(busy_pct "$g0" "$(core_ticks "$CLIENT_CPU")")
+    # Every thread of the server still pinned to the server CPU: launch pinned them, but a
+    # server that sets a thread's affinity later (Knot does for each UDP worker it starts)
+    # would run that thread beside the generator. The row is marked, as a busy machine's is.
+    for p in $(tree "$pid"); do
+        for t in /proc/"$p"/task/*/status; do
+            cpus=$(awk '/^Cpus_allowed_list/ { print $2 }' "$t" 2>/dev/null)
+            [ -z "$cpus" ] || [ "$cpus" = "$SERVER_CPU" ] && continue
+            BUSY_NOTE="${BUSY_NOTE:+$BUSY_NOTE, }a server thread may run on CPUs $cpus"
+            return 0
+        done
+    done
 }
 
 EXTRA_NOTE=""

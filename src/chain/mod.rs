@@ -388,7 +388,7 @@ impl Chain {
         self
     }
 
-    /// Answers `question`: the AAAA filter first, then the chain ([`Chain::resolve_chased`]),
+    /// Answers `question`: the AAAA filter first, then the chain (`Chain::resolve_chased`),
     /// then, for an NXDOMAIN that is the first step of a pod's search-path walk, the rest of
     /// the walk ([`shape::Autopath`]); the answer is shaped last.
     pub async fn resolve(&self, question: &Question) -> Resolution {

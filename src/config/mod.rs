@@ -47,7 +47,7 @@ pub const DEFAULT_CONFIG_NAME: &str = "config/hearth.toml (embedded default)";
 /// `server.fast_path_memory` by default, at the least: room for the replies of about 200,000
 /// names (a 100,000-record zone asked in turn, a large hosts file), taken only when the
 /// working set asks for it (`server::fast::growth`). With a larger answer cache the default
-/// follows it ([`default_fast_path_memory`]).
+/// follows it (`default_fast_path_memory`).
 pub const DEFAULT_FAST_PATH_MEMORY: u64 = 64 << 20;
 /// The least: the table must hold a few hundred replies to be worth its lookup.
 const MIN_FAST_PATH_MEMORY: u64 = 64 << 10;

@@ -4,7 +4,7 @@
 //! Why not `prometheus_client::metrics::histogram::Histogram`: it keeps one set of buckets
 //! behind a lock (a `parking_lot::RwLock` around the sum, count and buckets), which every core
 //! would take on every query. Here each thread writes its own shard (the same round-robin
-//! shard as the per-query counters, [`super::shard_index`]), and a scrape sums the shards.
+//! shard as the per-query counters, `super::shard_index`), and a scrape sums the shards.
 //!
 //! The buckets are counted per bucket (not cumulatively, so one add per observation); the
 //! exposition format's cumulative `le` buckets are built at scrape time.

@@ -21,6 +21,8 @@
 //! cache lines so two cores never write the same line), summed at scrape time. The crate is
 //! used for what it is good at: the exposition format, through a [`Collector`].
 //!
+//! [`Collector`]: prometheus_client::collector::Collector
+//!
 //! Every metric is declared once, with its type and help text, in a [`MetricDoc`] list beside
 //! the code that counts it ([`NAMES`] here for the per-query ones); the README's table and a
 //! test keep the lists and the README in step.
@@ -257,7 +259,7 @@ impl Metrics {
     }
 }
 
-/// A duration histogram per RCODE (those of [`RCODES`], and `other`), sharded: upstream
+/// A duration histogram per RCODE (those of `RCODES`, and `other`), sharded: upstream
 /// round trips by the RCODE of the reply.
 #[derive(Debug)]
 pub struct DurationsByRcode(histogram::Histograms);

@@ -51,6 +51,8 @@
 //! the runtime as a task, which polls it again with a real waker, as the `Future` contract
 //! requires of anything that returned `Pending`. Issue 16's long tail (distinct names, each
 //! asked once or rarely, which the table does not hold) goes through here.
+//!
+//! [`Engine::handle_reply`]: crate::server::Engine::handle_reply
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! A reload compares each source's new configuration with the running one
-//! ([`SourceConfig::same_as`]): the same, and the running source is kept and re-reads its files
+//! ([`ComparableConfig::same_as`]): the same, and the running source is kept and re-reads its files
 //! ([`Plugin::reread`]), so caches, upstream health and a live watch survive; different, and a
 //! new source is built, given the old one to carry over what it can.
 //!

@@ -51,7 +51,7 @@ use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
 use thiserror::Error;
 
@@ -275,10 +275,11 @@ fn read_common(
     let query = Query::read(decoder).ok()?;
     let edns = if counts.additionals == 1 {
         let record = Record::read(decoder).ok()?;
-        if record.record_type() != RecordType::OPT {
-            return None;
+        // The same test as `Message::read_records`: these data, and only these, are the OPT.
+        match record.data {
+            RData::OPT(_) | RData::Update0(RecordType::OPT) => Some(Edns::from(&record)),
+            _ => return None,
         }
-        Some(Edns::from(&record))
     } else {
         None
     };

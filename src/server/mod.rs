@@ -168,25 +168,24 @@ impl Request {
             Some(common) => common,
             None => {
                 let message = Message::from_vec(packet);
-                let first = |m: &Message| m.queries.first().cloned();
                 if metadata.op_code != OpCode::Query {
                     let message = message.as_ref().ok();
-                    return Err(Box::new(Rejected {
-                        error: RequestError::OpCode(metadata.op_code),
-                        metadata: Some(metadata),
-                        query: message.and_then(first),
-                        edns: message.and_then(|m| m.edns.clone()),
-                    }));
+                    return Err(reject(
+                        RequestError::OpCode(metadata.op_code),
+                        Some(metadata),
+                        message.and_then(|m| m.queries.first()),
+                        message.and_then(|m| m.edns.as_ref()),
+                    ));
                 }
                 let mut message =
                     message.map_err(|error| reject(error.into(), Some(metadata), None, None))?;
                 if message.queries.len() != 1 {
-                    return Err(Box::new(Rejected {
-                        error: RequestError::QuestionCount(message.queries.len()),
-                        metadata: Some(metadata),
-                        query: first(&message),
-                        edns: message.edns,
-                    }));
+                    return Err(reject(
+                        RequestError::QuestionCount(message.queries.len()),
+                        Some(metadata),
+                        message.queries.first(),
+                        message.edns.as_ref(),
+                    ));
                 }
                 (message.queries.swap_remove(0), message.edns)
             }
@@ -251,8 +250,8 @@ impl Request {
 }
 
 /// The question and OPT record of the common query: a QUERY with one question, no answer or
-/// authority records, and no additional record but an OPT. `decoder` stands after the header. `None`
-/// for any other message, or when a read fails: the caller then reads the message whole.
+/// authority records, and no additional record but an OPT. `decoder` stands after the header.
+/// `None` for any other message, or when a read fails: the caller then reads it whole.
 ///
 /// Why not always `Message::from_vec`: for this shape it reads the same records the same way
 /// (the question, then the OPT record turned into an [`Edns`]), but it also builds a

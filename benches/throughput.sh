@@ -619,21 +619,20 @@ core_ticks() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t +=
 # measured PID CMD...: runs CMD (output in $WORK/measured.out), leaving in $SRV_CPU and $GEN_CPU
 # how busy the server's and the generators' CPUs were meanwhile, in percent, softirq and
 # interrupt time included (with loopback traffic much of the work is done there, outside the
-# processes' own threads). The generators' CPU also runs the upstream NSD. The server's is the
-# generator's own reading (busy_cpu_pct) when CMD's line has it: that covers the run alone,
-# not the generator's reading of its query file before it (a second for a million names, in
-# which the server idles; measured around the process, the auth-flood rows understated every
-# server's cost per answer by a fifth, the faster server's the more).
+# processes' own threads). The generators' CPU also runs the upstream NSD. CMD is a `loadgen`
+# run, and the server's figure is the generator's own reading (busy_cpu_pct): that covers the
+# run alone, not the generator's reading of its query file before it (a second for a million
+# names, in which the server idles; measured around the process, the auth-flood rows
+# understated every server's cost per answer by a fifth, the faster server's the more).
 SRV_CPU=""
 GEN_CPU=""
 busy_pct() { echo "$1 $2" | awk '{ d = $4 - $2; printf "%.0f", (d > 0 ? 100 * (1 - ($3 - $1) / d) : 0) }'; }
 measured() {
-    local pid=$1 s0 g0 p t cpus
+    local pid=$1 g0 p t cpus
     shift
-    s0=$(core_ticks "$SERVER_CPU"); g0=$(core_ticks "$CLIENT_CPU")
+    g0=$(core_ticks "$CLIENT_CPU")
     "$@" >"$WORK/measured.out"
     SRV_CPU=$(field busy_cpu_pct "$(cat "$WORK/measured.out")")
-    [ -n "$SRV_CPU" ] || SRV_CPU=$(busy_pct "$s0" "$(core_ticks "$SERVER_CPU")")
     GEN_CPU=$(busy_pct "$g0" "$(core_ticks "$CLIENT_CPU")")
     # Every thread of the server still pinned to the server CPU: launch pinned them, but a
     # server that sets a thread's affinity later (Knot does for each UDP worker it starts)

@@ -10,9 +10,9 @@
 //! ```
 //!
 //! A reload compares each source's new configuration with the running one
-//! ([`ComparableConfig::same_as`]): the same, and the running source is kept and re-reads its files
-//! ([`Plugin::reread`]), so caches, upstream health and a live watch survive; different, and a
-//! new source is built, given the old one to carry over what it can.
+//! ([`ComparableConfig::same_as`]): the same, and the running source is kept and re-reads its
+//! files ([`Plugin::reread`]), so caches, upstream health and a live watch survive; different,
+//! and a new source is built, given the old one to carry over what it can.
 //!
 //! Background tasks live as long as their source: [`Background::poll`] holds the source weakly
 //! and ends once a reload has replaced it and the last query using it has finished, and every

@@ -185,7 +185,7 @@ fn benches(c: &mut Criterion) {
     let reply = runtime
         .block_on(engine.handle_reply(&hit, Transport::Udp))
         .unwrap();
-    table.store(&hit, &reply, &table.versions(), tokio::time::Instant::now());
+    table.store(&hit, &reply, &table.versions(), tokio::time::Instant::now);
     let mut out = Vec::with_capacity(1232);
     c.bench_function("fast_path_hit", |b| {
         b.iter(|| table.answer(&admitted, &hit, tokio::time::Instant::now(), &mut out))

@@ -159,7 +159,7 @@ async fn fast_answers_are_the_general_paths_byte_for_byte() {
                     hearth::chain::Validity::Never,
                     "{what}: reusable"
                 );
-                table.store(&query, &general, &versions_before, Instant::now());
+                table.store(&query, &general, &versions_before, Instant::now);
             }
             let mut fast = Vec::new();
             let asked = with_id(query.clone(), 0x7777);

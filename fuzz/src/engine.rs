@@ -102,7 +102,7 @@ pub fn run(data: &[u8]) {
             udp.bytes.len()
         );
 
-        table.store(data, &udp, &before, Instant::now());
+        table.store(data, &udp, &before, Instant::now);
         let mut fast = Vec::new();
         let hit = table.answer(&udp_admitted, data, Instant::now(), &mut fast);
         if !matches!(udp.validity, Validity::Never) {

@@ -138,12 +138,14 @@ pub struct Answer {
     /// A CNAME target the source could not follow because it is not the source's (a zone's
     /// CNAME that leaves the zone, a Kubernetes ExternalName): the chain resolves it from the
     /// first source on and appends what it finds, as CoreDNS does for ExternalName services.
-    pub chase: Option<Name>,
+    /// Boxed, as `extended_error` is: both are rare, and an `Answer` is moved by value through
+    /// a dozen returns on every general-path answer (a `Name` inline is 80 bytes).
+    pub chase: Option<Box<Name>>,
     /// How long the same question would get the same answer: what lets the UDP fast path
     /// answer it again from the encoded reply ([`validity`]).
     pub validity: Validity,
     /// Why the answer is a failure or stale (RFC 8914), for a client that sent EDNS.
-    pub extended_error: Option<ExtendedError>,
+    pub extended_error: Option<Box<ExtendedError>>,
 }
 
 impl Answer {
@@ -250,10 +252,10 @@ impl Outcome {
     /// [`Source`] contract). Final, so the question does not leak to the next source.
     pub fn not_ready() -> Self {
         Self::Success(Answer {
-            extended_error: Some(ExtendedError::new(
+            extended_error: Some(Box::new(ExtendedError::new(
                 ExtendedError::NOT_READY,
                 "the data for this name has not loaded yet",
-            )),
+            ))),
             ..Answer::server_failure()
         })
     }
@@ -297,7 +299,7 @@ impl Outcome {
             }
             Self::Unavail(error) | Self::TryAgain(error) => Answer {
                 response_code: error.response_code(),
-                extended_error: error.extended_error(),
+                extended_error: error.extended_error().map(Box::new),
                 ..Answer::default()
             },
         }
@@ -504,7 +506,7 @@ impl Chain {
             }
             seen.push(lower);
             let next = Question {
-                name: target.clone(),
+                name: Name::clone(&target),
                 lower_name: LowerName::new(&target),
                 ..question.clone()
             };
@@ -720,7 +722,7 @@ mod tests {
             let n: usize = std::str::from_utf8(&label[1..]).unwrap().parse().unwrap();
             let next = if self.back_to_first { 0 } else { n + 1 };
             Outcome::Success(Answer {
-                chase: Some(Name::from_ascii(format!("n{next}.")).unwrap()),
+                chase: Some(Box::new(Name::from_ascii(format!("n{next}.")).unwrap())),
                 ..Answer::default()
             })
         }

@@ -76,11 +76,19 @@ pub enum Decision {
 #[derive(Clone, Copy, Debug)]
 pub struct Admitted {
     client: Client,
+    at: Instant,
 }
 
 impl Admitted {
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// When the front door admitted the request: where its answer's duration starts. On the
+    /// UDP fast path that is the batch's time, read once for the whole batch, so a general
+    /// path answer's duration includes its wait in the batch, as a hit's does.
+    pub fn at(&self) -> Instant {
+        self.at
     }
 }
 
@@ -212,7 +220,10 @@ impl Policy {
         };
         match (decision, client.transport) {
             (Decision::Admit, _) | (Decision::Truncate, Transport::Tcp) => {
-                Verdict::Admit(Admitted { client: *client })
+                Verdict::Admit(Admitted {
+                    client: *client,
+                    at: now,
+                })
             }
             (rejected, _) => Verdict::Reject(rejected),
         }

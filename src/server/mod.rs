@@ -44,7 +44,6 @@ mod request_tests;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{
@@ -409,7 +408,7 @@ impl Engine {
     /// The reply to an admitted message, counted in the metrics and, when `log.queries` is
     /// on, logged. What the listeners call once the front door has admitted the request.
     pub async fn answer(&self, packet: &[u8], admitted: &Admitted) -> Option<Reply> {
-        let started = Instant::now();
+        let started = admitted.at().into_std();
         let Client {
             address: peer,
             transport,
@@ -669,7 +668,7 @@ fn encode_answer(request: &Request, answer: Answer, transport: Transport) -> Vec
     let edns = reply_edns_with(
         request.edns.as_ref(),
         request.cookie.as_ref(),
-        answer.extended_error.as_ref(),
+        answer.extended_error.as_deref(),
     );
     let limit = size_limit(transport, request.edns.as_ref());
     let sections = [

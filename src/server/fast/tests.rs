@@ -129,7 +129,7 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
         validity: Validity::UntilChanged(hosts.dependencies()),
     };
     let mut out = Vec::new();
-    table.store(&query(1, "www.example."), &local, &table.versions(), now);
+    table.store(&query(1, "www.example."), &local, &table.versions(), || now);
     assert!(table.answer(&admitted, &query(0xbeef, "www.example."), now, &mut out));
     assert_eq!(&out[..2], &[0xbe, 0xef], "the ID is the new query's");
     assert_eq!(out[2..], reply(1, 300)[2..]);
@@ -149,7 +149,7 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
     );
     let before = table.versions();
     hosts.bump();
-    table.store(&query(1, "www.example."), &local, &before, now);
+    table.store(&query(1, "www.example."), &local, &before, || now);
     assert!(
         !table.answer(&admitted, &query(3, "www.example."), now, &mut out),
         "an answer computed across a reload is stale at once"
@@ -166,7 +166,7 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
         &query(1, "www.example."),
         &cached,
         &table.versions(),
-        now + Duration::from_secs(10),
+        || now + Duration::from_secs(10),
     );
     assert!(table.answer(
         &admitted,
@@ -201,7 +201,12 @@ async fn versions_and_expiry_decide_and_ttls_count_down() {
         bytes: reply(1, 300),
         validity: Validity::Never,
     };
-    table.store(&query(1, "other.example."), &never, &table.versions(), now);
+    table.store(
+        &query(1, "other.example."),
+        &never,
+        &table.versions(),
+        || now,
+    );
     assert!(
         !table.answer(&admitted, &query(7, "other.example."), now, &mut out),
         "never stored"
@@ -220,7 +225,7 @@ async fn a_memory_budget_bounds_the_table_whatever_the_traffic() {
     // A scan over 5,000 names, each stored once.
     for index in 0..5_000 {
         let name = format!("host{index}.example.");
-        table.store(&query(1, &name), &local, &table.versions(), now);
+        table.store(&query(1, &name), &local, &table.versions(), || now);
     }
     assert!(table.weight() <= 64 * 1024, "{} bytes", table.weight());
     // Each entry weighs its bytes and overhead: a few hundred fit, not 5,000.
@@ -244,7 +249,7 @@ async fn the_table_grows_for_a_tail_asked_again_and_not_for_a_scan() {
     let store_all = |table: &FastTable, prefix: &str, count: usize| {
         for index in 0..count {
             let name = format!("{prefix}{index}.example.");
-            table.store(&query(1, &name), &local, &table.versions(), now);
+            table.store(&query(1, &name), &local, &table.versions(), || now);
         }
     };
 
@@ -320,7 +325,7 @@ fn flood_and_hot_names(answer: &Reply, now: Instant) {
     let flood = |table: &FastTable, turn: usize| {
         for index in 0..100 {
             let name = format!("r{turn}x{index}.victim.example.");
-            table.store(&query(1, &name), answer, &table.versions(), now);
+            table.store(&query(1, &name), answer, &table.versions(), || now);
         }
     };
     // `asked`: whether the hot names are asked between two turns of the flood.
@@ -332,7 +337,7 @@ fn flood_and_hot_names(answer: &Reply, now: Instant) {
         let mut ask = |table: &FastTable| {
             for query in &hot {
                 if !table.answer(&admitted, query, now, &mut out) {
-                    table.store(query, answer, &table.versions(), now);
+                    table.store(query, answer, &table.versions(), || now);
                 }
             }
         };

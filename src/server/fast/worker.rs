@@ -430,7 +430,7 @@ fn general(
     Box::pin(async move {
         let before = table.versions();
         let reply = engine.answer(&packet, &admitted).await?;
-        table.store(&packet, &reply, &before, Instant::now());
+        table.store(&packet, &reply, &before, Instant::now);
         Some(reply)
     })
 }

@@ -693,10 +693,10 @@ impl Source for Forwarder {
                 let stale = |mut answer: Answer| {
                     cache.stats().stale_answers.fetch_add(1, Ordering::Relaxed);
                     // RFC 8914 §4.4, Stale Answer, as RFC 8767 §6 suggests.
-                    answer.extended_error = Some(ExtendedError::new(
+                    answer.extended_error = Some(Box::new(ExtendedError::new(
                         ExtendedError::STALE_ANSWER,
                         "the upstreams did not answer in time: cached data past its TTL",
-                    ));
+                    )));
                     outcome_of(answer)
                 };
                 // RFC 8767 §5's failure recheck timer: served stale moments ago, so again at

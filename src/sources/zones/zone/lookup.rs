@@ -263,7 +263,7 @@ impl Zone {
                         return answer;
                     }
                     if !self.lower_origin.zone_of(&target_lower) {
-                        answer.chase = Some(target);
+                        answer.chase = Some(Box::new(target));
                         return answer;
                     }
                     current = target;

@@ -30,8 +30,12 @@
 # (the "in rounds" table). auth-flood (a random-subdomain flood against bench.test: 1,000,000
 # distinct names that do not exist, each asked once, one pass on a fresh server, in rounds:
 # Hearth, NSD, Knot; what no table of earlier replies can answer).
-# churn, frontdoor, flood, miss-tcp, miss-tls, rotate, dnssec-hit and dnssec-miss run only when named. --servers keeps only the named rows of each
-# scenario (e.g. --only miss --servers hearth,unbound). See benches/README.md.
+# instructions (each server's own instructions per answer, counted under valgrind's callgrind:
+# Hearth, NSD, Knot, over 20,000 names cold, warm and of the NX flood; a count the machine's
+# state does not move, without the kernel's part).
+# churn, frontdoor, flood, miss-tcp, miss-tls, rotate, dnssec-hit, dnssec-miss and
+# instructions run only when named. --servers keeps only the named rows of each scenario (e.g.
+# --only miss --servers hearth,unbound). See benches/README.md.
 #
 # Each server under test runs alone on CPU 1 (`taskset -c 1`); the load generator runs on
 # CPU 0, and so does the NSD that forwarders use as their upstream. Everything listens on
@@ -67,7 +71,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 for s in ${ONLY//,/ }; do
-    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate|dnssec-hit|dnssec-miss|auth-tail|hosts-tail|nx-tail|hit-tail|auth-flood) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
+    case "$s" in hit|hosts|auth|miss|loss|crosscheck|churn|frontdoor|flood|miss-tcp|miss-tls|rotate|dnssec-hit|dnssec-miss|auth-tail|hosts-tail|nx-tail|hit-tail|auth-flood|instructions) ;; *) echo "unknown scenario: $s" >&2; exit 2 ;; esac
 done
 # frontdoor: rounds of its three configs, interleaved (--repeat, else 3); elsewhere, runs per cell.
 ROUNDS=${REPEAT:-3}
@@ -109,8 +113,9 @@ stop_pid() {
     kill -0 "$pid" 2>/dev/null || return 0
     procs=$(tree "$pid")
     kill -TERM "$pid" 2>/dev/null || true
-    # Wait (at most 5 s) for it and its descendants (NSD's main and server processes).
-    for i in $(seq 50); do
+    # Wait (at most 5 s, or $2 tenths of a second) for it and its descendants (NSD's main and
+    # server processes).
+    for i in $(seq "${2:-50}"); do
         alive=""
         for p in $procs; do kill -0 "$p" 2>/dev/null && alive+=" $p"; done
         [ -n "$alive" ] || break
@@ -851,10 +856,13 @@ round_done() {
 # only on its query's second sight): every answer is the general path's. In rounds as
 # tail_rounds runs them, each round one fresh start per server and one pass, into the "in
 # rounds" table; each server's median pass also goes in the main table.
-auth_flood() {
-    local r s pid kv rss
+flood_data() {
     [ -s "$WORK/flood-nx.txt" ] || awk 'BEGIN { srand(16); for (i = 0; i < 1000000; i++)
         printf "r%d-%06x.bench.test A\n", i, int(rand() * 16777216) }' >"$WORK/flood-nx.txt"
+}
+auth_flood() {
+    local r s pid kv rss
+    flood_data
     for r in $(seq "$ROUNDS"); do
         for s in "$@"; do
             picked "$s" || continue
@@ -877,6 +885,65 @@ auth_flood() {
         EXTRA_NOTE="one pass of 1,000,000 names asked once, on a fresh server: the median of $ROUNDS"
         record auth-flood "$s" "$kv" "" "$(field rss "$kv")" nxdomain
         EXTRA_NOTE=""
+    done
+}
+
+# instructions SERVER...: each server's own instructions per answer, counted by callgrind, in
+# three workloads of 20,000 names each: bench.test's names on their first sight ("cold": every
+# answer from the general path), the same names on their third ("warm"), and 20,000 names of
+# the NX flood. Each workload on a fresh server run under valgrind with counting off; counting
+# is switched on for the measured pass only (`callgrind_control -i`), so start-up, zone loading
+# and the warming passes are not counted. Every process of the server is counted (NSD's
+# children too). Why: a count of instructions does not move with the machine's state, which
+# moves every rate here by 10-20% from minute to minute, so it compares builds and servers
+# exactly. What it leaves out is the kernel's part of each answer (the sockets), which is most
+# of an answer's cost on loopback (the rounds' "server core µs/answer"), and it weighs every
+# instruction alike (a cache miss is one instruction). The rates stay the measure; this says
+# where a server's own code stands. Skipped, with a warning, without valgrind.
+INSTR="$WORK/instructions.tsv"
+instructions() {
+    local n=20000 s w pid p q out answers total
+    if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
+        log "instructions: SKIPPED, valgrind is not installed (apt-get install valgrind)"
+        return 0
+    fi
+    flood_data
+    head -n "$n" "$WORK/cold.txt" >"$WORK/instr-zone.txt"
+    head -n "$n" "$WORK/flood-nx.txt" >"$WORK/instr-flood.txt"
+    for s in "$@"; do
+        picked "$s" || continue
+        for w in cold warm flood; do
+            log "instructions $w: $s"
+            rm -f "$WORK"/callgrind.*
+            wait_quiet
+            # shellcheck disable=SC2046 # the command line is split on purpose
+            start "$SERVER_CPU" "$s-callgrind" "$PORT" "$WORK/probe-zone.txt" valgrind --tool=callgrind \
+                --instr-atstart=no --trace-children=yes --callgrind-out-file="$WORK/callgrind.%p" \
+                $(server_cmd "$s")
+            pid=$STARTED
+            for p in $(tree "$pid"); do taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null 2>&1 || true; done
+            q="$WORK/instr-zone.txt"
+            [ "$w" != flood ] || q="$WORK/instr-flood.txt"
+            if [ "$w" = warm ]; then
+                for p in 1 2; do
+                    LOADGEN_LIMIT=620 loadgen --queries "$q" --once -q 20 --timeout 2 --duration 600 >/dev/null
+                done
+            fi
+            # shellcheck disable=SC2046
+            callgrind_control -i on $(tree "$pid") >/dev/null 2>&1
+            out=$(LOADGEN_LIMIT=620 loadgen --queries "$q" --once -q 20 --timeout 2 --duration 600)
+            # shellcheck disable=SC2046
+            callgrind_control -i off $(tree "$pid") >/dev/null 2>&1
+            # Each process writes its counts as it exits: Hearth after its 5 s lameduck, and
+            # slower under valgrind. A process killed first writes none.
+            stop_pid "$pid" 600
+            answers=$(field completed "$out")
+            # Each process's file ends with its totals, counted while counting was on.
+            total=$(awk '$1 == "totals:" { t += $2 } END { print t + 0 }' "$WORK"/callgrind.* 2>/dev/null || echo 0)
+            [ "$total" -gt 0 ] || log "instructions $w: $s wrote no counts (killed before it exited?)"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$s" "$w" "$answers" "$total" \
+                "$(awk -v t="$total" -v a="$answers" 'BEGIN { if (a > 0) printf "%.0f", t / a }')" >>"$INSTR"
+        done
     done
 }
 
@@ -1121,6 +1188,7 @@ for scen in ${ONLY//,/ }; do
                 tail_run hit-tail "$s" "$WORK/tail-hit.txt" "$WORK/probe-tail.txt" noerror; done
             tail_latency hit-tail "$WORK/tail-hit.txt" "$WORK/probe-tail.txt" hearth-hit-tail-64m hearth-hit-tail unbound-hit-tail ;;
         auth-flood) auth_flood hearth-zone nsd knot ;;
+        instructions) instructions hearth-zone nsd knot ;;
         loss) for s in hearth unbound dnsdist dnsmasq hearth-zone nsd; do
                   picked "$s" || continue; loss "$s" "${HIT[@]}"; done ;;
         crosscheck) for s in dnsmasq hearth; do picked "$s" || continue; crosscheck "$s"; done ;;
@@ -1206,6 +1274,23 @@ if [ -s "$TAIL_LAT" ]; then
             print "|---|---|---:|---:|---:|---:|---:|---|"
         }
         { printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8 }' "$TAIL_LAT")
+fi
+# instructions: each server's instructions per answer in each workload, and Hearth's as a
+# fraction of each peer's.
+if [ -s "$INSTR" ]; then
+    TABLE+=$'\n\n'$(awk -F'\t' '
+        BEGIN {
+            print "| instructions per answer (callgrind, user space) | server | answers | instructions | per answer | Hearth ÷ this |"
+            print "|---|---|---:|---:|---:|---:|"
+        }
+        { row[NR] = $0; if ($1 ~ /^hearth/) h[$2] = $5 }
+        END {
+            for (i = 1; i <= NR; i++) {
+                split(row[i], f, "\t")
+                ratio = (f[1] !~ /^hearth/ && (f[2] in h) && f[5] > 0) ? sprintf("%.2f", h[f[2]] / f[5]) : ""
+                printf "| %s | %s | %s | %s | %s | %s |\n", f[2], f[1], f[3], f[4], f[5], ratio
+            }
+        }' "$INSTR")
 fi
 # The long tail in rounds: each server's q/s per round, the sums, Hearth's ratio to each peer
 # (of the sums, and the lowest and highest of the rounds' own), and the server core's µs per

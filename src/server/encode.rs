@@ -101,6 +101,10 @@ struct Writer {
     /// The offset of every label written in full so far: each starts a name that can be
     /// pointed at (the rest of that name, through any pointer that ends it).
     labels: [u16; REMEMBERED],
+    /// How many labels the name at each of `labels` has, through any pointer that ends it: a
+    /// name of `n` labels can only be the suffix of `n` labels of another, so each offset is
+    /// compared with one suffix at most (see [`Writer::longest_written_suffix`]).
+    label_counts: [u8; REMEMBERED],
     remembered: usize,
     /// Names written with compression so far.
     compressed: usize,
@@ -112,6 +116,7 @@ impl Writer {
             // A typical reply fits; hickory starts at 512 too.
             out: Vec::with_capacity(512),
             labels: [0; REMEMBERED],
+            label_counts: [0; REMEMBERED],
             remembered: 0,
             compressed: 0,
         }
@@ -170,15 +175,14 @@ impl Writer {
         let compress = compress && self.compressed < COMPRESSED_NAMES;
         self.compressed += usize::from(compress);
         let found = if compress {
-            (0..labels.len()).find_map(|first| {
-                self.written_at(&labels[first..])
-                    .map(|offset| (first, offset))
-            })
+            self.longest_written_suffix(labels)
         } else {
             None
         };
-        let written = found.map_or(labels.len(), |(first, _)| first);
-        for label in &labels[..written] {
+        let written = found.map_or(labels.len(), |(first, _, _)| first);
+        // The labels after those written here: the pointer's name's, or none (the root).
+        let after = found.map_or(0, |(_, _, count)| usize::from(count));
+        for (index, label) in labels[..written].iter().enumerate() {
             if label.len() > 63 {
                 return None;
             }
@@ -187,28 +191,49 @@ impl Writer {
             // later name may point at it.
             if start < POINTER_LIMIT && self.remembered < REMEMBERED {
                 self.labels[self.remembered] = start as u16;
+                // At most MAX_LABELS (32) labels here, and a pointer's name is one of them.
+                self.label_counts[self.remembered] = (written - index + after) as u8;
                 self.remembered += 1;
             }
             self.out.push(label.len() as u8);
             self.out.extend_from_slice(label);
         }
         match found {
-            Some((_, offset)) => self.u16(0xC000 | offset),
+            Some((_, offset, _)) => self.u16(0xC000 | offset),
             None => self.out.push(0),
         }
         Some(())
     }
 
-    /// Where a name of exactly `labels` (then the root) was written, if one was.
-    fn written_at(&self, labels: &[&[u8]]) -> Option<u16> {
-        if labels.is_empty() {
-            // The root is one byte; a pointer is two.
-            return None;
-        }
-        self.labels[..self.remembered]
+    /// The longest suffix of `labels` (the whole name included) already written, as `(first,
+    /// offset, count)`: the suffix `labels[first..]`, where it was written, and its label
+    /// count. The root alone is never pointed at (it is one byte; a pointer is two): every
+    /// remembered name has at least one label.
+    ///
+    /// hickory's order, which the tests hold this to: the longest suffix wins, and of the
+    /// places one suffix was written, the first remembered. Each remembered name is compared
+    /// only with the suffix of its own label count, the one suffix it could equal, rather than
+    /// every suffix with every remembered name: a reply's names are compared once each.
+    fn longest_written_suffix(&self, labels: &[&[u8]]) -> Option<(usize, u16, u8)> {
+        let mut best: Option<(usize, u16, u8)> = None;
+        for (&offset, &count) in self.labels[..self.remembered]
             .iter()
-            .copied()
-            .find(|&offset| self.name_at_is(usize::from(offset), labels))
+            .zip(&self.label_counts[..self.remembered])
+        {
+            let Some(first) = labels.len().checked_sub(usize::from(count)) else {
+                continue;
+            };
+            if best.is_some_and(|(longest, _, _)| first >= longest) {
+                continue;
+            }
+            if self.name_at_is(usize::from(offset), &labels[first..]) {
+                best = Some((first, offset, count));
+                if first == 0 {
+                    break;
+                }
+            }
+        }
+        best
     }
 
     /// Whether the name written at `offset` is `labels`, byte for byte, then the root.

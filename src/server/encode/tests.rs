@@ -195,6 +195,31 @@ fn corpus() -> Vec<(Query, [Vec<Record>; 3])> {
                 )],
             ],
         ),
+        // Two SRV targets in full, so `svc.cluster.local.` is written twice, then a name
+        // under it: it points at the first place that suffix was written (hickory's order).
+        (
+            query("_dns._udp.cluster.local.", RecordType::SRV),
+            [
+                vec![
+                    record(
+                        "_dns._udp.cluster.local.",
+                        5,
+                        RData::SRV(SRV::new(0, 100, 53, name("a.svc.cluster.local."))),
+                    ),
+                    record(
+                        "_dns._udp.cluster.local.",
+                        5,
+                        RData::SRV(SRV::new(0, 100, 53, name("b.svc.cluster.local."))),
+                    ),
+                ],
+                vec![],
+                vec![record(
+                    "c.svc.cluster.local.",
+                    5,
+                    RData::A(A(Ipv4Addr::new(10, 96, 0, 10))),
+                )],
+            ],
+        ),
         (
             query("1.0.97.10.in-addr.arpa.", RecordType::PTR),
             [

@@ -139,8 +139,11 @@ impl HostsTable {
             }
             return Outcome::Success(owned_answer(answers));
         }
-        if let Some(&(start, count)) =
-            reverse_address(&question.name).and_then(|ip| self.by_address.get(&ip))
+        // As for the key above: no address read from the name when no address is held.
+        if let Some(&(start, count)) = (!self.by_address.is_empty())
+            .then(|| reverse_address(&question.name))
+            .flatten()
+            .and_then(|ip| self.by_address.get(&ip))
         {
             let answers = if matches!(question.record_type, RecordType::PTR | RecordType::ANY) {
                 self.ptr_names[range(start, u16::from(count))]

@@ -51,16 +51,21 @@ struct ZoneSet {
 }
 
 impl ZoneSet {
-    /// The zone with the longest origin that contains `name`.
-    fn find(&self, name: &LowerName) -> Option<&Arc<Zone>> {
+    /// The zone with the longest origin that contains `name`, and `name`'s key, made in
+    /// `buffer`: the zone's lookup takes it rather than making it again.
+    fn find<'b>(
+        &self,
+        name: &LowerName,
+        buffer: &'b mut [u8; 256],
+    ) -> Option<(&Arc<Zone>, &'b [u8])> {
         if self.by_origin.is_empty() {
             return None;
         }
-        let mut buffer = [0; 256];
-        let mut key = key_in(name, &mut buffer)?;
+        let name_key = key_in(name, buffer)?;
+        let mut key = name_key;
         loop {
             if let Some(zone) = self.by_origin.get(key) {
-                return Some(zone);
+                return Some((zone, name_key));
             }
             key = parent_key(key)?;
         }
@@ -386,7 +391,8 @@ impl Zones {
             return outcome;
         }
         let set = self.set.load();
-        let Some(zone) = set.find(&question.lower_name) else {
+        let mut buffer = [0; 256];
+        let Some((zone, key)) = set.find(&question.lower_name, &mut buffer) else {
             return match &set.unreadable {
                 Some(reason) => Outcome::Unavail(ZonesError::Unreadable(reason.clone()).into()),
                 None => Outcome::not_found().read_from(self.outside_dependencies(question)),
@@ -397,7 +403,7 @@ impl Zones {
             .origins
             .dependencies()
             .union(self.versions.data.dependencies());
-        let answer = zone.lookup(&question.name, question.record_type);
+        let answer = zone.lookup_keyed(&question.name, key, question.record_type);
         let falls_through = answer.response_code == ResponseCode::NXDomain
             && self
                 .fallthrough

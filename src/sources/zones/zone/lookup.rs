@@ -1,6 +1,8 @@
 //! A zone ready to answer, and how it answers: RFC 1034 §4.3.2's algorithm (see the drawing in
 //! [`super`]), with wildcards (RFC 4592), negative answers (RFC 2308) and ANY (RFC 8482).
 
+use std::borrow::Cow;
+
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
@@ -206,16 +208,23 @@ impl Zone {
     /// Answers `name`/`record_type`, a name at or below the apex. `owner` is the name as the
     /// client wrote it: answers for it are owned by it.
     pub fn lookup(&self, owner: &Name, record_type: RecordType) -> Answer {
-        self.lookup_in(&self.table, owner, record_type)
+        self.lookup_in(&self.table, owner, None, record_type)
+    }
+
+    /// [`Zone::lookup`] with `owner`'s key (`sources::wire::NameKey`) made already: finding
+    /// the zone made it.
+    pub fn lookup_keyed(&self, owner: &Name, key: &[u8], record_type: RecordType) -> Answer {
+        self.lookup_in(&self.table, owner, Some(key), record_type)
     }
 
     /// [`Zone::lookup`] where the names are `nodes` rather than this zone's own table (which
     /// then holds the apex); this zone gives the origin, the SOA and whether there are
-    /// delegations.
+    /// delegations. `owner_key`: `owner`'s key, if the caller has it.
     pub(super) fn lookup_in(
         &self,
         nodes: &impl Nodes,
         owner: &Name,
+        mut owner_key: Option<&[u8]>,
         record_type: RecordType,
     ) -> Answer {
         let mut answer = Answer {
@@ -223,7 +232,8 @@ impl Zone {
             // Its owner (the zones source, the cluster) stamps the version it read.
             ..Answer::default()
         };
-        let mut current = owner.clone();
+        // Borrowed until a CNAME leads on: most answers never copy the name.
+        let mut current = Cow::Borrowed(owner);
         let mut seen: Vec<LowerName> = Vec::new();
         loop {
             if let Some(name_servers) = self.delegation(nodes, &current, record_type) {
@@ -237,9 +247,14 @@ impl Zone {
                 answer.authorities = name_servers;
                 return answer;
             }
-            // The name's key made once, for its node and, if it has none, for its wildcard.
+            // The name's key made once, for its node and, if it has none, for its wildcard;
+            // the owner's may be made already.
             let mut buffer = [0; 256];
-            let node = key_in(&current, &mut buffer).and_then(|key| {
+            let key = match owner_key.take() {
+                Some(key) => Some(key),
+                None => key_in(&current, &mut buffer),
+            };
+            let node = key.and_then(|key| {
                 Self::node_keyed(nodes, &current, key).or_else(|| self.wildcard_for(nodes, key))
             });
             let Some((table, node)) = node else {
@@ -266,7 +281,7 @@ impl Zone {
                         answer.chase = Some(Box::new(target));
                         return answer;
                     }
-                    current = target;
+                    current = Cow::Owned(target);
                     continue;
                 }
             }

@@ -186,7 +186,7 @@ impl PartedZone {
         owner: &Name,
         record_type: RecordType,
     ) -> Answer {
-        self.apex.lookup_in(&self.nodes(), owner, record_type)
+        self.apex.lookup_in(&self.nodes(), owner, None, record_type)
     }
 
     /// As [`Zone::has_name`].

@@ -1222,8 +1222,10 @@ stop_pid "$NSD_UP"
 [ -z "$TAIL_NSD" ] || stop_pid "$TAIL_NSD"
 
 # --- 6. the table ----------------------------------------------------------------------------
-# Hearth's ratio to each peer in the same scenario, by the batched generator's q/s.
-TABLE=$(awk -F'\t' '
+# Hearth's ratio to each peer in the same scenario, by the batched generator's q/s. Left out
+# when no scenario wrote a row to it (--only instructions, --only frontdoor).
+TABLE=""
+[ ! -s "$RESULTS" ] || TABLE=$(awk -F'\t' '
     { row[NR] = $0; if ($2 ~ /^hearth/) h[$1] = $3 }
     END {
         print "| scenario | server | q/s (loadgen) | q/s (dnsperf) | p50 µs | p99 µs | lost % | RSS MB | CPU % srv/gen | Hearth ÷ this | notes |"

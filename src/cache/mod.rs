@@ -306,21 +306,11 @@ impl Cache {
         let age = now.saturating_duration_since(entry.stored);
         let age_seconds = seconds(age);
         if age_seconds < entry.ttl {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            let hits = entry.hits.fetch_add(1, Ordering::Relaxed) + 1;
-            let remaining = entry.ttl - age_seconds;
-            let prefetch = self.config.prefetch
-                && hits >= 2
-                && entry.ttl >= 10
-                && remaining <= entry.ttl / 10
-                && !entry.prefetch_started.swap(true, Ordering::Relaxed);
-            let Some(mut answer) = entry.answer.decode(|ttl| ttl.saturating_sub(age_seconds))
-            else {
+            let Some((answer, prefetch)) = self.fresh(&entry, age_seconds) else {
                 self.entries.remove(key);
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Miss;
             };
-            answer.validity = self.reusable(entry.stored, age_seconds, entry.ttl);
             return Lookup::Fresh { answer, prefetch };
         }
         if age < Duration::from_secs(u64::from(entry.ttl)) + self.config.serve_stale {
@@ -331,6 +321,42 @@ impl Cache {
         self.entries.remove(key);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         Lookup::Miss
+    }
+
+    /// [`Cache::get`] for a fresh answer only: `Some` exactly when `get` would give
+    /// [`Lookup::Fresh`], counted as the same hit. For anything else (no entry, an expired
+    /// one) it counts and changes nothing, and the caller asks `get`, which counts the miss
+    /// once. What a caller asks first when it answers a fresh hit without waiting (the
+    /// forwarder's `Source::lookup_now`).
+    pub fn get_fresh(&self, key: &CacheKey, now: Instant) -> Option<(Answer, bool)> {
+        let entry = self.entries.get(key)?;
+        let age_seconds = seconds(now.saturating_duration_since(entry.stored));
+        if age_seconds >= entry.ttl {
+            return None;
+        }
+        let fresh = self.fresh(&entry, age_seconds);
+        if fresh.is_none() {
+            // It does not decode: dropped, as `get` drops it, and the `get` that follows
+            // counts the miss, so the counts are what `get` alone would have made.
+            self.entries.remove(key);
+        }
+        fresh
+    }
+
+    /// The hit on `entry`, fresh at `age_seconds`: the answer, TTLs counted down, and whether
+    /// to prefetch it now. `None` if it does not decode.
+    fn fresh(&self, entry: &Entry, age_seconds: u32) -> Option<(Answer, bool)> {
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        let hits = entry.hits.fetch_add(1, Ordering::Relaxed) + 1;
+        let remaining = entry.ttl - age_seconds;
+        let prefetch = self.config.prefetch
+            && hits >= 2
+            && entry.ttl >= 10
+            && remaining <= entry.ttl / 10
+            && !entry.prefetch_started.swap(true, Ordering::Relaxed);
+        let mut answer = entry.answer.decode(|ttl| ttl.saturating_sub(age_seconds))?;
+        answer.validity = self.reusable(entry.stored, age_seconds, entry.ttl);
+        Some((answer, prefetch))
     }
 
     /// How long an answer stored at `stored` for `ttl` seconds, encoded `age` seconds later,

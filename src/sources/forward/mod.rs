@@ -423,6 +423,18 @@ impl Inner {
     /// profile): a probe is `NONCE-INDEX.hearth-loop-check.invalid.`, three labels.
     fn loop_probe_index(&self, question: &Question) -> Option<usize> {
         let mut labels = question.lower_name.iter();
+        // Three labels, the last one ending the probe's suffix: one label read turns away
+        // almost every other name before the whole test below.
+        let suffix = LOOP_PROBE_SUFFIX.trim_end_matches('.').as_bytes();
+        if labels.len() != 3
+            || !question
+                .lower_name
+                .iter()
+                .next_back()
+                .is_some_and(|last| suffix.ends_with(last))
+        {
+            return None;
+        }
         let first = labels.next()?;
         let expected = LOOP_PROBE_SUFFIX.trim_end_matches('.').split('.');
         if !labels.eq(expected.map(str::as_bytes)) {
@@ -626,6 +638,28 @@ impl Inner {
             }
         }
     }
+
+    /// The outcome of a fresh cache hit, with its prefetch started if the cache asks for one.
+    fn fresh(
+        self: &Arc<Self>,
+        cache: &Cache,
+        question: &Question,
+        key: CacheKey,
+        answer: Answer,
+        prefetch: bool,
+    ) -> Outcome {
+        if prefetch {
+            cache.stats().prefetches.fetch_add(1, Ordering::Relaxed);
+            let inner = Arc::clone(self);
+            // The prefetch is the server's, not the client's: not counted against it.
+            let question = Question {
+                waiting: None,
+                ..question.clone()
+            };
+            tokio::spawn(async move { inner.resolve(&question, key).await });
+        }
+        outcome_of(answer)
+    }
 }
 
 /// The outcome of a cached answer: NXDOMAIN is NOTFOUND, the rest SUCCESS.
@@ -641,6 +675,20 @@ fn outcome_of(answer: Answer) -> Outcome {
 impl Source for Forwarder {
     fn name(&self) -> &'static str {
         "dns"
+    }
+
+    /// A fresh cache hit, answered without waiting; anything else (a loop probe coming back,
+    /// no cache, a stale entry, a miss) is `lookup`'s. `Cache::get_fresh` counts nothing when
+    /// it finds no fresh answer, so the `get` in `lookup` counts each miss once.
+    fn lookup_now(&self, question: &Question) -> Option<Outcome> {
+        let inner = &self.inner;
+        let cache = inner.cache.as_ref()?;
+        if inner.loop_probe_index(question).is_some() {
+            return None;
+        }
+        let key = CacheKey::new(question);
+        let (answer, prefetch) = cache.get_fresh(&key, Instant::now())?;
+        Some(inner.fresh(cache, question, key, answer, prefetch))
     }
 
     async fn lookup(&self, question: &Question) -> Outcome {
@@ -673,17 +721,7 @@ impl Source for Forwarder {
         };
         match cache.get(&key, Instant::now()) {
             Lookup::Fresh { answer, prefetch } => {
-                if prefetch {
-                    cache.stats().prefetches.fetch_add(1, Ordering::Relaxed);
-                    let inner = Arc::clone(inner);
-                    // The prefetch is the server's, not the client's: not counted against it.
-                    let question = Question {
-                        waiting: None,
-                        ..question.clone()
-                    };
-                    tokio::spawn(async move { inner.resolve(&question, key).await });
-                }
-                outcome_of(answer)
+                inner.fresh(cache, question, key, answer, prefetch)
             }
             Lookup::Stale { answer } => {
                 // A bogus answer is never turned into a stale success.

@@ -425,18 +425,18 @@ impl Inner {
         let mut labels = question.lower_name.iter();
         // Three labels, the last one ending the probe's suffix: one label read turns away
         // almost every other name before the whole test below.
-        let suffix = LOOP_PROBE_SUFFIX.trim_end_matches('.').as_bytes();
+        let suffix = LOOP_PROBE_SUFFIX.trim_end_matches('.');
         if labels.len() != 3
             || !question
                 .lower_name
                 .iter()
                 .next_back()
-                .is_some_and(|last| suffix.ends_with(last))
+                .is_some_and(|last| suffix.as_bytes().ends_with(last))
         {
             return None;
         }
         let first = labels.next()?;
-        let expected = LOOP_PROBE_SUFFIX.trim_end_matches('.').split('.');
+        let expected = suffix.split('.');
         if !labels.eq(expected.map(str::as_bytes)) {
             return None;
         }

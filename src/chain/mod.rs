@@ -328,8 +328,10 @@ impl Outcome {
 ///   network carries its own timeout.
 /// - Sources are shared between all queries (`Send + Sync`) and reload their own data; a
 ///   lookup sees one version of that data, never half of a reload.
-/// - A source whose answers are all in memory says so with [`Source::lookup_now`], which must
-///   give the same outcome `lookup` would.
+/// - A source that can answer a question from memory (a hosts file, a zone, a forwarder's
+///   fresh cache hit) does so in [`Source::lookup_now`], which must give the same outcome
+///   `lookup` would, and, when it gives `None`, must have changed nothing `lookup` then
+///   counts or changes (the forwarder's miss is counted once, by `lookup`).
 #[async_trait]
 pub trait Source: Send + Sync {
     /// The source's name as it appears in the order and in logs.

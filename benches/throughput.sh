@@ -684,12 +684,14 @@ warm() {
 }
 
 # launch SERVER PROBE: waits for a quiet machine, starts SERVER on $PORT pinned to the server
-# CPU, and waits until it answers PROBE; its pid is left in $STARTED.
+# CPU, and waits until it answers PROBE; its pid is left in $STARTED. $WRAP, if set, is a
+# command line SERVER runs under (valgrind, for the instructions scenario).
+WRAP=""
 launch() {
     local p
     wait_quiet
-    # shellcheck disable=SC2046 # the command line is split on purpose
-    start "$SERVER_CPU" "$1" "$PORT" "$2" $(server_cmd "$1")
+    # shellcheck disable=SC2046,SC2086 # the command lines are split on purpose
+    start "$SERVER_CPU" "$1" "$PORT" "$2" $WRAP $(server_cmd "$1")
     # Every thread of it on the server CPU: Knot pins each UDP worker to a CPU of its own
     # choosing as it starts (worker i to CPU i), which would put its one worker beside the
     # generator. Threads started later inherit this.
@@ -915,13 +917,9 @@ instructions() {
         for w in cold warm flood; do
             log "instructions $w: $s"
             rm -f "$WORK"/callgrind.*
-            wait_quiet
-            # shellcheck disable=SC2046 # the command line is split on purpose
-            start "$SERVER_CPU" "$s-callgrind" "$PORT" "$WORK/probe-zone.txt" valgrind --tool=callgrind \
-                --instr-atstart=no --trace-children=yes --callgrind-out-file="$WORK/callgrind.%p" \
-                $(server_cmd "$s")
+            WRAP="valgrind --tool=callgrind --instr-atstart=no --trace-children=yes --callgrind-out-file=$WORK/callgrind.%p" \
+                launch "$s" "$WORK/probe-zone.txt"
             pid=$STARTED
-            for p in $(tree "$pid"); do taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null 2>&1 || true; done
             q="$WORK/instr-zone.txt"
             [ "$w" != flood ] || q="$WORK/instr-flood.txt"
             if [ "$w" = warm ]; then

@@ -101,7 +101,7 @@ pub struct CacheKey(Box<[u8]>);
 
 impl CacheKey {
     pub fn new(question: &Question) -> Self {
-        let name = &question.lower_name;
+        let name = question.lower_name();
         // The name's labels as RFC 1035 §3.1 lays them out (length, bytes; the root's empty
         // label last), written here rather than through an encoder, which allocates a buffer
         // of its own for every question.

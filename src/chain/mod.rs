@@ -14,20 +14,21 @@
 pub mod client;
 pub mod ede;
 pub mod order;
+mod resolve;
 pub mod shape;
 pub mod validity;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::CNAME;
-use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
 
 pub use client::{Client, Transport, WaitSlot, Waiting};
 pub use ede::ExtendedError;
 pub use order::{Actions, OrderEntry};
+pub use resolve::Paused;
 pub use validity::{DataVersion, DataVersions, Dependencies, Validity};
 
 /// How many CNAME links one answer follows across sources (and within a zone).
@@ -37,10 +38,14 @@ pub const MAX_CNAME_CHAIN: usize = 8;
 #[derive(Clone, Debug)]
 pub struct Question {
     /// The name exactly as the client wrote it. Answers are owned by this name, so the case the
-    /// client used comes back to it (RFC 4343 §4.1: case is preserved where possible).
+    /// client used comes back to it (RFC 4343 §4.1: case is preserved where possible). Not to
+    /// be changed once made: a question for another name is [`Question::for_name`]'s.
     pub name: Name,
-    /// The same name, lower-cased, for lookups: DNS names compare case-insensitively (RFC 4343).
-    pub lower_name: LowerName,
+    /// The same name, lower-cased ([`Question::lower_name`]), made the first time it is asked
+    /// for. Why not at once: hosts files and zones lower-case a name as they read it into
+    /// their keys, and making it for each of a long tail's distinct names was 2.7% of the UDP
+    /// thread's instructions on a zone's NXDOMAIN flood (issue 16), for nothing.
+    lower_name: OnceLock<LowerName>,
     pub record_type: RecordType,
     pub class: DNSClass,
     /// The DO bit (RFC 3225): forwarded so the upstream can include DNSSEC records.
@@ -56,13 +61,28 @@ pub struct Question {
 impl Question {
     pub fn new(name: Name, record_type: RecordType) -> Self {
         Self {
-            lower_name: LowerName::new(&name),
+            lower_name: OnceLock::new(),
             name,
             record_type,
             class: DNSClass::IN,
             dnssec_ok: false,
             checking_disabled: false,
             waiting: None,
+        }
+    }
+
+    /// The name, lower-cased, for lookups: DNS names compare case-insensitively (RFC 4343).
+    pub fn lower_name(&self) -> &LowerName {
+        self.lower_name.get_or_init(|| LowerName::new(&self.name))
+    }
+
+    /// The same question for `name` (a CNAME's target, a search-path candidate): the same type,
+    /// class, flags and client.
+    pub fn for_name(&self, name: Name) -> Self {
+        Self {
+            name,
+            lower_name: OnceLock::new(),
+            ..self.clone()
         }
     }
 }
@@ -391,184 +411,6 @@ impl Chain {
         self.shaper = shape::Shaper::new(shaping);
         self
     }
-
-    /// Answers `question`: the AAAA filter first, then the chain (`Chain::resolve_chased`),
-    /// then, for an NXDOMAIN that is the first step of a pod's search-path walk, the rest of
-    /// the walk ([`shape::Autopath`]); the answer is shaped last.
-    pub async fn resolve(&self, question: &Question) -> Resolution {
-        if let Some(answer) = self.shaper.filter(question) {
-            return Resolution {
-                status: Status::Success,
-                source: Some("filter_aaaa"),
-                answer,
-            };
-        }
-        let mut resolution = self.resolve_chased(question).await;
-        if resolution.answer.response_code == ResponseCode::NXDomain {
-            if let Some(candidates) = self.shaper.search_walk(&question.name) {
-                // Boxed: the walk's state is large (a question and an answer per candidate) and
-                // rare, and unboxed it made every query's future 2.5 KB, not 1.9 KB, which the
-                // UDP thread copies into the box it polls (`server::fast::worker::general`).
-                let walk = Box::pin(self.walk(question, candidates, &resolution));
-                if let Some(found) = walk.await {
-                    resolution = found;
-                }
-            }
-        }
-        self.shaper.shape(&mut resolution.answer);
-        resolution
-    }
-
-    /// The rest of a search-path walk after its first name was NXDOMAIN: each candidate in
-    /// turn, as glibc's `res_nsearch` would ask them, until one has data. That answer comes
-    /// back behind a CNAME from the name asked, so the client stops at its first query (what
-    /// CoreDNS's `autopath` does). `None` when no candidate has data, or one fails: the
-    /// client then walks on its own, and sees exactly what it would have without this.
-    async fn walk(
-        &self,
-        question: &Question,
-        candidates: Vec<Name>,
-        first: &Resolution,
-    ) -> Option<Resolution> {
-        // The answer depends on every name tried: a Service created under an earlier one
-        // changes it.
-        let mut validity = first.answer.validity;
-        let last = candidates.len().checked_sub(1)?;
-        for (index, candidate) in candidates.into_iter().enumerate() {
-            let next = Question {
-                name: candidate.clone(),
-                lower_name: LowerName::new(&candidate),
-                ..question.clone()
-            };
-            let mut found = self.resolve_chased(&next).await;
-            validity = validity.meet(found.answer.validity);
-            match found.answer.response_code {
-                ResponseCode::NXDomain => continue,
-                // NODATA: glibc notes it and walks on; if nothing later has data, it is the
-                // client's own walk that finds this NODATA again.
-                ResponseCode::NoError if found.answer.answers.is_empty() && index < last => {
-                    continue
-                }
-                ResponseCode::NoError if !found.answer.answers.is_empty() => {
-                    let ttl = found
-                        .answer
-                        .answers
-                        .iter()
-                        .map(|record| record.ttl)
-                        .min()
-                        .unwrap_or(0);
-                    let alias = Record::from_rdata(
-                        question.name.clone(),
-                        ttl,
-                        RData::CNAME(CNAME(candidate)),
-                    );
-                    found.answer.answers.insert(0, alias);
-                    // Synthesized here, not data of a zone this server owns.
-                    found.answer.authoritative = false;
-                    found.answer.validity = validity;
-                    return Some(found);
-                }
-                _ => return None,
-            }
-        }
-        None
-    }
-
-    /// Walks the chain for `question`, then follows a CNAME a source handed on
-    /// ([`Answer::chase`]) through the whole chain again, up to [`MAX_CNAME_CHAIN`] links.
-    ///
-    /// RFC 6604 §3: the RCODE is that of the last name in the chain, so an NXDOMAIN target makes
-    /// the whole answer NXDOMAIN; AA stays that of the first answer (RFC 1035 §4.1.1). A loop
-    /// across sources ends the chase with what has been found so far.
-    async fn resolve_chased(&self, question: &Question) -> Resolution {
-        let resolution = self.resolve_once(question).await;
-        if resolution.answer.chase.is_none() {
-            return resolution;
-        }
-        // Boxed, as the search walk is: following a CNAME holds a question, three names and
-        // another walk of the chain across its awaits, and unboxed that made every query's
-        // future larger (this one 1,120 bytes, not about 400), which is copied at each level
-        // of the general path and into the box the UDP thread polls.
-        Box::pin(self.chase(question, resolution)).await
-    }
-
-    /// [`Chain::resolve_chased`] past a first answer that ends in a CNAME out of its source.
-    async fn chase(&self, question: &Question, mut resolution: Resolution) -> Resolution {
-        // The names followed so far, after the question's own; made only when there is a CNAME
-        // to follow (most answers have none, and this was an allocation per query).
-        let mut seen: Vec<LowerName> = Vec::new();
-        while let Some(target) = resolution.answer.chase.take() {
-            let lower = LowerName::new(&target);
-            if lower == question.lower_name
-                || seen.contains(&lower)
-                || seen.len() >= MAX_CNAME_CHAIN
-            {
-                tracing::debug!(name = %question.name, %target, "CNAME chain loops or is too long");
-                break;
-            }
-            seen.push(lower);
-            let next = Question {
-                name: Name::clone(&target),
-                lower_name: LowerName::new(&target),
-                ..question.clone()
-            };
-            let more = self.resolve_once(&next).await;
-            let answer = &mut resolution.answer;
-            answer.answers.extend(more.answer.answers);
-            answer.authorities = more.answer.authorities;
-            answer.additionals = more.answer.additionals;
-            answer.response_code = more.answer.response_code;
-            answer.authentic_data &= more.answer.authentic_data;
-            answer.chase = more.answer.chase;
-            answer.extended_error = more.answer.extended_error.or(answer.extended_error.take());
-            answer.validity = answer.validity.meet(more.answer.validity);
-            resolution.status = more.status;
-        }
-        resolution
-    }
-
-    /// One walk of the chain.
-    ///
-    /// As glibc does, the status of the last source consulted decides the answer when the
-    /// chain runs out: SUCCESS answers, NOTFOUND is NXDOMAIN (with that source's SOA, if it
-    /// gave one), UNAVAIL and TRYAGAIN are SERVFAIL.
-    async fn resolve_once(&self, question: &Question) -> Resolution {
-        let mut last = None;
-        // The answer depends on every source consulted: a NOTFOUND from files is part of it.
-        let mut validity = Validity::UntilChanged(Dependencies::NONE);
-        for link in &self.links {
-            let outcome = match link.source.lookup_now(question) {
-                Some(outcome) => outcome,
-                None => link.source.lookup(question).await,
-            };
-            validity = validity.meet(outcome.validity());
-            let status = outcome.status();
-            let kind = link.source.name();
-            tracing::trace!(name = %question.name, source = kind, %status, "source answered");
-            let stop = link.actions.after(status) == Action::Return;
-            last = Some((kind, outcome));
-            if stop {
-                break;
-            }
-        }
-        match last {
-            Some((source, outcome)) => {
-                let status = outcome.status();
-                let mut answer = outcome.into_answer();
-                answer.validity = validity;
-                Resolution {
-                    status,
-                    source: Some(source),
-                    answer,
-                }
-            }
-            None => Resolution {
-                status: Status::Unavail,
-                source: None,
-                answer: Answer::server_failure(),
-            },
-        }
-    }
 }
 
 /// The chain's final answer, with which source gave it (for logs and metrics).
@@ -583,6 +425,7 @@ pub struct Resolution {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::rr::RData;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use thiserror::Error;
 
@@ -748,6 +591,148 @@ mod tests {
         assert_eq!(chase(true).await, 1);
         // n0 -> n1 -> ...: the question, then MAX_CNAME_CHAIN names followed.
         assert_eq!(chase(false).await, 1 + MAX_CNAME_CHAIN);
+    }
+
+    /// A source that answers some names from memory (`now`) and the others only by waiting
+    /// (`later`), and counts the answers it gives each way.
+    struct Scripted {
+        kind: &'static str,
+        now: fn(&Question) -> Option<Outcome>,
+        later: fn(&Question) -> Outcome,
+        given_now: AtomicUsize,
+        given_later: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Source for Scripted {
+        fn name(&self) -> &'static str {
+            self.kind
+        }
+        async fn lookup(&self, question: &Question) -> Outcome {
+            self.given_later.fetch_add(1, Ordering::Relaxed);
+            (self.later)(question)
+        }
+        fn lookup_now(&self, question: &Question) -> Option<Outcome> {
+            let outcome = (self.now)(question)?;
+            self.given_now.fetch_add(1, Ordering::Relaxed);
+            Some(outcome)
+        }
+    }
+
+    fn scripted(
+        kind: &'static str,
+        now: fn(&Question) -> Option<Outcome>,
+        later: fn(&Question) -> Outcome,
+    ) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            kind,
+            now,
+            later,
+            given_now: AtomicUsize::new(0),
+            given_later: AtomicUsize::new(0),
+        })
+    }
+
+    fn address(name: &Name, last: u8) -> Record {
+        Record::from_rdata(
+            name.clone(),
+            60,
+            RData::A(std::net::Ipv4Addr::new(192, 0, 2, last).into()),
+        )
+    }
+
+    /// `files` answers from memory: `a.` is a CNAME it hands on to `b.`, every other name
+    /// NOTFOUND. `dns` answers only by waiting: an address for any name.
+    fn files_then_dns() -> (Chain, Arc<Scripted>, Arc<Scripted>) {
+        let files = scripted(
+            "files",
+            |question| {
+                Some(if question.name == Name::from_ascii("a.").unwrap() {
+                    Outcome::Success(Answer {
+                        answers: vec![Record::from_rdata(
+                            question.name.clone(),
+                            60,
+                            RData::CNAME(hickory_proto::rr::rdata::CNAME(
+                                Name::from_ascii("b.").unwrap(),
+                            )),
+                        )],
+                        chase: Some(Box::new(Name::from_ascii("b.").unwrap())),
+                        ..Answer::default()
+                    })
+                } else {
+                    Outcome::not_found()
+                })
+            },
+            |_| unreachable!("files answers every name from memory"),
+        );
+        let dns = scripted(
+            "dns",
+            |_| None,
+            |question| {
+                Outcome::Success(Answer {
+                    answers: vec![address(&question.name, 1)],
+                    ..Answer::default()
+                })
+            },
+        );
+        let order: Vec<OrderEntry> = ["files", "dns"]
+            .iter()
+            .map(|e| order::parse_entry(e).unwrap())
+            .collect();
+        let sources: Vec<Arc<dyn Source>> = vec![files.clone(), dns.clone()];
+        (Chain::new(&order, &sources), files, dns)
+    }
+
+    #[tokio::test]
+    async fn a_walk_that_waits_goes_on_from_the_link_it_stopped_at() {
+        let (chain, files, dns) = files_then_dns();
+        let question = Question::new(Name::from_ascii("c.").unwrap(), RecordType::A);
+        let Err(paused) = chain.resolve_now(&question) else {
+            panic!("dns answers only by waiting");
+        };
+        let resolution = chain.resume(&question, paused).await;
+        assert_eq!(resolution.source, Some("dns"));
+        assert_eq!(resolution.answer.answers, vec![address(&question.name, 1)]);
+        // files was asked once, from memory, and not again when the walk went on.
+        assert_eq!(files.given_now.load(Ordering::Relaxed), 1);
+        assert_eq!(dns.given_later.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chase_that_waits_goes_on_from_its_target() {
+        let (chain, files, dns) = files_then_dns();
+        let question = Question::new(Name::from_ascii("a.").unwrap(), RecordType::A);
+        let Err(paused) = chain.resolve_now(&question) else {
+            panic!("the CNAME's target is answered only by waiting");
+        };
+        let resumed = chain.resume(&question, paused).await;
+        // a. (files, from memory) -> b. (files: NOTFOUND, from memory; dns, waiting).
+        assert_eq!(files.given_now.load(Ordering::Relaxed), 2);
+        assert_eq!(dns.given_later.load(Ordering::Relaxed), 1);
+        let b = Name::from_ascii("b.").unwrap();
+        assert_eq!(resumed.answer.answers.len(), 2);
+        assert_eq!(resumed.answer.answers[1], address(&b, 1));
+        assert_eq!(resumed.status, Status::Success);
+        // The same answer as one `resolve`.
+        let whole = chain.resolve(&question).await;
+        assert_eq!(whole.answer.answers, resumed.answer.answers);
+        assert_eq!(whole.status, resumed.status);
+        assert_eq!(whole.answer.response_code, resumed.answer.response_code);
+    }
+
+    #[tokio::test]
+    async fn what_memory_answers_needs_no_future() {
+        let (_, files, dns) = files_then_dns();
+        let order = [order::parse_entry("files").unwrap()];
+        let sources: Vec<Arc<dyn Source>> = vec![files.clone(), dns.clone()];
+        let files_only = Chain::new(&order, &sources);
+        let question = Question::new(Name::from_ascii("c.").unwrap(), RecordType::A);
+        let Ok(resolution) = files_only.resolve_now(&question) else {
+            panic!("files answers from memory");
+        };
+        assert_eq!(resolution.answer.response_code, ResponseCode::NXDomain);
+        assert_eq!(files.given_now.load(Ordering::Relaxed), 1);
+        assert_eq!(dns.given_later.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!  recvmmsg (up to 32 datagrams) ──► for each: table hit? ── yes ─► copy, patch ID and TTLs
 //!        ▲                                    │ no                      │
 //!        │                                    ▼                         ▼
-//!        │                  the general path, polled once here ──► sendmmsg (the whole batch)
+//!        │                  the general path, at once here ──────► sendmmsg (the whole batch)
 //!        │                  (stored if its `Validity` allows)  ready   ▲
 //!        │                                    │ waiting (an upstream)   │
 //!        │                                    ▼                         │
@@ -42,17 +42,21 @@
 //! No allocation per query on a hit: receive buffers, reply buffers and socket headers are
 //! allocated once per socket. (Misses copy the datagram for their task.)
 //!
-//! **Misses are answered in the batch when they can be.** A miss's general-path future is
-//! polled once on this thread, with a waker that does nothing. Local data (zones, hosts files,
-//! the cluster) and the cache answer without waiting, so the future is ready at once and its
-//! reply goes out in a `sendmmsg` with the batch's other misses: no task, no wake-up of a runtime
-//! thread, no `sendto` of its own (the hits of the batch are sent first, so they do not wait
-//! for the misses' work). Only a future that waits (an upstream query) is handed to
-//! the runtime as a task, which polls it again with a real waker, as the `Future` contract
-//! requires of anything that returned `Pending`. Issue 16's long tail (distinct names, each
-//! asked once or rarely, which the table does not hold) goes through here.
+//! **Misses are answered in the batch when they can be.** A miss first goes through
+//! [`Engine::answer_now`], which walks the chain without waiting: local data (zones, hosts
+//! files, the cluster) and the cache's fresh entries answer there, with no future built, and
+//! the reply goes out in a `sendmmsg` with the batch's other misses: no task, no wake-up of a
+//! runtime thread, no `sendto` of its own (the hits of the batch are sent first, so they do not
+//! wait for the misses' work). A miss that reaches a source that must wait becomes a future,
+//! from where the walk stopped ([`Engine::answer_later`]), polled once on this thread with a
+//! waker that does nothing; only a future that is then still waiting (an upstream query) is
+//! handed to the runtime as a task, which polls it again with a real waker, as the `Future`
+//! contract requires of anything that returned `Pending`. Issue 16's long tail (distinct names,
+//! each asked once or rarely, which the table does not hold) goes through here.
 //!
 //! [`Engine::handle_reply`]: crate::server::Engine::handle_reply
+//! [`Engine::answer_now`]: crate::server::Engine::answer_now
+//! [`Engine::answer_later`]: crate::server::Engine::answer_later
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

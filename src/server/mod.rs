@@ -50,11 +50,11 @@ use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
 use thiserror::Error;
 
-use crate::chain::{Answer, Chain, ExtendedError, Question, Validity, Waiting};
+use crate::chain::{Answer, Chain, ExtendedError, Paused, Question, Resolution, Validity, Waiting};
 use crate::metrics::{Metrics, Observation};
 
 /// The UDP payload size we advertise and the most we send over UDP to an EDNS client: the DNS
@@ -230,15 +230,11 @@ impl Request {
     }
 
     fn question(&self) -> Question {
-        Question {
-            name: self.query.name().clone(),
-            lower_name: LowerName::new(self.query.name()),
-            record_type: self.query.query_type(),
-            class: self.query.query_class(),
-            dnssec_ok: self.dnssec_ok(),
-            checking_disabled: self.metadata.checking_disabled,
-            waiting: None,
-        }
+        let mut question = Question::new(self.query.name().clone(), self.query.query_type());
+        question.class = self.query.query_class();
+        question.dnssec_ok = self.dnssec_ok();
+        question.checking_disabled = self.metadata.checking_disabled;
+        question
     }
 
     fn dnssec_ok(&self) -> bool {
@@ -408,14 +404,39 @@ impl Engine {
     /// The reply to an admitted message, counted in the metrics and, when `log.queries` is
     /// on, logged. What the listeners call once the front door has admitted the request.
     pub async fn answer(&self, packet: &[u8], admitted: &Admitted) -> Option<Reply> {
-        let started = admitted.at().into_std();
+        match self.answer_now(packet, admitted) {
+            Ok(reply) => reply,
+            Err(later) => self.answer_later(later, admitted).await,
+        }
+    }
+
+    /// [`Engine::answer`] without waiting: the reply when every source the question reaches
+    /// answers from memory (and for a message that gets an error reply or none), or what
+    /// [`Engine::answer_later`] goes on from. The UDP thread asks this first, and builds a
+    /// future only for a query that must wait ([`crate::chain::Chain::resolve_now`] says why).
+    pub fn answer_now(&self, packet: &[u8], admitted: &Admitted) -> Result<Option<Reply>, Later> {
+        let client = admitted.client();
+        match self.process_now(packet, client.transport, Some(client.ip())) {
+            Ok(handled) => Ok(self.count(handled, admitted)),
+            Err(later) => Err(later),
+        }
+    }
+
+    /// Goes on with a query [`Engine::answer_now`] could not finish, to the reply
+    /// [`Engine::answer`] gives.
+    pub async fn answer_later(&self, later: Later, admitted: &Admitted) -> Option<Reply> {
+        let handled = Self::process_later(later).await;
+        self.count(handled, admitted)
+    }
+
+    /// Counts `handled` in the metrics and logs it, its duration from the admission on.
+    fn count(&self, handled: Handled, admitted: &Admitted) -> Option<Reply> {
         let Client {
             address: peer,
             transport,
         } = *admitted.client();
-        let handled = self.process(packet, transport, Some(peer.ip())).await;
         let response_code = handled.reply.as_ref().map(|r| reply_rcode(&r.bytes));
-        let elapsed = started.elapsed();
+        let elapsed = admitted.at().into_std().elapsed();
         self.metrics.record(Observation {
             transport,
             ipv6: peer.is_ipv6(),
@@ -530,6 +551,19 @@ impl Engine {
         transport: Transport,
         client: Option<IpAddr>,
     ) -> Handled {
+        match self.process_now(packet, transport, client) {
+            Ok(handled) => handled,
+            Err(later) => Self::process_later(later).await,
+        }
+    }
+
+    /// [`Engine::process`] as far as it goes without waiting.
+    fn process_now(
+        &self,
+        packet: &[u8],
+        transport: Transport,
+        client: Option<IpAddr>,
+    ) -> Result<Handled, Later> {
         let policy = self.admission.policy();
         let cookies = policy.cookies().zip(client).map(|(c, ip)| (&**c, ip));
         let request = match Request::parse(packet, cookies) {
@@ -546,52 +580,96 @@ impl Engine {
                     validity: Validity::Never,
                     source: None,
                 });
-                return Handled {
+                return Ok(Handled {
                     reply,
                     query_type,
                     name,
                     source: None,
-                };
+                });
             }
         };
         drop(policy);
         let mut question = request.question();
         question.waiting = self.waiting.as_ref().zip(client).map(|(w, ip)| w.slot(ip));
         let chain = self.chain.load_full();
-        let resolution = chain.resolve(&question).await;
-        tracing::debug!(
-            name = %question.name,
-            record_type = %question.record_type,
-            status = %resolution.status,
-            source = ?resolution.source,
-            response_code = %resolution.answer.response_code,
-            "answered"
-        );
-        // A reply with a server cookie is the client's own (the cookie is made for its address
-        // and time), so it is not reused for the same bytes from anyone else.
-        let reusable = matches!(
-            resolution.answer.response_code,
-            ResponseCode::NoError | ResponseCode::NXDomain
-        ) && request.cookie.is_none();
-        let validity = if reusable {
-            resolution.answer.validity
-        } else {
-            Validity::Never
-        };
-        let source = resolution.source;
-        let bytes = encode_answer(&request, resolution.answer, transport);
-        // A truncated reply is not reused: the same query over TCP must get the whole answer.
-        let truncated = bytes.get(2).is_some_and(|flags| flags & 0x02 != 0);
-        Handled {
-            reply: Some(Reply {
-                bytes,
-                validity: if truncated { Validity::Never } else { validity },
-                source,
-            }),
-            query_type: u16::from(question.record_type),
-            name: Some(question.name),
-            source,
+        match chain.resolve_now(&question) {
+            Ok(resolution) => Ok(answered(&request, question, resolution, transport)),
+            Err(paused) => Err(Later(Box::new(Unfinished {
+                request,
+                question,
+                chain,
+                paused,
+                transport,
+            }))),
         }
+    }
+
+    /// The rest of [`Engine::process`] for a query that must wait.
+    async fn process_later(later: Later) -> Handled {
+        let Unfinished {
+            request,
+            question,
+            chain,
+            paused,
+            transport,
+        } = *later.0;
+        let resolution = chain.resume(&question, paused).await;
+        answered(&request, question, resolution, transport)
+    }
+}
+
+/// A query [`Engine::answer_now`] could not finish, because a source must wait (an upstream):
+/// its checked request and where the chain stopped, for [`Engine::answer_later`].
+pub struct Later(Box<Unfinished>);
+
+struct Unfinished {
+    request: Request,
+    question: Question,
+    /// The chain the query started on: a reload meanwhile does not change it halfway.
+    chain: Arc<Chain>,
+    paused: Paused,
+    transport: Transport,
+}
+
+/// The reply to `request` from the chain's `resolution`.
+fn answered(
+    request: &Request,
+    question: Question,
+    resolution: Resolution,
+    transport: Transport,
+) -> Handled {
+    tracing::debug!(
+        name = %question.name,
+        record_type = %question.record_type,
+        status = %resolution.status,
+        source = ?resolution.source,
+        response_code = %resolution.answer.response_code,
+        "answered"
+    );
+    // A reply with a server cookie is the client's own (the cookie is made for its address
+    // and time), so it is not reused for the same bytes from anyone else.
+    let reusable = matches!(
+        resolution.answer.response_code,
+        ResponseCode::NoError | ResponseCode::NXDomain
+    ) && request.cookie.is_none();
+    let validity = if reusable {
+        resolution.answer.validity
+    } else {
+        Validity::Never
+    };
+    let source = resolution.source;
+    let bytes = encode_answer(request, resolution.answer, transport);
+    // A truncated reply is not reused: the same query over TCP must get the whole answer.
+    let truncated = bytes.get(2).is_some_and(|flags| flags & 0x02 != 0);
+    Handled {
+        reply: Some(Reply {
+            bytes,
+            validity: if truncated { Validity::Never } else { validity },
+            source,
+        }),
+        query_type: u16::from(question.record_type),
+        name: Some(question.name),
+        source,
     }
 }
 

@@ -1,5 +1,5 @@
-//! A fast-path socket's thread: it reads batches, answers hits from the table, polls misses
-//! once on the general path, and sends the replies in batches (the module above has the
+//! A fast-path socket's thread: it reads batches, answers hits from the table, answers misses
+//! on the general path when they need not wait, and sends the replies in batches (the module above has the
 //! picture and the reasons).
 
 use std::future::Future;
@@ -139,8 +139,8 @@ struct Worker {
     /// The batch's datagrams the front door admitted, between the table's stages: the
     /// datagram's index, its admitted sender, its lookup.
     admitted: Vec<(usize, Admitted, Probe)>,
-    /// The batch's misses the front door admitted, to be polled once after the hits are
-    /// sent: the datagram's index, its admitted sender, its place in flight.
+    /// The batch's misses the front door admitted, to be answered after the hits are sent:
+    /// the datagram's index, its admitted sender, its place in flight.
     general: Vec<(usize, Admitted, OwnedSemaphorePermit)>,
     /// The batch's misses that wait (on an upstream), for the runtime to finish: the
     /// general path's future, polled once, where its reply goes, and its place in flight.
@@ -323,10 +323,10 @@ impl Worker {
         self.spawn_misses();
     }
 
-    /// Polls each of the batch's misses once on the general path. Those answered at once
-    /// (local data, the cache) are written to the reply slots from `first` on, for one
-    /// `sendmmsg`; those that wait (an upstream) are kept for [`Worker::spawn_misses`]. Returns
-    /// the end of the slots written.
+    /// Answers the batch's misses on the general path. Those answered at once (local data,
+    /// fresh cache entries; a future for the others, polled once) are written to the reply
+    /// slots from `first` on, for one `sendmmsg`; those that wait (an upstream) are kept for
+    /// [`Worker::spawn_misses`]. Returns the end of the slots written.
     fn answer_general(&mut self, first: usize) -> usize {
         let mut next = first;
         // Taken and put back, to keep its allocation from batch to batch.
@@ -334,18 +334,26 @@ impl Worker {
         for (index, admitted, permit) in admitted_misses.drain(..) {
             let (length, address, _) = &self.received[index];
             let peer = admitted.client().address;
-            let mut answer = general(
-                Arc::clone(&self.engine),
-                Arc::clone(&self.table),
-                self.buffers[index][..*length].to_vec(),
-                admitted,
-            );
+            let query = &self.buffers[index][..*length];
+            let mut answer = match general(&self.engine, &self.table, query, admitted) {
+                Ok(Some(reply)) => {
+                    // Copied, so that the slot keeps its buffer for the hits.
+                    self.replies[next].clear();
+                    self.replies[next].extend_from_slice(&reply.bytes);
+                    self.destinations[next] = *address;
+                    next += 1;
+                    continue;
+                }
+                Ok(None) => continue,
+                Err(answer) => answer,
+            };
+            // Polled once here: a source that cannot answer from memory may still answer
+            // without waiting (a stale entry served, a refusal at the waiting limit).
             match answer
                 .as_mut()
                 .poll(&mut Context::from_waker(Waker::noop()))
             {
                 Poll::Ready(Some(reply)) => {
-                    // Copied, so that the slot keeps its buffer for the hits.
                     self.replies[next].clear();
                     self.replies[next].extend_from_slice(&reply.bytes);
                     self.destinations[next] = *address;
@@ -419,20 +427,32 @@ impl Worker {
     }
 }
 
-/// Answers a miss on the general path and stores the reply if it may be reused. The versions
-/// are read before the answer is computed, so a change meanwhile keeps it out of the table.
+/// Answers a miss on the general path and stores the reply if it may be reused: at once when
+/// every source it reaches answers from memory, or as a future when one must wait. The
+/// versions are read before the answer is computed, so a change meanwhile keeps it out of the
+/// table.
 fn general(
-    engine: Arc<Engine>,
-    table: Arc<FastTable>,
-    packet: Vec<u8>,
+    engine: &Arc<Engine>,
+    table: &Arc<FastTable>,
+    packet: &[u8],
     admitted: Admitted,
-) -> GeneralAnswer {
-    Box::pin(async move {
-        let before = table.versions();
-        let reply = engine.answer(&packet, &admitted).await?;
+) -> Result<Option<Reply>, GeneralAnswer> {
+    let before = table.versions();
+    let later = match engine.answer_now(packet, &admitted) {
+        Ok(reply) => {
+            if let Some(reply) = &reply {
+                table.store(packet, reply, &before, Instant::now);
+            }
+            return Ok(reply);
+        }
+        Err(later) => later,
+    };
+    let (engine, table, packet) = (Arc::clone(engine), Arc::clone(table), packet.to_vec());
+    Err(Box::pin(async move {
+        let reply = engine.answer_later(later, &admitted).await?;
         table.store(&packet, &reply, &before, Instant::now);
         Some(reply)
-    })
+    }))
 }
 
 /// Sends `replies` to `destinations` with as few sendmmsg calls as the socket allows, and

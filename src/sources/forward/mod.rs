@@ -422,13 +422,13 @@ impl Inner {
     /// string built (formatting the name was 2-4% of a cache hit's time in the hit-tail
     /// profile): a probe is `NONCE-INDEX.hearth-loop-check.invalid.`, three labels.
     fn loop_probe_index(&self, question: &Question) -> Option<usize> {
-        let mut labels = question.lower_name.iter();
+        let mut labels = question.lower_name().iter();
         // Three labels, the last one ending the probe's suffix: one label read turns away
         // almost every other name before the whole test below.
         let suffix = LOOP_PROBE_SUFFIX.trim_end_matches('.');
         if labels.len() != 3
             || !question
-                .lower_name
+                .lower_name()
                 .iter()
                 .next_back()
                 .is_some_and(|last| suffix.as_bytes().ends_with(last))
@@ -571,10 +571,8 @@ impl Inner {
             // While validating, what is not validated is asked with CD=1 too (RFC 4035 §3.2.2):
             // a validating upstream must not fail a name under a negative trust anchor.
             Some(_) => {
-                let unchecked = Question {
-                    checking_disabled: true,
-                    ..question.clone()
-                };
+                let mut unchecked = question.clone();
+                unchecked.checking_disabled = true;
                 self.ask_group(&unchecked).await
             }
             None => self.ask_group(question).await,
@@ -587,10 +585,10 @@ impl Inner {
     async fn ask_group(&self, question: &Question) -> Outcome {
         // RFC 4034 §5: the DS set lives in the parent zone, so it is asked where the parent
         // name would be (the validator's DS fetches, and a client's DS questions alike).
-        let routed = if question.record_type == RecordType::DS && !question.lower_name.is_root() {
-            question.lower_name.base_name()
+        let routed = if question.record_type == RecordType::DS && !question.lower_name().is_root() {
+            question.lower_name().base_name()
         } else {
-            question.lower_name.clone()
+            question.lower_name().clone()
         };
         let group = group::route(&self.groups, &routed);
         let overloaded = || {
@@ -601,7 +599,7 @@ impl Inner {
             return overloaded();
         };
         let _domain = match &group.domains {
-            Some(domains) => match domains.enter(&question.lower_name) {
+            Some(domains) => match domains.enter(question.lower_name()) {
                 Some(slot) => Some(slot),
                 None => return overloaded(),
             },
@@ -652,10 +650,8 @@ impl Inner {
             cache.stats().prefetches.fetch_add(1, Ordering::Relaxed);
             let inner = Arc::clone(self);
             // The prefetch is the server's, not the client's: not counted against it.
-            let question = Question {
-                waiting: None,
-                ..question.clone()
-            };
+            let mut question = question.clone();
+            question.waiting = None;
             tokio::spawn(async move { inner.resolve(&question, key).await });
         }
         outcome_of(answer)

@@ -443,7 +443,8 @@ impl Cluster {
     }
 
     fn lookup_unstamped(&self, question: &Question) -> Option<Outcome> {
-        let in_domain = self.domain.zone_of(&question.lower_name);
+        // `Name::zone_of` compares case-insensitively: no lower-cased copy of the name needed here.
+        let in_domain = Name::zone_of(&self.domain, &question.name);
         let state = self.state.load();
         let Some(state) = state.as_ref() else {
             // Row 17: owned, but not known yet (SERVFAIL, with Extended DNS Error 14).
@@ -453,7 +454,7 @@ impl Cluster {
             // As CoreDNS does, an insecure pod name answers only in a namespace that exists
             // (`<ns>.pod.<domain>` is a name of the zone).
             let address = records::pod_name_address(&question.name, &self.settings)
-                .filter(|_| state.zone.has_name(&question.lower_name.base_name()));
+                .filter(|_| state.zone.has_name(&question.lower_name().base_name()));
             if let Some(address) = address {
                 return Some(Outcome::Success(self.pod_answer(
                     &state.zone,
@@ -465,7 +466,7 @@ impl Cluster {
                 state.zone.lookup(&question.name, question.record_type),
             ));
         }
-        let ptrs = state.reverse.get(&question.lower_name, &question.name)?;
+        let ptrs = state.reverse.get(question.lower_name(), &question.name)?;
         let answers = if matches!(question.record_type, RecordType::PTR | RecordType::ANY) {
             ptrs
         } else {

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::LowerName;
+use hickory_proto::rr::{LowerName, Name};
 
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -53,11 +53,7 @@ struct ZoneSet {
 impl ZoneSet {
     /// The zone with the longest origin that contains `name`, and `name`'s key, made in
     /// `buffer`: the zone's lookup takes it rather than making it again.
-    fn find<'b>(
-        &self,
-        name: &LowerName,
-        buffer: &'b mut [u8; 256],
-    ) -> Option<(&Arc<Zone>, &'b [u8])> {
+    fn find<'b>(&self, name: &Name, buffer: &'b mut [u8; 256]) -> Option<(&Arc<Zone>, &'b [u8])> {
         if self.by_origin.is_empty() {
             return None;
         }
@@ -392,7 +388,7 @@ impl Zones {
         }
         let set = self.set.load();
         let mut buffer = [0; 256];
-        let Some((zone, key)) = set.find(&question.lower_name, &mut buffer) else {
+        let Some((zone, key)) = set.find(&question.name, &mut buffer) else {
             return match &set.unreadable {
                 Some(reason) => Outcome::Unavail(ZonesError::Unreadable(reason.clone()).into()),
                 None => Outcome::not_found().read_from(self.outside_dependencies(question)),

@@ -108,7 +108,7 @@ impl Validator {
     /// Whether `question` is validated: RFC 4035 §3.2.2, a client's CD=1 asks for the data
     /// unchecked; RFC 7646 §2, names under a negative trust anchor are not validated.
     pub fn applies(&self, question: &Question) -> bool {
-        !question.checking_disabled && !self.config.is_negative(&question.lower_name)
+        !question.checking_disabled && !self.config.is_negative(question.lower_name())
     }
 
     /// A bogus answer for `key` remembered now, if there is one (RFC 9520).

@@ -39,10 +39,8 @@ fn without_do_the_client_gets_no_dnssec_records_unless_it_asked_for_them() {
     assert_eq!(answer.answers.len(), 1);
     assert!(answer.authorities.is_empty(), "RFC 4035 §3.2.1");
 
-    let with_do = Question {
-        dnssec_ok: true,
-        ..plain.clone()
-    };
+    let mut with_do = plain.clone();
+    with_do.dnssec_ok = true;
     assert_eq!(for_client(raw.clone(), &with_do), raw, "DO=1: as fetched");
 
     let asked_nsec = Question::new(name("*.example."), RecordType::NSEC);

@@ -46,13 +46,26 @@ const MAX_LABELS: usize = 32;
 /// The OPT record's type (RFC 6891 §6.1.1).
 const OPT: u16 = 41;
 
-/// The message `metadata` heads, with the question `query`, the three sections and the OPT
+/// The question a reply repeats: the parsed query, and the question section as the query's
+/// packet holds it, when the caller has it.
+#[derive(Clone, Copy)]
+pub(super) struct Asked<'a> {
+    pub query: &'a Query,
+    /// The question section's bytes in the query (name, type, class). Copied as they are when
+    /// the name holds no compression pointer: hickory read `query` from them, and writes it
+    /// back byte for byte (names keep their case), so the reply is the same either way, with
+    /// no walk over the name's labels (on a long tail's NXDOMAIN flood, writing the question's
+    /// name was a fifth of the encoder's instructions).
+    pub bytes: Option<&'a [u8]>,
+}
+
+/// The message `metadata` heads, with the question `asked`, the three sections and the OPT
 /// record `edns`, if every part is one written here and it fits in 65,535 bytes; when it is
 /// larger than `limit`, the header, the question and the OPT record with TC=1 instead (RFC
 /// 2181 §9). `None`: hickory encodes it.
 pub(super) fn reply(
     metadata: &Metadata,
-    query: &Query,
+    asked: Asked<'_>,
     sections: [&[Record]; 3],
     edns: Option<&Edns>,
     limit: usize,
@@ -63,9 +76,16 @@ pub(super) fn reply(
     }
     let mut writer = Writer::new();
     writer.header(metadata, false);
-    writer.name(query.name(), true)?;
-    writer.u16(u16::from(query.query_type()));
-    writer.u16(u16::from(query.query_class()));
+    if asked
+        .bytes
+        .and_then(|bytes| writer.question(bytes))
+        .is_none()
+    {
+        let query = asked.query;
+        writer.name(query.name(), true)?;
+        writer.u16(u16::from(query.query_type()));
+        writer.u16(u16::from(query.query_class()));
+    }
     let question_end = writer.out.len();
     let mut counts = [0u16; 3];
     for (count, section) in counts.iter_mut().zip(sections) {
@@ -156,6 +176,46 @@ impl Writer {
         for (at, count) in counts.into_iter().enumerate() {
             self.out[4 + 2 * at..6 + 2 * at].copy_from_slice(&count.to_be_bytes());
         }
+    }
+
+    /// Copies the question section `bytes` (a name, a type and a class) and remembers its
+    /// name's labels, as [`Writer::name`] would have written and remembered them; `None`, with
+    /// nothing written, unless the name is labels of at most 63 bytes ending in the root (no
+    /// pointer), at most [`MAX_LABELS`] of them, followed by exactly four bytes.
+    fn question(&mut self, bytes: &[u8]) -> Option<()> {
+        let mut at = 0;
+        let mut count = 0;
+        loop {
+            let length = usize::from(*bytes.get(at)?);
+            if length == 0 {
+                break;
+            }
+            if length > 63 {
+                return None;
+            }
+            count += 1;
+            at += 1 + length;
+        }
+        if count > MAX_LABELS || bytes.len() != at + 1 + 4 {
+            return None;
+        }
+        // The question is the first name: compressed against nothing, but counted as one
+        // compressed, as `name` counts it.
+        self.compressed += 1;
+        let base = self.out.len();
+        let mut at = 0;
+        for left in (1..=count).rev() {
+            let start = base + at;
+            if start < POINTER_LIMIT && self.remembered < REMEMBERED {
+                self.labels[self.remembered] = start as u16;
+                // At most MAX_LABELS (32) labels.
+                self.label_counts[self.remembered] = left as u8;
+                self.remembered += 1;
+            }
+            at += 1 + usize::from(bytes[at]);
+        }
+        self.out.extend_from_slice(bytes);
+        Some(())
     }
 
     /// Writes `name`, ending in a pointer to the longest suffix already written if `compress`;

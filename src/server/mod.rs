@@ -65,6 +65,9 @@ pub const UDP_PAYLOAD: u16 = 1232;
 /// an EDNS client that advertises less (RFC 6891 §6.2.3).
 const CLASSIC_UDP_PAYLOAD: u16 = 512;
 
+/// A DNS message's header (RFC 1035 §4.1.1).
+const HEADER_LENGTH: usize = 12;
+
 pub use crate::chain::{Client, Transport};
 use admission::{Admission, Admitted, Decision};
 use cookies::Presented;
@@ -128,6 +131,9 @@ struct Request {
     /// The COOKIE option of the reply (the client cookie and a fresh server cookie), when the
     /// query had a client cookie and cookies are on.
     cookie: Option<[u8; 24]>,
+    /// Where the question section ends in the packet (it starts after the 12-byte header),
+    /// when the common read took it: the reply can copy it ([`Request::question_bytes`]).
+    question_end: Option<usize>,
 }
 
 /// What is known of a message that failed a check, to shape the error reply.
@@ -163,8 +169,9 @@ impl Request {
         }
         // The common query is read directly; anything else (and anything the direct read
         // cannot take) is read whole by hickory, so that what is rejected, and why, stays its.
-        let (query, edns) = match read_common(&mut decoder, metadata.op_code, &counts) {
-            Some(common) => common,
+        let (query, edns, question_end) = match read_common(&mut decoder, metadata.op_code, &counts)
+        {
+            Some((query, edns, end)) => (query, edns, Some(end)),
             None => {
                 let message = Message::from_vec(packet);
                 if metadata.op_code != OpCode::Query {
@@ -186,7 +193,7 @@ impl Request {
                         message.edns.as_ref(),
                     ));
                 }
-                (message.queries.swap_remove(0), message.edns)
+                (message.queries.swap_remove(0), message.edns, None)
             }
         };
         let error = if let Some(version) = edns.as_ref().map(Edns::version).filter(|v| *v > 0) {
@@ -226,7 +233,15 @@ impl Request {
             query,
             edns,
             cookie,
+            question_end,
         })
+    }
+
+    /// The question section as `packet` (this request's) holds it, for the reply to copy:
+    /// hickory read the question from these bytes, and writes it back the same, byte for byte,
+    /// when its name holds no compression pointer (`encode` checks that).
+    fn question_bytes<'p>(&self, packet: &'p [u8]) -> Option<&'p [u8]> {
+        packet.get(HEADER_LENGTH..self.question_end?)
     }
 
     fn question(&self) -> Question {
@@ -246,7 +261,8 @@ impl Request {
 
 /// The question and OPT record of the common query: a QUERY with one question, no answer or
 /// authority records, and no additional record but an OPT. `decoder` stands after the header.
-/// `None` for any other message, or when a read fails: the caller then reads it whole.
+/// `None` for any other message, or when a read fails: the caller then reads it whole. With
+/// them, where the question ends in the packet.
 ///
 /// Why not always `Message::from_vec`: for this shape it reads the same records the same way
 /// (the question, then the OPT record turned into an [`Edns`]), but it also builds a
@@ -257,7 +273,7 @@ fn read_common(
     decoder: &mut BinDecoder<'_>,
     op_code: OpCode,
     counts: &HeaderCounts,
-) -> Option<(Query, Option<Edns>)> {
+) -> Option<(Query, Option<Edns>, usize)> {
     if op_code != OpCode::Query
         || counts.queries != 1
         || counts.answers != 0
@@ -267,6 +283,7 @@ fn read_common(
         return None;
     }
     let query = Query::read(decoder).ok()?;
+    let question_end = decoder.index();
     let edns = if counts.additionals == 1 {
         let record = Record::read(decoder).ok()?;
         // The same test as `Message::read_records`: these data, and only these, are the OPT.
@@ -277,7 +294,7 @@ fn read_common(
     } else {
         None
     };
-    Some((query, edns))
+    Some((query, edns, question_end))
 }
 
 /// The OPT record of a reply: RFC 6891 §6.1.1, a responder "MUST include an OPT record" iff the
@@ -593,7 +610,13 @@ impl Engine {
         question.waiting = self.waiting.as_ref().zip(client).map(|(w, ip)| w.slot(ip));
         let chain = self.chain.load_full();
         match chain.resolve_now(&question) {
-            Ok(resolution) => Ok(answered(&request, question, resolution, transport)),
+            Ok(resolution) => Ok(answered(
+                &request,
+                request.question_bytes(packet),
+                question,
+                resolution,
+                transport,
+            )),
             Err(paused) => Err(Later(Box::new(Unfinished {
                 request,
                 question,
@@ -614,7 +637,9 @@ impl Engine {
             transport,
         } = *later.0;
         let resolution = chain.resume(&question, paused).await;
-        answered(&request, question, resolution, transport)
+        // The packet is not kept for a query that waited: its question is written from the
+        // parsed name.
+        answered(&request, None, question, resolution, transport)
     }
 }
 
@@ -631,9 +656,11 @@ struct Unfinished {
     transport: Transport,
 }
 
-/// The reply to `request` from the chain's `resolution`.
+/// The reply to `request` from the chain's `resolution`; `question_bytes`, the request's
+/// question section as it came, when the reply may copy it.
 fn answered(
     request: &Request,
+    question_bytes: Option<&[u8]>,
     question: Question,
     resolution: Resolution,
     transport: Transport,
@@ -658,7 +685,7 @@ fn answered(
         Validity::Never
     };
     let source = resolution.source;
-    let bytes = encode_answer(request, resolution.answer, transport);
+    let bytes = encode_answer(request, question_bytes, resolution.answer, transport);
     // A truncated reply is not reused: the same query over TCP must get the whole answer.
     let truncated = bytes.get(2).is_some_and(|flags| flags & 0x02 != 0);
     Handled {
@@ -737,7 +764,12 @@ fn reply_metadata(request: &Metadata, response_code: ResponseCode) -> Metadata {
     metadata
 }
 
-fn encode_answer(request: &Request, answer: Answer, transport: Transport) -> Vec<u8> {
+fn encode_answer(
+    request: &Request,
+    question_bytes: Option<&[u8]>,
+    answer: Answer,
+    transport: Transport,
+) -> Vec<u8> {
     let mut metadata = reply_metadata(&request.metadata, answer.response_code);
     metadata.authoritative = answer.authoritative;
     // RFC 6840 §5.8: AD only for a client that showed it understands it (AD or DO set).
@@ -754,7 +786,11 @@ fn encode_answer(request: &Request, answer: Answer, transport: Transport) -> Vec
         &answer.authorities,
         &answer.additionals,
     ];
-    if let Some(bytes) = encode::reply(&metadata, &request.query, sections, edns.as_ref(), limit) {
+    let question = encode::Asked {
+        query: &request.query,
+        bytes: question_bytes,
+    };
+    if let Some(bytes) = encode::reply(&metadata, question, sections, edns.as_ref(), limit) {
         return bytes;
     }
     let mut message = Message::new(metadata.id, MessageType::Response, metadata.op_code);

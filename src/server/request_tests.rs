@@ -2,27 +2,39 @@
 //! give the question and OPT record `Message::from_vec` gives, or the front of the general
 //! path would answer a different question than before.
 
-use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Edns, Header, Message, MessageType, Metadata, OpCode, Query};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::read_common;
+use super::encode::{reply, Asked};
+use super::{read_common, HEADER_LENGTH};
 
-/// What the direct read makes of `packet`, if it takes it.
-fn direct(packet: &[u8]) -> Option<(Query, Option<Edns>)> {
+/// What the direct read makes of `packet`, if it takes it: the question, the OPT record, and
+/// where the question ends.
+fn direct(packet: &[u8]) -> Option<(Query, Option<Edns>, usize)> {
     let mut decoder = BinDecoder::new(packet);
     let header = Header::read(&mut decoder).ok()?;
     read_common(&mut decoder, header.metadata.op_code, &header.counts)
 }
 
-/// Fails unless hickory reads `packet` to the same question and OPT record as `direct` did.
-fn agrees(packet: &[u8], direct: &(Query, Option<Edns>)) {
+/// Fails unless hickory reads `packet` to the same question and OPT record as `direct` did,
+/// and a reply that copies the question's bytes is the reply written from the parsed question.
+fn agrees(packet: &[u8], direct: &(Query, Option<Edns>, usize)) {
     let message = Message::from_vec(packet)
         .unwrap_or_else(|e| panic!("read directly, rejected by hickory ({e}): {packet:02x?}"));
     assert_eq!(message.queries.len(), 1, "{packet:02x?}");
     assert_eq!(message.queries[0], direct.0, "{packet:02x?}");
     assert_eq!(message.edns, direct.1, "{packet:02x?}");
+    let metadata = Metadata::new(1, MessageType::Response, OpCode::Query);
+    let replies = [Some(&packet[HEADER_LENGTH..direct.2]), None].map(|bytes| {
+        let asked = Asked {
+            query: &direct.0,
+            bytes,
+        };
+        reply(&metadata, asked, [&[], &[], &[]], None, 65_535)
+    });
+    assert_eq!(replies[0], replies[1], "{packet:02x?}");
 }
 
 /// Queries of the common shape and of others, as clients send them.

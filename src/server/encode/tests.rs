@@ -7,7 +7,22 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::reply;
+use hickory_proto::serialize::binary::BinEncodable;
+
+use super::{reply, Asked};
+
+/// The question as the encoder's callers have it when the query's bytes are gone.
+fn asked(query: &Query) -> Asked<'_> {
+    Asked { query, bytes: None }
+}
+
+/// The question with its section's bytes, as a query from a client holds them.
+fn asked_with_bytes<'a>(query: &'a Query, bytes: &'a [u8]) -> Asked<'a> {
+    Asked {
+        query,
+        bytes: Some(bytes),
+    }
+}
 
 fn name(text: &str) -> Name {
     Name::from_ascii(text).expect("a valid name")
@@ -248,13 +263,19 @@ fn the_hand_encoder_writes_the_message_hickory_writes() {
             for edns in [None, Some(edns(false)), Some(edns(true))] {
                 let metadata = metadata(response_code);
                 let sections = [answers.as_slice(), &authorities, &additionals];
-                let ours = reply(&metadata, &query, sections, edns.as_ref(), 65_535)
-                    .unwrap_or_else(|| panic!("{query}: written here"));
                 let theirs = hickory(&metadata, &query, sections, edns.as_ref());
-                let decoded = Message::from_vec(&ours).expect("ours decodes");
                 let expected = Message::from_vec(&theirs).expect("theirs decodes");
-                assert_eq!(decoded, expected, "{query} {response_code:?} {edns:?}");
-                assert_eq!(ours, theirs, "{query} {response_code:?} {edns:?}");
+                // The question written from the parsed query, and copied from its bytes.
+                let bytes = query.to_bytes().expect("the question encodes");
+                for asked in [asked(&query), asked_with_bytes(&query, &bytes)] {
+                    let copied = asked.bytes.is_some();
+                    let ours = reply(&metadata, asked, sections, edns.as_ref(), 65_535)
+                        .unwrap_or_else(|| panic!("{query}: written here"));
+                    let decoded = Message::from_vec(&ours).expect("ours decodes");
+                    let what = format!("{query} {response_code:?} {edns:?} copied: {copied}");
+                    assert_eq!(decoded, expected, "{what}");
+                    assert_eq!(ours, theirs, "{what}");
+                }
             }
         }
     }
@@ -275,7 +296,8 @@ fn a_reply_too_large_for_its_transport_is_the_question_with_tc() {
     let metadata = metadata(ResponseCode::NoError);
     let sections = [answers.as_slice(), &[], &[]];
     for edns in [None, Some(edns(true))] {
-        let ours = reply(&metadata, &query, sections, edns.as_ref(), 512).expect("written here");
+        let ours =
+            reply(&metadata, asked(&query), sections, edns.as_ref(), 512).expect("written here");
         let decoded = Message::from_vec(&ours).expect("it decodes");
         assert!(decoded.metadata.truncation);
         assert_eq!(decoded.queries, vec![query.clone()]);
@@ -297,24 +319,31 @@ fn what_is_not_written_here_is_left_to_hickory() {
         60,
         RData::MX(MX::new(10, name("mail.example.test."))),
     )];
-    assert!(reply(&plain, &query, [&mx, &[], &[]], None, 65_535).is_none());
+    assert!(reply(&plain, asked(&query), [&mx, &[], &[]], None, 65_535).is_none());
     let txt = [record(
         "example.test.",
         60,
         RData::TXT(TXT::new(vec!["v=spf1 -all".into()])),
     )];
-    assert!(reply(&plain, &query, [&txt, &[], &[]], None, 65_535).is_none());
+    assert!(reply(&plain, asked(&query), [&txt, &[], &[]], None, 65_535).is_none());
     // An OPT record with an option (a COOKIE, an Extended DNS Error): hickory writes it.
     let mut with_option = edns(false);
     with_option
         .options_mut()
         .insert(EdnsOption::Unknown(15, vec![0, 0]));
-    assert!(reply(&plain, &query, [&[], &[], &[]], Some(&with_option), 65_535).is_none());
+    assert!(reply(
+        &plain,
+        asked(&query),
+        [&[], &[], &[]],
+        Some(&with_option),
+        65_535
+    )
+    .is_none());
     // An extended RCODE lives in the OPT record: hickory writes it.
     let bad_version = metadata(ResponseCode::BADVERS);
     assert!(reply(
         &bad_version,
-        &query,
+        asked(&query),
         [&[], &[], &[]],
         Some(&edns(false)),
         65_535
@@ -329,7 +358,14 @@ fn a_name_is_never_pointed_at_a_different_case() {
     let query = Query::query(name("x.EXAMPLE.test."), RecordType::A);
     let metadata = metadata(ResponseCode::NXDomain);
     let authorities = [soa()];
-    let ours = reply(&metadata, &query, [&[], &authorities, &[]], None, 65_535).expect("written");
+    let ours = reply(
+        &metadata,
+        asked(&query),
+        [&[], &authorities, &[]],
+        None,
+        65_535,
+    )
+    .expect("written");
     let decoded = Message::from_vec(&ours).expect("it decodes");
     assert_eq!(decoded.authorities[0].name.to_string(), "Example.test.");
     assert_eq!(decoded.queries[0].name().to_string(), "x.EXAMPLE.test.");
@@ -350,6 +386,36 @@ fn a_reply_of_many_names_stops_compressing_where_hickory_does() {
         .collect();
     let metadata = metadata(ResponseCode::NoError);
     let sections = [answers.as_slice(), &[], &[]];
-    let ours = reply(&metadata, &query, sections, None, 65_535).expect("written here");
+    let ours = reply(&metadata, asked(&query), sections, None, 65_535).expect("written here");
     assert_eq!(ours, hickory(&metadata, &query, sections, None));
+}
+
+#[test]
+fn a_question_is_copied_only_when_it_is_a_plain_name_type_and_class() {
+    let query = Query::query(name("www.example.test."), RecordType::A);
+    let metadata = metadata(ResponseCode::NoError);
+    let sections: [&[Record]; 3] = [&[], &[], &[]];
+    let expected = hickory(&metadata, &query, sections, None);
+    let plain = query.to_bytes().expect("the question encodes");
+    // A pointer where a label should be, a label over 63 bytes, bytes missing or left over:
+    // each is refused, and the question is written from the parsed query instead.
+    let mut pointer = vec![3, b'w', b'w', b'w', 0xC0, 12];
+    pointer.extend_from_slice(&plain[plain.len() - 4..]);
+    let mut long = vec![64];
+    long.extend_from_slice(&[b'a'; 64]);
+    long.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let short = &plain[..plain.len() - 1];
+    let mut over = plain.clone();
+    over.push(0);
+    for bytes in [pointer.as_slice(), &long, short, &over, &[]] {
+        let ours = reply(
+            &metadata,
+            asked_with_bytes(&query, bytes),
+            sections,
+            None,
+            65_535,
+        )
+        .expect("written here");
+        assert_eq!(ours, expected, "{bytes:02x?}");
+    }
 }

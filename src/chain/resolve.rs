@@ -43,12 +43,6 @@ enum Stage {
     Search(Box<(Resolution, Vec<Name>)>),
 }
 
-/// What follows the chase: the shaped answer, or a search walk to take.
-enum Last {
-    Done(Resolution),
-    Search(Box<(Resolution, Vec<Name>)>),
-}
-
 /// One walk of the links in order: how far it has gone, what its answer depends on so far
 /// (a NOTFOUND from files is part of the answer), and the last outcome.
 struct Walk {
@@ -194,16 +188,16 @@ impl Chain {
             }
             resolution = chase.resolution;
         }
-        match self.last_steps(question, resolution) {
-            Last::Done(resolution) => Ok(resolution),
-            Last::Search(search) => Err(Paused(Stage::Search(search))),
+        match self.last_steps(question, &mut resolution) {
+            None => Ok(resolution),
+            Some(candidates) => Err(Paused(Stage::Search(Box::new((resolution, candidates))))),
         }
     }
 
     /// Goes on with a resolution [`Chain::resolve_now`] paused, to the same answer
     /// [`Chain::resolve`] gives.
     pub async fn resume(&self, question: &Question, paused: Paused) -> Resolution {
-        let resolution = match paused.0 {
+        let mut resolution = match paused.0 {
             Stage::Walk(walk) => {
                 let first = self.walk(question, *walk).await;
                 self.chased(question, first).await
@@ -215,25 +209,23 @@ impl Chain {
                 return self.search(question, first, candidates).await;
             }
         };
-        match self.last_steps(question, resolution) {
-            Last::Done(resolution) => resolution,
-            Last::Search(search) => {
-                let (first, candidates) = *search;
-                self.search(question, first, candidates).await
-            }
+        match self.last_steps(question, &mut resolution) {
+            None => resolution,
+            Some(candidates) => self.search(question, resolution, candidates).await,
         }
     }
 
-    /// After the chase: the answer shaped, unless it is an NXDOMAIN that starts a search walk,
-    /// which [`Chain::search`] takes on.
-    fn last_steps(&self, question: &Question, mut resolution: Resolution) -> Last {
+    /// After the chase: shapes the answer in place, unless it is an NXDOMAIN that starts a
+    /// search walk; then the names to walk, for [`Chain::search`], which shapes what it
+    /// finds. (In place: the answer is not moved in and out again on every query's way.)
+    fn last_steps(&self, question: &Question, resolution: &mut Resolution) -> Option<Vec<Name>> {
         if resolution.answer.response_code == ResponseCode::NXDomain {
             if let Some(candidates) = self.shaper.search_walk(&question.name) {
-                return Last::Search(Box::new((resolution, candidates)));
+                return Some(candidates);
             }
         }
         self.shaper.shape(&mut resolution.answer);
-        Last::Done(resolution)
+        None
     }
 
     /// The links from where `walk` stands, each asked [`super::Source::lookup_now`]; false

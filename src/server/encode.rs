@@ -62,19 +62,22 @@ pub(super) struct Asked<'a> {
 /// The message `metadata` heads, with the question `asked`, the three sections and the OPT
 /// record `edns`, if every part is one written here and it fits in 65,535 bytes; when it is
 /// larger than `limit`, the header, the question and the OPT record with TC=1 instead (RFC
-/// 2181 §9). `None`: hickory encodes it.
+/// 2181 §9), written over `out` (a buffer the caller reuses: the UDP thread lends its reply
+/// slot's, so a reply takes no allocation). `None`: hickory encodes it (`out` then holds
+/// nothing of use).
 pub(super) fn reply(
     metadata: &Metadata,
     asked: Asked<'_>,
     sections: [&[Record]; 3],
     edns: Option<&Edns>,
     limit: usize,
-) -> Option<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> Option<()> {
     let response_code = u16::from(metadata.response_code);
     if response_code > 0x0F || edns.is_some_and(|edns| !edns.options().options.is_empty()) {
         return None;
     }
-    let mut writer = Writer::new();
+    let mut writer = Writer::new(out);
     writer.header(metadata, false);
     if asked
         .bytes
@@ -109,15 +112,15 @@ pub(super) fn reply(
         if let Some(edns) = edns {
             writer.opt(edns);
         }
-        return Some(writer.out);
+        return Some(());
     }
     writer.counts([1, counts[0], counts[1], additionals]);
-    Some(writer.out)
+    Some(())
 }
 
 /// A message being written, and where its names are.
-struct Writer {
-    out: Vec<u8>,
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
     /// The offset of every label written in full so far: each starts a name that can be
     /// pointed at (the rest of that name, through any pointer that ends it).
     labels: [u16; REMEMBERED],
@@ -130,11 +133,13 @@ struct Writer {
     compressed: usize,
 }
 
-impl Writer {
-    fn new() -> Self {
+impl<'a> Writer<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        out.clear();
+        // A typical reply fits; hickory starts at 512 too.
+        out.reserve(512);
         Self {
-            // A typical reply fits; hickory starts at 512 too.
-            out: Vec::with_capacity(512),
+            out,
             labels: [0; REMEMBERED],
             label_counts: [0; REMEMBERED],
             remembered: 0,

@@ -421,7 +421,7 @@ impl Engine {
     /// The reply to an admitted message, counted in the metrics and, when `log.queries` is
     /// on, logged. What the listeners call once the front door has admitted the request.
     pub async fn answer(&self, packet: &[u8], admitted: &Admitted) -> Option<Reply> {
-        match self.answer_now(packet, admitted) {
+        match self.answer_now(packet, admitted, Vec::new()) {
             Ok(reply) => reply,
             Err(later) => self.answer_later(later, admitted).await,
         }
@@ -431,9 +431,18 @@ impl Engine {
     /// answers from memory (and for a message that gets an error reply or none), or what
     /// [`Engine::answer_later`] goes on from. The UDP thread asks this first, and builds a
     /// future only for a query that must wait ([`crate::chain::Chain::resolve_now`] says why).
-    pub fn answer_now(&self, packet: &[u8], admitted: &Admitted) -> Result<Option<Reply>, Later> {
+    ///
+    /// The reply is written over `buffer` when the hand encoder takes it (`encode`), so a
+    /// caller that keeps its buffers (the UDP thread's reply slots) lends one and gets it back
+    /// as the reply's bytes, with no allocation and no copy.
+    pub fn answer_now(
+        &self,
+        packet: &[u8],
+        admitted: &Admitted,
+        buffer: Vec<u8>,
+    ) -> Result<Option<Reply>, Later> {
         let client = admitted.client();
-        match self.process_now(packet, client.transport, Some(client.ip())) {
+        match self.process_now(packet, client.transport, Some(client.ip()), buffer) {
             Ok(handled) => Ok(self.count(handled, admitted)),
             Err(later) => Err(later),
         }
@@ -568,18 +577,20 @@ impl Engine {
         transport: Transport,
         client: Option<IpAddr>,
     ) -> Handled {
-        match self.process_now(packet, transport, client) {
+        match self.process_now(packet, transport, client, Vec::new()) {
             Ok(handled) => handled,
             Err(later) => Self::process_later(later).await,
         }
     }
 
-    /// [`Engine::process`] as far as it goes without waiting.
+    /// [`Engine::process`] as far as it goes without waiting; the reply is written over
+    /// `buffer`.
     fn process_now(
         &self,
         packet: &[u8],
         transport: Transport,
         client: Option<IpAddr>,
+        buffer: Vec<u8>,
     ) -> Result<Handled, Later> {
         let policy = self.admission.policy();
         let cookies = policy.cookies().zip(client).map(|(c, ip)| (&**c, ip));
@@ -616,6 +627,7 @@ impl Engine {
                 question,
                 resolution,
                 transport,
+                buffer,
             )),
             Err(paused) => Err(Later(Box::new(Unfinished {
                 request,
@@ -623,6 +635,7 @@ impl Engine {
                 chain,
                 paused,
                 transport,
+                buffer,
             }))),
         }
     }
@@ -635,11 +648,12 @@ impl Engine {
             chain,
             paused,
             transport,
+            buffer,
         } = *later.0;
         let resolution = chain.resume(&question, paused).await;
         // The packet is not kept for a query that waited: its question is written from the
         // parsed name.
-        answered(&request, None, question, resolution, transport)
+        answered(&request, None, question, resolution, transport, buffer)
     }
 }
 
@@ -654,16 +668,18 @@ struct Unfinished {
     chain: Arc<Chain>,
     paused: Paused,
     transport: Transport,
+    buffer: Vec<u8>,
 }
 
-/// The reply to `request` from the chain's `resolution`; `question_bytes`, the request's
-/// question section as it came, when the reply may copy it.
+/// The reply to `request` from the chain's `resolution`, written over `buffer`;
+/// `question_bytes`, the request's question section as it came, when the reply may copy it.
 fn answered(
     request: &Request,
     question_bytes: Option<&[u8]>,
     question: Question,
     resolution: Resolution,
     transport: Transport,
+    buffer: Vec<u8>,
 ) -> Handled {
     tracing::debug!(
         name = %question.name,
@@ -685,7 +701,13 @@ fn answered(
         Validity::Never
     };
     let source = resolution.source;
-    let bytes = encode_answer(request, question_bytes, resolution.answer, transport);
+    let bytes = encode_answer(
+        request,
+        question_bytes,
+        resolution.answer,
+        transport,
+        buffer,
+    );
     // A truncated reply is not reused: the same query over TCP must get the whole answer.
     let truncated = bytes.get(2).is_some_and(|flags| flags & 0x02 != 0);
     Handled {
@@ -764,11 +786,13 @@ fn reply_metadata(request: &Metadata, response_code: ResponseCode) -> Metadata {
     metadata
 }
 
+/// The reply's bytes, written over `buffer` when the hand encoder takes it.
 fn encode_answer(
     request: &Request,
     question_bytes: Option<&[u8]>,
     answer: Answer,
     transport: Transport,
+    mut buffer: Vec<u8>,
 ) -> Vec<u8> {
     let mut metadata = reply_metadata(&request.metadata, answer.response_code);
     metadata.authoritative = answer.authoritative;
@@ -790,8 +814,16 @@ fn encode_answer(
         query: &request.query,
         bytes: question_bytes,
     };
-    if let Some(bytes) = encode::reply(&metadata, question, sections, edns.as_ref(), limit) {
-        return bytes;
+    let written = encode::reply(
+        &metadata,
+        question,
+        sections,
+        edns.as_ref(),
+        limit,
+        &mut buffer,
+    );
+    if written.is_some() {
+        return buffer;
     }
     let mut message = Message::new(metadata.id, MessageType::Response, metadata.op_code);
     message.metadata = metadata;

@@ -9,6 +9,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::encode::{reply, Asked};
 use super::{read_common, HEADER_LENGTH};
+use hickory_proto::rr::Record;
 
 /// What the direct read makes of `packet`, if it takes it: the question, the OPT record, and
 /// where the question ends.
@@ -32,7 +33,9 @@ fn agrees(packet: &[u8], direct: &(Query, Option<Edns>, usize)) {
             query: &direct.0,
             bytes,
         };
-        reply(&metadata, asked, [&[], &[], &[]], None, 65_535)
+        let mut out = Vec::new();
+        let no_records: [&[Record]; 3] = [&[], &[], &[]];
+        reply(&metadata, asked, no_records, None, 65_535, &mut out).map(|()| out)
     });
     assert_eq!(replies[0], replies[1], "{packet:02x?}");
 }

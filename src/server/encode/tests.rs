@@ -9,7 +9,20 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use hickory_proto::serialize::binary::BinEncodable;
 
-use super::{reply, Asked};
+use super::Asked;
+
+/// [`super::reply`] into a buffer of its own.
+fn reply(
+    metadata: &Metadata,
+    asked: Asked<'_>,
+    sections: [&[Record]; 3],
+    edns: Option<&Edns>,
+    limit: usize,
+) -> Option<Vec<u8>> {
+    // Not empty: a reused buffer's old bytes must not show through.
+    let mut out = vec![0xAA; 700];
+    super::reply(metadata, asked, sections, edns, limit, &mut out).map(|()| out)
+}
 
 /// The question as the encoder's callers have it when the query's bytes are gone.
 fn asked(query: &Query) -> Asked<'_> {

@@ -335,11 +335,12 @@ impl Worker {
             let (length, address, _) = &self.received[index];
             let peer = admitted.client().address;
             let query = &self.buffers[index][..*length];
-            let mut answer = match general(&self.engine, &self.table, query, admitted) {
+            // The slot's buffer is lent to the general path and comes back as the reply (no
+            // allocation, no copy); a query that waits keeps it, and the slot starts a new one.
+            let buffer = std::mem::take(&mut self.replies[next]);
+            let mut answer = match general(&self.engine, &self.table, query, admitted, buffer) {
                 Ok(Some(reply)) => {
-                    // Copied, so that the slot keeps its buffer for the hits.
-                    self.replies[next].clear();
-                    self.replies[next].extend_from_slice(&reply.bytes);
+                    self.replies[next] = reply.bytes;
                     self.destinations[next] = *address;
                     next += 1;
                     continue;
@@ -354,8 +355,7 @@ impl Worker {
                 .poll(&mut Context::from_waker(Waker::noop()))
             {
                 Poll::Ready(Some(reply)) => {
-                    self.replies[next].clear();
-                    self.replies[next].extend_from_slice(&reply.bytes);
+                    self.replies[next] = reply.bytes;
                     self.destinations[next] = *address;
                     next += 1;
                 }
@@ -427,8 +427,9 @@ impl Worker {
     }
 }
 
-/// Answers a miss on the general path and stores the reply if it may be reused: at once when
-/// every source it reaches answers from memory, or as a future when one must wait. The
+/// Answers a miss on the general path, its reply written over `buffer`, and stores the reply
+/// if it may be reused: at once when every source it reaches answers from memory, or as a
+/// future when one must wait. The
 /// versions are read before the answer is computed, so a change meanwhile keeps it out of the
 /// table.
 fn general(
@@ -436,9 +437,10 @@ fn general(
     table: &Arc<FastTable>,
     packet: &[u8],
     admitted: Admitted,
+    buffer: Vec<u8>,
 ) -> Result<Option<Reply>, GeneralAnswer> {
     let before = table.versions();
-    let later = match engine.answer_now(packet, &admitted) {
+    let later = match engine.answer_now(packet, &admitted, buffer) {
         Ok(reply) => {
             if let Some(reply) = &reply {
                 table.store(packet, reply, &before, Instant::now);

@@ -82,7 +82,11 @@ impl Question {
         Self {
             name,
             lower_name: OnceLock::new(),
-            ..self.clone()
+            record_type: self.record_type,
+            class: self.class,
+            dnssec_ok: self.dnssec_ok,
+            checking_disabled: self.checking_disabled,
+            waiting: self.waiting.clone(),
         }
     }
 }

@@ -642,18 +642,20 @@ impl Engine {
 
     /// The rest of [`Engine::process`] for a query that must wait.
     async fn process_later(later: Later) -> Handled {
-        let Unfinished {
-            request,
-            question,
-            chain,
-            paused,
-            transport,
-            buffer,
-        } = *later.0;
-        let resolution = chain.resume(&question, paused).await;
+        let unfinished = *later.0;
+        let resolution = (unfinished.chain)
+            .resume(&unfinished.question, unfinished.paused)
+            .await;
         // The packet is not kept for a query that waited: its question is written from the
         // parsed name.
-        answered(&request, None, question, resolution, transport, buffer)
+        answered(
+            &unfinished.request,
+            None,
+            unfinished.question,
+            resolution,
+            unfinished.transport,
+            unfinished.buffer,
+        )
     }
 }
 

@@ -1,6 +1,6 @@
 //! A fast-path socket's thread: it reads batches, answers hits from the table, answers misses
-//! on the general path when they need not wait, and sends the replies in batches (the module above has the
-//! picture and the reasons).
+//! on the general path (at once when they need not wait), and sends the replies in batches
+//! (the module above has the picture and the reasons).
 
 use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -429,9 +429,8 @@ impl Worker {
 
 /// Answers a miss on the general path, its reply written over `buffer`, and stores the reply
 /// if it may be reused: at once when every source it reaches answers from memory, or as a
-/// future when one must wait. The
-/// versions are read before the answer is computed, so a change meanwhile keeps it out of the
-/// table.
+/// future when one must wait. The versions are read before the answer is computed, so a
+/// change meanwhile keeps it out of the table.
 fn general(
     engine: &Arc<Engine>,
     table: &Arc<FastTable>,

@@ -598,11 +598,13 @@ mod tests {
     }
 
     /// A source that answers some names from memory (`now`) and the others only by waiting
-    /// (`later`), and counts the answers it gives each way.
+    /// (`later`), and counts the answers it gives each way, and how often it is asked to
+    /// answer from memory.
     struct Scripted {
         kind: &'static str,
         now: fn(&Question) -> Option<Outcome>,
         later: fn(&Question) -> Outcome,
+        asked_now: AtomicUsize,
         given_now: AtomicUsize,
         given_later: AtomicUsize,
     }
@@ -617,6 +619,7 @@ mod tests {
             (self.later)(question)
         }
         fn lookup_now(&self, question: &Question) -> Option<Outcome> {
+            self.asked_now.fetch_add(1, Ordering::Relaxed);
             let outcome = (self.now)(question)?;
             self.given_now.fetch_add(1, Ordering::Relaxed);
             Some(outcome)
@@ -632,6 +635,7 @@ mod tests {
             kind,
             now,
             later,
+            asked_now: AtomicUsize::new(0),
             given_now: AtomicUsize::new(0),
             given_later: AtomicUsize::new(0),
         })
@@ -697,8 +701,10 @@ mod tests {
         let resolution = chain.resume(&question, paused).await;
         assert_eq!(resolution.source, Some("dns"));
         assert_eq!(resolution.answer.answers, vec![address(&question.name, 1)]);
-        // files was asked once, from memory, and not again when the walk went on.
+        // files was asked once, from memory, and not again when the walk went on; dns was
+        // asked once from memory (it said it must wait), then once waiting.
         assert_eq!(files.given_now.load(Ordering::Relaxed), 1);
+        assert_eq!(dns.asked_now.load(Ordering::Relaxed), 1);
         assert_eq!(dns.given_later.load(Ordering::Relaxed), 1);
     }
 
@@ -712,6 +718,7 @@ mod tests {
         let resumed = chain.resume(&question, paused).await;
         // a. (files, from memory) -> b. (files: NOTFOUND, from memory; dns, waiting).
         assert_eq!(files.given_now.load(Ordering::Relaxed), 2);
+        assert_eq!(dns.asked_now.load(Ordering::Relaxed), 1);
         assert_eq!(dns.given_later.load(Ordering::Relaxed), 1);
         let b = Name::from_ascii("b.").unwrap();
         assert_eq!(resumed.answer.answers.len(), 2);

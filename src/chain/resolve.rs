@@ -51,6 +51,9 @@ struct Walk {
     last: Option<(&'static str, Outcome)>,
     /// A link's action said return: the walk ends here, whatever links are left.
     stopped: bool,
+    /// The link at `next` gave `None` from `lookup_now`: it is asked `lookup` next, and not
+    /// `lookup_now` again (for the forwarder, that would be a second cache read per miss).
+    waits: bool,
 }
 
 impl Walk {
@@ -60,6 +63,7 @@ impl Walk {
             validity: Validity::UntilChanged(Dependencies::NONE),
             last: None,
             stopped: false,
+            waits: false,
         }
     }
 
@@ -71,6 +75,7 @@ impl Walk {
         self.stopped = link.actions.after(status) == Action::Return;
         self.last = Some((kind, outcome));
         self.next += 1;
+        self.waits = false;
     }
 
     /// As glibc does, the status of the last source consulted decides the answer when the
@@ -236,6 +241,7 @@ impl Chain {
                 break;
             };
             let Some(outcome) = link.source.lookup_now(question) else {
+                walk.waits = true;
                 return false;
             };
             walk.record(link, question, outcome);
@@ -246,7 +252,7 @@ impl Chain {
     /// The rest of `walk`: a link that cannot answer now is waited for, the links after it
     /// are asked [`super::Source::lookup_now`] first again.
     async fn walk(&self, question: &Question, mut walk: Walk) -> Resolution {
-        while !self.walk_now(question, &mut walk) {
+        while walk.waits || !self.walk_now(question, &mut walk) {
             let link = &self.links[walk.next];
             let outcome = link.source.lookup(question).await;
             walk.record(link, question, outcome);
